@@ -1,0 +1,131 @@
+"""The ``bffgate`` command: serve, demo, check, keygen. Thin: parse, build settings, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from .config import Settings, load_settings
+from .errors import BffError, ConfigError
+
+log = logging.getLogger("bffgate")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            print(f"bffgate: {line}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bffgate", description="A backend-for-frontend token gateway.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway (settings from the environment)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs time)")
+    serve.set_defaults(run=serve_command)
+
+    demo = commands.add_parser("demo", help="run the gateway with a bundled demo API and page, no setup")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.set_defaults(run=demo_command)
+
+    check = commands.add_parser("check", help="validate settings and reach the provider and Redis")
+    check.set_defaults(run=check_command)
+
+    keygen = commands.add_parser("keygen", help="print fresh ETLS_ACCESS and ETLS_REFRESH secrets")
+    keygen.set_defaults(run=keygen_command)
+    return parser
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    settings = load_settings()  # fail here, once, with a clear message, before workers start
+    if args.workers > 1 and not settings.redis_url:
+        log.warning(
+            "%d workers without REDIS_URL: each worker refreshes on its own, so two workers can refresh "
+            "one session at once; set REDIS_URL for cluster-wide single-flight refresh",
+            args.workers,
+        )
+    uvicorn.run(
+        "bffgate.app:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=args.access_log,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from .demo import create_demo_app
+
+    app, _ = create_demo_app(args.host, args.port)
+    url = f"http://{args.host}:{args.port}/"
+    print(f"bffgate demo: open {url} and log in as demo / demo (access tokens live 20 s)", flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        server_header=False,
+    )
+    return 0
+
+
+def check_command(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print(f"ok: settings (provider {settings.bff_provider}, store {settings.bff_session_store})")
+    problems = asyncio.run(_reach_services(settings))
+    for problem in problems:
+        print(f"bffgate: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+async def _reach_services(settings: Settings) -> list[str]:
+    from .providers import create_provider
+    from .upstream import create_http_client
+
+    problems = []
+    async with create_http_client(connect_timeout=5.0) as http:
+        try:
+            await create_provider(settings, http).ready()
+            print(f"ok: provider reachable ({settings.bff_provider})")
+        except BffError as exc:
+            problems.append(f"provider: {exc.detail}")
+    return problems
+
+
+def keygen_command(args: argparse.Namespace) -> int:
+    for name in ("ETLS_ACCESS", "ETLS_REFRESH"):
+        print(f"{name}={secrets.token_urlsafe(48)}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1:] if len(sys.argv) > 1 else None))
+    os._exit(0)

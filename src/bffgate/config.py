@@ -1,0 +1,207 @@
+"""Settings: read from the environment, validated at start-up, every problem reported at once.
+
+Field names are the environment variables of DESIGN.md in lower case (pydantic-settings matches them
+case-insensitively), so ``Settings(remote_api=...)`` and ``REMOTE_API=...`` mean the same thing.
+Secrets are ``SecretStr``: they print as ``'**********'`` in reprs, logs and tracebacks.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigError
+
+MIN_SECRET_LENGTH = 32
+
+# How to fix each setting, shown next to its name when it is missing or wrong.
+FIXES: dict[str, str] = {
+    "remote_api": "set it to the base URL of your API, e.g. https://api.example.com",
+    "etls_access": "set it to a random secret of at least 32 characters (`bffgate keygen` prints two)",
+    "etls_refresh": "set it to a random secret of at least 32 characters (`bffgate keygen` prints two)",
+    "oidc_issuer": "set it to your provider's issuer URL, e.g. https://login.example.com/realms/app",
+    "oidc_client_id": "set it to the client id registered at your provider",
+    "redis_url": "set it to a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0",
+}
+
+
+def _http_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ValueError(f"must not contain credentials, a query or a fragment: {value!r}")
+    return value.rstrip("/")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class Settings(BaseSettings):
+    """All of bffgate's configuration. See the README's configuration reference."""
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    remote_api: str
+    etls_access: SecretStr
+    etls_refresh: SecretStr
+
+    bff_provider: Literal["rest", "oidc"] = "rest"
+    bff_login_url: str | None = None
+    bff_refresh_url: str | None = None
+    bff_logout_url: str | None = None
+    bff_userinfo_url: str | None = None
+    bff_access_token_field: str = "accessToken"
+    bff_refresh_token_field: str = "refreshToken"
+    bff_expires_in_field: str = "expiresIn"
+
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: SecretStr | None = None
+    oidc_scopes: str = "openid profile email offline_access"
+    oidc_client_auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = (
+        "client_secret_basic"
+    )
+    oidc_auth_params: str | None = None
+    oidc_post_logout_redirect: str | None = None
+
+    bff_public_url: str = "http://127.0.0.1:8000"
+    bff_allowed_origins: str | None = None
+    bff_login_page: str = "/login"
+    bff_session_store: Literal["cookie", "redis"] = "cookie"
+    redis_url: str | None = None
+
+    bff_refresh_skew: float = Field(default=30.0, ge=0)
+    bff_upstream_timeout: float = Field(default=30.0, gt=0)
+    bff_max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    bff_replay_bytes: int = Field(default=1024 * 1024, ge=0)
+    bff_cookie_secure: bool = True
+
+    # Beyond the contract's table: lifetimes and the grace window, with the defaults DESIGN.md names.
+    bff_session_idle: int = Field(default=7 * 24 * 3600, gt=0)  # refresh cookie, renewed on refresh
+    bff_session_absolute: int = Field(default=30 * 24 * 3600, gt=0)  # hard cap from login
+    bff_grace_seconds: float = Field(default=30.0, ge=0)
+    bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
+    bff_trust_forwarded: bool = False  # reserved: honour X-Forwarded-* from a trusted proxy
+
+    @field_validator("remote_api", "bff_public_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        return _http_url(value, "url")
+
+    @field_validator("oidc_issuer", "bff_login_url", "bff_refresh_url", "bff_logout_url", "bff_userinfo_url")
+    @classmethod
+    def _optional_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if value.startswith("/"):
+            return value  # a path under REMOTE_API, joined in the model validator
+        return _http_url(value, "url")
+
+    @field_validator("etls_access", "etls_refresh")
+    @classmethod
+    def _strong_secrets(cls, value: SecretStr) -> SecretStr:
+        secrets = [part.strip() for part in value.get_secret_value().split(",")]
+        if not secrets or any(len(secret) < MIN_SECRET_LENGTH for secret in secrets):
+            raise ValueError(f"every comma-separated secret must be at least {MIN_SECRET_LENGTH} characters")
+        return value
+
+    @field_validator("bff_login_page")
+    @classmethod
+    def _local_path(cls, value: str) -> str:
+        if not value.startswith("/") or value.startswith("//"):
+            raise ValueError("must be a path on this site, starting with a single /")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @model_validator(mode="after")
+    def _mode_requirements(self) -> Settings:
+        problems = []
+        if self.bff_provider == "oidc" and not self.oidc_issuer:
+            problems.append("OIDC_ISSUER: is required when BFF_PROVIDER=oidc")
+        if self.bff_provider == "oidc" and not self.oidc_client_id:
+            problems.append("OIDC_CLIENT_ID: is required when BFF_PROVIDER=oidc")
+        if self.bff_session_store == "redis" and not self.redis_url:
+            problems.append("REDIS_URL: is required when BFF_SESSION_STORE=redis")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    # Derived values, computed once: the hot path reads them on every request.
+
+    def _under_api(self, value: str | None, default_path: str | None) -> str | None:
+        if value is None:
+            return None if default_path is None else self.remote_api + default_path
+        return self.remote_api + value if value.startswith("/") else value
+
+    @cached_property
+    def login_url(self) -> str:
+        return self._under_api(self.bff_login_url, "/auth/login") or ""
+
+    @cached_property
+    def refresh_url(self) -> str:
+        return self._under_api(self.bff_refresh_url, "/auth/refresh") or ""
+
+    @cached_property
+    def logout_url(self) -> str | None:
+        return self._under_api(self.bff_logout_url, None)
+
+    @cached_property
+    def userinfo_url(self) -> str | None:
+        return self._under_api(self.bff_userinfo_url, None)
+
+    @cached_property
+    def access_secrets(self) -> list[str]:
+        return [s.strip() for s in self.etls_access.get_secret_value().split(",")]
+
+    @cached_property
+    def refresh_secrets(self) -> list[str]:
+        return [s.strip() for s in self.etls_refresh.get_secret_value().split(",")]
+
+    @cached_property
+    def public_origin(self) -> str:
+        return _origin(self.bff_public_url)
+
+    @cached_property
+    def allowed_origins(self) -> frozenset[str]:
+        if not self.bff_allowed_origins:
+            return frozenset({self.public_origin})
+        return frozenset(_origin(o.strip()) for o in self.bff_allowed_origins.split(",") if o.strip())
+
+    @cached_property
+    def post_logout_redirect(self) -> str:
+        return self.oidc_post_logout_redirect or self.bff_public_url + "/"
+
+
+def _explain(error: dict[str, Any]) -> str:
+    """One line for one problem: the variable's name, what is wrong and how to fix it."""
+    location = [str(part) for part in error.get("loc", ()) if part != "__root__"]
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if not location:  # a model-level check: its lines already start with the variable's name
+        return message
+    name = location[0]
+    if error.get("type") == "missing":
+        message = "is required"
+    fix = FIXES.get(name, "")
+    return f"{name.upper()}: {message}" + (f" ({fix})" if fix and error.get("type") == "missing" else "")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and ``overrides``), or raise ``ConfigError`` listing all problems."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_explain(dict(error)) for error in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,69 @@
+"""``bffgate demo``: the gateway, the bundled demo API and the demo page in one process, one port.
+
+The demo API is mounted at ``/_demo/api`` and the gateway reaches it over loopback HTTP like any
+remote API, so the demo exercises exactly the code a real deployment runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+from importlib.resources import files
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from ..app import create_app
+from ..config import Settings
+from .api import DemoState, create_demo_api
+
+DEMO_API_PATH = "/_demo/api"
+STATIC = files("bffgate") / "static"
+
+
+def demo_settings(host: str, port: int, **overrides: object) -> Settings:
+    """Settings for the demo: random secrets (a restart logs everyone out), the API on our own port."""
+    values: dict[str, object] = {
+        "remote_api": f"http://{host}:{port}{DEMO_API_PATH}",
+        "etls_access": secrets.token_urlsafe(48),
+        "etls_refresh": secrets.token_urlsafe(48),
+        "bff_public_url": f"http://{host}:{port}",
+        "bff_login_page": "/",
+        **overrides,
+    }
+    return Settings(**values)  # type: ignore[arg-type]  # pydantic validates the values
+
+
+def _static(name: str, media_type: str) -> Route:
+    async def serve(request: Request) -> Response:
+        body = (STATIC / name).read_bytes()
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    return Route(f"/{name}", serve, methods=["GET"])
+
+
+def page_routes() -> list[Route]:
+    """The demo page at ``/`` and the browser helper at ``/bffgate.js``."""
+
+    async def page(request: Request) -> Response:
+        body = (STATIC / "demo.html").read_bytes()
+        return Response(body, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
+
+    return [
+        Route("/", page, methods=["GET"]),
+        _static("bffgate.js", "text/javascript; charset=utf-8"),
+        _static("bffgate.d.ts", "text/plain; charset=utf-8"),
+    ]
+
+
+def create_demo_app(
+    host: str, port: int, *, access_ttl: float = 20.0, **overrides: object
+) -> tuple[Starlette, DemoState]:
+    """The whole demo as one ASGI app, and the demo API's state (refresh counts) for tests."""
+    api, state = create_demo_api(access_ttl=access_ttl)
+    app = create_app(
+        demo_settings(host, port, **overrides),
+        extra_routes=[Mount(DEMO_API_PATH, app=api), *page_routes()],
+    )
+    return app, state

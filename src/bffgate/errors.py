@@ -1,0 +1,137 @@
+"""The one exception tree of bffgate.
+
+Every failure a client can see is a ``BffError`` carrying its HTTP status and a stable problem ``code``;
+``problems.py`` turns it into an RFC 9457 answer in one place. Library exceptions (aiohttp, redis,
+joserfc) are mapped to these in the module that calls the library, and nowhere else.
+
+    BffError
+    ├── Unauthenticated        401 unauthenticated      no session, or a cookie we cannot open
+    ├── SessionExpired         401 session_expired      the provider rejected the refresh token
+    ├── CsrfFailed             403 csrf_failed          no X-CSRF header, or a foreign Origin
+    ├── InvalidRequest         400 invalid_request      a malformed envelope or JSON body
+    ├── InvalidUrl             400 invalid_url          a path that would leave REMOTE_API
+    ├── PayloadTooLarge        413 payload_too_large
+    ├── NotFound               404 not_found
+    ├── MethodNotAllowed       405 method_not_allowed
+    ├── UpstreamError          502 upstream_unavailable network failure or unusable answer upstream
+    │   └── UpstreamTimeout    504 upstream_timeout
+    ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
+    ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
+    └── LoginFailed            4xx (upstream's)         the login endpoint refused the credentials
+
+    ConfigError                start-up: a bad or missing setting (not an HTTP answer)
+    RefreshRejected            provider said the refresh token is dead (terminal)
+    RefreshFailed              provider could not be asked or answered badly (transient)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class BffError(Exception):
+    """An error with a problem answer: HTTP status, stable ``code`` and a safe human message."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class Unauthenticated(BffError):
+    status = 401
+    code = "unauthenticated"
+    title = "Not signed in"
+
+
+class SessionExpired(BffError):
+    status = 401
+    code = "session_expired"
+    title = "The session has ended; sign in again"
+
+
+class CsrfFailed(BffError):
+    status = 403
+    code = "csrf_failed"
+    title = "Missing X-CSRF header or foreign Origin"
+
+
+class InvalidRequest(BffError):
+    status = 400
+    code = "invalid_request"
+    title = "Malformed request"
+
+
+class InvalidUrl(BffError):
+    status = 400
+    code = "invalid_url"
+    title = "The URL would leave the remote API"
+
+
+class PayloadTooLarge(BffError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class NotFound(BffError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(BffError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class UpstreamError(BffError):
+    status = 502
+    code = "upstream_unavailable"
+    title = "The remote API could not be reached"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+    title = "The remote API did not answer in time"
+
+
+class RefreshUnavailable(BffError):
+    status = 503
+    code = "refresh_unavailable"
+    title = "Tokens could not be refreshed right now; try again"
+
+
+class StoreUnavailable(BffError):
+    status = 503
+    code = "store_unavailable"
+    title = "The session store is unavailable; try again"
+
+
+class LoginFailed(BffError):
+    """The upstream login endpoint refused: its status and JSON body are passed to the browser."""
+
+    code = "login_failed"
+    title = "Login failed"
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(self.title)
+        self.upstream_status = status
+        self.body = body
+
+
+class ConfigError(Exception):
+    """One or more settings are missing or wrong; the message has one line per problem."""
+
+
+class RefreshRejected(Exception):
+    """The provider answered that the refresh token is no longer valid (invalid_grant, 401, 403)."""
+
+
+class RefreshFailed(Exception):
+    """The refresh could not be done now (network, timeout, 5xx, broken answer); retrying may work."""

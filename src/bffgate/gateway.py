@@ -1,0 +1,120 @@
+"""The gateway's request logic: which session, which token, when to refresh, when to retry.
+
+Every authenticated endpoint goes through ``Gateway.open`` (session first, then CSRF) and, when it
+talks to the API, ``Gateway.forward``. The session a request ends with is kept on ``request.state``
+so that *every* answer — success or problem — carries the cookies of a session that changed on the
+way: a rotated refresh token must reach the browser even when the API call after it fails.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+from starlette.requests import Request
+from yarl import URL
+
+from .config import Settings
+from .csrf import verify_csrf
+from .errors import Unauthenticated
+from .metrics import PROXIED
+from .providers import TokenProvider
+from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers, send_upstream
+from .refresh import RefreshCoordinator
+from .session import Session, SessionStore
+
+STATUS_CLASSES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+class RequestSession:
+    """The session a request arrived with and the one it leaves with."""
+
+    __slots__ = ("current", "ended", "loaded")
+
+    def __init__(self, loaded: Session) -> None:
+        self.loaded = loaded
+        self.current = loaded
+        self.ended = False
+
+    @property
+    def changed(self) -> bool:
+        return self.current is not self.loaded
+
+
+class Gateway:
+    """Sessions, CSRF, freshness and forwarding, shared by every authenticated endpoint."""
+
+    def __init__(
+        self, settings: Settings, store: SessionStore, provider: TokenProvider, http: aiohttp.ClientSession
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.provider = provider
+        self.http = http
+        self.refresher = RefreshCoordinator(provider, store, grace_seconds=settings.bff_grace_seconds)
+        self.api = UpstreamBase(settings.remote_api)
+        self._skew = settings.bff_refresh_skew
+        self._timeout = settings.bff_upstream_timeout
+        self._pass_cookies = settings.bff_pass_upstream_cookies
+
+    async def open(self, request: Request, *, csrf: bool = True) -> RequestSession:
+        """The request's session (else ``Unauthenticated``), then the CSRF check."""
+        session = await self.store.load(request.cookies)
+        if session is None:
+            raise Unauthenticated()
+        if csrf:
+            verify_csrf(request.headers, self.settings.allowed_origins)
+        return self.track(request, session)
+
+    def track(self, request: Request, session: Session) -> RequestSession:
+        tracked = RequestSession(session)
+        request.state.bff_session = tracked
+        return tracked
+
+    async def fresh(self, tracked: RequestSession) -> Session:
+        """The newest tokens for this session, refreshed ahead of expiry (single-flight)."""
+        session = self.refresher.newest(tracked.current)
+        if session.needs_refresh(self._skew):
+            session = await self.refresher.refresh(session)
+        tracked.current = session
+        return session
+
+    async def force_refresh(
+        self, tracked: RequestSession, rejected_access_token: str | None = None
+    ) -> Session:
+        tracked.current = await self.refresher.refresh(
+            tracked.current, rejected_access_token=rejected_access_token
+        )
+        return tracked.current
+
+    def cookies_for(self, request: Request, tracked: RequestSession) -> list[str]:
+        """Set-Cookie headers when the session changed during this request, else none."""
+        if not tracked.changed or tracked.ended:
+            return []
+        return self.store.set_cookies(tracked.current, request.cookies)
+
+    async def forward(
+        self,
+        request: Request,
+        tracked: RequestSession,
+        method: str,
+        url: URL,
+        headers: list[tuple[str, str]],
+        body: RequestBody,
+    ) -> UpstreamResponse:
+        """Call the API with the session's token; on 401, refresh once and retry once if we can."""
+        session = await self.fresh(tracked)
+        upstream = await self._send(method, url, headers, body, session)
+        if upstream.status == 401 and body.replayable:
+            upstream.release()
+            session = await self.force_refresh(tracked, rejected_access_token=session.access_token)
+            upstream = await self._send(method, url, headers, body, session)
+        PROXIED.labels(STATUS_CLASSES.get(upstream.status // 100, "other")).inc()
+        browser_headers = browser_response_headers(
+            upstream, pass_cookies=self._pass_cookies, set_cookies=self.cookies_for(request, tracked)
+        )
+        return UpstreamResponse(upstream, browser_headers, method)
+
+    async def _send(
+        self, method: str, url: URL, headers: list[tuple[str, str]], body: RequestBody, session: Session
+    ) -> aiohttp.ClientResponse:
+        authorized = [*headers, ("Authorization", f"Bearer {session.access_token}")]
+        return await send_upstream(self.http, method, url, authorized, body, timeout=self._timeout)

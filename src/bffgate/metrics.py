@@ -1,0 +1,24 @@
+"""Prometheus metrics (process-local; with several workers each one reports its own)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+
+REFRESHES = Counter(
+    "bffgate_refreshes",
+    "Token refresh outcomes: ok (provider called and succeeded), joined (waited for a flight), "
+    "grace (served from the grace window), rejected (terminal), failed (transient)",
+    ["outcome"],
+)
+PROXIED = Counter(
+    "bffgate_proxied_requests", "Requests sent to the remote API, by upstream status class", ["status"]
+)
+PROBLEMS = Counter("bffgate_problems", "Problem answers sent to browsers, by code", ["code"])
+LOGINS = Counter("bffgate_logins", "Sessions started")
+LOGOUTS = Counter("bffgate_logouts", "Sessions ended by logout")
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,36 @@
+"""RFC 9457 problem answers: the only place where errors become HTTP responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from starlette.responses import Response
+
+from .errors import BffError, LoginFailed
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+def problem_response(error: BffError, headers: Mapping[str, str] | None = None) -> Response:
+    """Render ``error`` as ``application/problem+json`` with its stable ``code``."""
+    if isinstance(error, LoginFailed):
+        return _login_failed_response(error, headers)
+    body = {
+        "type": f"https://bffgate.dev/problems/{error.code}",
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "code": error.code,
+    }
+    return Response(json.dumps(body), status_code=error.status, headers=headers, media_type=PROBLEM_TYPE)
+
+
+def _login_failed_response(error: LoginFailed, headers: Mapping[str, str] | None) -> Response:
+    """Pass the upstream's refusal (status and JSON) through; it is the API's own message to its user."""
+    return Response(
+        json.dumps(error.body),
+        status_code=error.upstream_status,
+        headers=headers,
+        media_type="application/json",
+    )

@@ -1,0 +1,288 @@
+"""The proxy mechanics: safe upstream URLs, header filtering, request bodies, streaming answers.
+
+Nothing here knows about sessions; ``gateway.py`` decides which token to attach and when to retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+import aiohttp
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+from yarl import URL
+
+from .errors import InvalidUrl, PayloadTooLarge, UpstreamError, UpstreamTimeout
+
+log = logging.getLogger("bffgate.proxy")
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never forwarded from the browser: its credentials for *us*, our own CSRF header, and headers the
+# client could use to lie about where the request came from.
+REQUEST_DROP = HOP_BY_HOP | {
+    "host",
+    "cookie",
+    "authorization",
+    "x-csrf",
+    "content-length",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-real-ip",
+}
+# The server in front of the browser writes its own Date; the upstream's would be a duplicate.
+RESPONSE_DROP_KEEP_COOKIES = HOP_BY_HOP | {"date"}
+RESPONSE_DROP = RESPONSE_DROP_KEEP_COOKIES | {"set-cookie"}
+RESPONSE_DROP_BYTES = frozenset(name.encode() for name in RESPONSE_DROP)
+RESPONSE_DROP_KEEP_COOKIES_BYTES = frozenset(name.encode() for name in RESPONSE_DROP_KEEP_COOKIES)
+REQUEST_DROP_BYTES = frozenset(name.encode() for name in REQUEST_DROP)
+
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+STREAM_CHUNK = 64 * 1024
+
+# Path characters RFC 3986 allows as they are; anything else is percent-encoded before checking.
+_PATH_SAFE = "/%-._~!$&'()*+,;=:@"
+_QUERY_SAFE = _PATH_SAFE + "?"
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_ENCODED_SEPARATOR = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Upstream URLs
+
+
+class UpstreamBase:
+    """``REMOTE_API`` and the check that every URL we build stays under it."""
+
+    def __init__(self, remote_api: str) -> None:
+        self.base = remote_api.rstrip("/")
+        parsed = URL(self.base)
+        self._origin = (parsed.scheme, parsed.host, parsed.port)
+        self._path_prefix = parsed.raw_path.rstrip("/") + "/"
+
+    def join(self, relative_path: str, query: str = "") -> URL:
+        """``REMOTE_API/relative_path?query``; raises ``InvalidUrl`` if it would leave REMOTE_API."""
+        path = normalize_path(relative_path)
+        query = quote(query, safe=_QUERY_SAFE) if query else ""
+        if _BAD_PERCENT.search(query):
+            raise InvalidUrl("the query has a malformed percent-escape")
+        url = URL(f"{self.base}/{path}" + (f"?{query}" if query else ""), encoded=True)
+        # Belt and braces: whatever the checks above missed, the parsed URL must still be ours.
+        if (url.scheme, url.host, url.port) != self._origin or not (url.raw_path + "/").startswith(
+            self._path_prefix
+        ):
+            raise InvalidUrl()
+        return url
+
+    def join_relative_url(self, relative_url: str) -> URL:
+        """For the customfetch envelope: ``relative_url`` must be a path like ``/items?q=1``."""
+        if not isinstance(relative_url, str) or not relative_url.startswith("/"):
+            raise InvalidUrl("url must be a path starting with /")
+        if relative_url.startswith(("//", "/\\")):
+            raise InvalidUrl("url must not be scheme-relative")
+        path, _, query = relative_url.partition("#")[0].partition("?")
+        return self.join(path[1:], query)
+
+
+def normalize_path(relative_path: str) -> str:
+    """The percent-encoded path, or ``InvalidUrl`` for traversal, encoded separators and authority tricks."""
+    if any(ch in relative_path for ch in "\\\x00\r\n\t"):
+        raise InvalidUrl("the path contains a backslash or a control character")
+    path = quote(relative_path, safe=_PATH_SAFE)
+    if _BAD_PERCENT.search(path):
+        raise InvalidUrl("the path has a malformed percent-escape")
+    segments = path.split("/")
+    if "@" in segments[0]:
+        raise InvalidUrl("the path must not start with userinfo")
+    for index, segment in enumerate(segments):
+        if segment == "" and index != len(segments) - 1:
+            raise InvalidUrl("the path must not contain empty segments (//)")
+        decoded = unquote(segment)
+        if decoded in (".", "..") or any(ch in decoded for ch in "/\\\x00"):
+            raise InvalidUrl("the path must not contain dot segments or encoded separators")
+        if _ENCODED_SEPARATOR.search(decoded):  # double-encoded: %252e%252e
+            raise InvalidUrl("the path must not contain double-encoded separators")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------
+# Headers
+
+
+def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    """The browser's end-to-end headers, in one pass (plus a rare second for Connection-named ones)."""
+    kept: list[tuple[str, str]] = []
+    connection_named: list[str] = []
+    for name, value in raw_headers:
+        if name in REQUEST_DROP_BYTES:
+            if name == b"connection":
+                connection_named = [t.strip().lower() for t in value.decode("latin-1").split(",")]
+            continue
+        kept.append((name.decode("latin-1"), value.decode("latin-1")))
+    if connection_named:
+        kept = [(n, v) for n, v in kept if n not in connection_named]
+    return kept
+
+
+def browser_response_headers(
+    upstream: aiohttp.ClientResponse, *, pass_cookies: bool, set_cookies: list[str]
+) -> list[tuple[bytes, bytes]]:
+    """The upstream's end-to-end headers for the browser, plus our Set-Cookie headers."""
+    drop = RESPONSE_DROP_KEEP_COOKIES_BYTES if pass_cookies else RESPONSE_DROP_BYTES
+    if set_cookies:
+        drop = drop | {b"cache-control"}
+    headers = [(name.lower(), value) for name, value in upstream.raw_headers if name.lower() not in drop]
+    if set_cookies:
+        headers.append((b"cache-control", b"no-store"))
+        headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in set_cookies)
+    return headers
+
+
+# ---------------------------------------------------------------------------------------------------
+# Request bodies
+
+
+@dataclass(slots=True)
+class RequestBody:
+    """A request body: whole in memory when it fits the replay buffer, else streamed once."""
+
+    data: bytes | None = None
+    rest: AsyncIterator[bytes] | None = None
+    length: int | None = None
+    too_large: bool = False
+
+    @property
+    def replayable(self) -> bool:
+        return self.rest is None
+
+    def payload(self) -> bytes | AsyncIterator[bytes] | None:
+        return self.data if self.rest is None else self.rest
+
+
+async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> RequestBody:
+    """Read up to ``replay_bytes`` into memory; beyond that, stream the rest (not replayable)."""
+    declared = request.headers.get("content-length")
+    length = int(declared) if declared and declared.isdigit() else None
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+    if length in (None, 0) and "transfer-encoding" not in request.headers:
+        return RequestBody(data=b"" if request.method not in BODYLESS_METHODS else None)
+    stream = request.stream()
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+        if size > replay_bytes:
+            body = RequestBody(length=length)
+            body.rest = _continue(body, chunks, stream, size, max_bytes)
+            return body
+    return RequestBody(data=b"".join(chunks))
+
+
+async def _continue(
+    body: RequestBody, head: list[bytes], stream: AsyncIterator[bytes], size: int, max_bytes: int
+) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    async for chunk in stream:
+        size += len(chunk)
+        if size > max_bytes:
+            body.too_large = True  # the gateway reports 413 once aiohttp gives up on the upload
+            raise PayloadTooLarge()
+        yield chunk
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sending and streaming
+
+
+async def send_upstream(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: URL,
+    headers: list[tuple[str, str]],
+    body: RequestBody,
+    *,
+    timeout: float,
+) -> aiohttp.ClientResponse:
+    """Send the request; the answer's headers must start within ``timeout`` seconds."""
+    if body.length is not None and not body.replayable:
+        headers = [*headers, ("Content-Length", str(body.length))]
+    try:
+        async with asyncio.timeout(timeout):
+            return await http.request(
+                method,
+                url,
+                headers=headers,
+                data=body.payload(),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(sock_read=timeout),
+            )
+    except TimeoutError as exc:
+        raise UpstreamTimeout() from exc
+    except (aiohttp.ClientError, OSError, PayloadTooLarge) as exc:
+        if body.too_large:
+            raise PayloadTooLarge() from exc
+        raise UpstreamError(f"the remote API could not be reached ({type(exc).__name__})") from exc
+
+
+class UpstreamResponse:
+    """An ASGI response that streams an aiohttp answer to the browser and always releases it."""
+
+    SMALL_BODY = 64 * 1024  # read at once and sent in one ASGI message
+
+    def __init__(
+        self, upstream: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], method: str
+    ) -> None:
+        self.upstream = upstream
+        self.status_code = upstream.status
+        self.raw_headers = headers
+        self._method = method
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upstream = self.upstream
+        try:
+            await send(
+                {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+            )
+            if self._method == "HEAD":
+                await send({"type": "http.response.body", "body": b""})
+                return
+            length = upstream.content_length
+            if length is not None and length <= self.SMALL_BODY:
+                await send({"type": "http.response.body", "body": await upstream.read()})
+                return
+            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # The status line is gone already: all we can do is cut the connection (the server
+            # does, as the response is incomplete) so the browser sees a broken answer, not a
+            # silently truncated one.
+            log.warning("the remote API's answer broke off mid-stream (%s)", type(exc).__name__)
+            upstream.close()
+        finally:
+            upstream.release()

@@ -1,0 +1,104 @@
+"""The Session model and the ``SessionStore`` protocol that the cookie and Redis stores implement."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from .tokens import TokenSet
+
+ACCESS_COOKIE_MAX_AGE = 15 * 60  # the access cookie never outlives 15 minutes (DESIGN.md)
+
+
+def new_session_id() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def token_fingerprint(token: str) -> str:
+    """A stable, non-reversible name for a token: grace keys, lock keys and log lines use this."""
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """One signed-in browser. Immutable: a refresh produces a new Session."""
+
+    sid: str
+    created_at: float
+    access_token: str | None = None
+    access_expires_at: float = 0.0
+    access_issued_at: float = 0.0
+    refresh_token: str | None = None
+    id_token: str | None = None
+    user: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # tokens must never reach a log line
+        return (
+            f"Session(sid={self.sid[:6]}…, access_expires_at={self.access_expires_at}, tokens='**********')"
+        )
+
+    @classmethod
+    def start(cls, tokens: TokenSet, user: dict[str, Any], now: float | None = None) -> Session:
+        """A brand-new session (fresh id: no fixation) from a login's tokens."""
+        now = time.time() if now is None else now
+        return cls(sid=new_session_id(), created_at=now, user=user).with_tokens(tokens, now)
+
+    def with_tokens(self, tokens: TokenSet, now: float | None = None) -> Session:
+        """This session after a refresh; keeps the old refresh/ID token when the provider sent none."""
+        now = time.time() if now is None else now
+        return replace(
+            self,
+            access_token=tokens.access_token,
+            access_issued_at=now,
+            access_expires_at=now + max(tokens.expires_in, 0.0),
+            refresh_token=tokens.refresh_token or self.refresh_token,
+            id_token=tokens.id_token or self.id_token,
+        )
+
+    def needs_refresh(self, skew: float, now: float | None = None) -> bool:
+        """True when there is no access token or it expires within min(skew, a quarter of its life)."""
+        if not self.access_token:
+            return True
+        now = time.time() if now is None else now
+        lifetime = self.access_expires_at - self.access_issued_at
+        return self.access_expires_at - min(skew, lifetime / 4) <= now
+
+    def access_max_age(self, now: float) -> int:
+        """Seconds the access (and userData) cookie may live: ≤ 15 min and ≤ the token's life."""
+        return int(min(ACCESS_COOKIE_MAX_AGE, self.access_expires_at - now))
+
+    def session_expires_at(self, idle: float, absolute: float, now: float) -> float:
+        """When the session ends if nothing refreshes it: the idle limit, capped by the absolute one."""
+        end = min(now + idle, self.created_at + absolute)
+        if not self.refresh_token:  # nothing to refresh with: the session ends with the access token
+            end = min(end, self.access_expires_at)
+        return end
+
+
+class SessionStore(Protocol):
+    """Where sessions live between requests. Cookie headers are returned, never written directly."""
+
+    async def load(self, cookies: Mapping[str, str]) -> Session | None:
+        """The session the browser's cookies point to, or None (absent, tampered, expired, unknown)."""
+
+    async def save(self, session: Session) -> None:
+        """Persist server-side state (a no-op for the cookie store); done before waiters are released."""
+
+    async def delete(self, session: Session) -> None:
+        """Forget the session server-side (logout, terminal refresh failure)."""
+
+    def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
+        """Set-Cookie headers that make the browser hold ``session``."""
+
+    def clear_cookies(self, cookies: Mapping[str, str]) -> list[str]:
+        """Set-Cookie headers that remove every session cookie the browser may hold."""
+
+    def has_cookies(self, cookies: Mapping[str, str]) -> bool:
+        """Whether the browser sent any of this store's cookies (so there is something to clear)."""
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` if the store cannot be reached (readiness)."""

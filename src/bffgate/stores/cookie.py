@@ -1,0 +1,121 @@
+"""The stateless store: the whole session lives in three sealed, HttpOnly cookies.
+
+``__Host-refreshTokenEtls`` (sealed with ETLS_REFRESH) is the durable record: session id, creation
+time, refresh and ID token, user data. ``__Host-accessTokenEtls`` and ``__Host-userDataEtls`` (sealed
+with ETLS_ACCESS) live no longer than the access token. A cookie whose session id differs from the
+refresh cookie's is ignored, so cookies of two sessions are never mixed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import Settings
+from ..cookies import CookieJar
+from ..sealing import Sealer
+from ..session import Session
+
+ACCESS_COOKIE = "accessTokenEtls"
+REFRESH_COOKIE = "refreshTokenEtls"
+USER_COOKIE = "userDataEtls"
+
+
+class CookieSessionStore:
+    """Sessions sealed into the browser's cookies; nothing is kept server-side."""
+
+    def __init__(self, settings: Settings, jar: CookieJar) -> None:
+        self._jar = jar
+        self._idle = settings.bff_session_idle
+        self._absolute = settings.bff_session_absolute
+        self._access = Sealer(settings.access_secrets, "access")
+        self._user = Sealer(settings.access_secrets, "user")
+        self._refresh = Sealer(settings.refresh_secrets, "refresh")
+        self._names = (jar.name(ACCESS_COOKIE), jar.name(REFRESH_COOKIE), jar.name(USER_COOKIE))
+
+    async def load(self, cookies: Mapping[str, str]) -> Session | None:
+        access_name, refresh_name, user_name = self._names
+        durable = self._open(self._refresh, cookies, refresh_name)
+        access = self._open(self._access, cookies, access_name)
+        if durable is None and access is None:
+            return None
+        try:
+            return self._assemble(durable, access, self._open(self._user, cookies, user_name))
+        except (KeyError, TypeError, ValueError):  # sealed by an incompatible version: treat as absent
+            return None
+
+    def _open(self, sealer: Sealer, cookies: Mapping[str, str], name: str) -> dict[str, Any] | None:
+        value = self._jar.read(cookies, name)
+        data = sealer.unseal(value) if value else None
+        return data if isinstance(data, dict) else None
+
+    def _assemble(
+        self, durable: dict[str, Any] | None, access: dict[str, Any] | None, user: dict[str, Any] | None
+    ) -> Session | None:
+        sid = str((durable or access or {})["sid"])
+        created_at = float((durable or access or {})["c"])
+        if time.time() >= created_at + self._absolute:
+            return None
+        if access is not None and access["sid"] != sid:
+            access = None
+        user_data = user["u"] if user is not None and user["sid"] == sid else (durable or {}).get("u", {})
+        return Session(
+            sid=sid,
+            created_at=created_at,
+            access_token=access["at"] if access else None,
+            access_expires_at=float(access["exp"]) if access else 0.0,
+            access_issued_at=float(access["iat"]) if access else 0.0,
+            refresh_token=durable.get("rt") if durable else None,
+            id_token=durable.get("it") if durable else None,
+            user=dict(user_data),
+        )
+
+    async def save(self, session: Session) -> None:
+        """Nothing to do: the session travels in the cookies of the response."""
+
+    async def delete(self, session: Session) -> None:
+        """Nothing to do: clearing the cookies ends a stateless session."""
+
+    def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
+        access_name, refresh_name, user_name = self._names
+        now = time.time()
+        session_end = session.session_expires_at(self._idle, self._absolute, now)
+        durable = {
+            "sid": session.sid,
+            "c": session.created_at,
+            "rt": session.refresh_token,
+            "u": session.user,
+        }
+        if session.id_token:
+            durable["it"] = session.id_token
+        headers = self._write(cookies, refresh_name, self._refresh, durable, now, session_end)
+        access_end = now + session.access_max_age(now)
+        if session.access_token and access_end > now:
+            access = {
+                "sid": session.sid,
+                "c": session.created_at,
+                "at": session.access_token,
+                "exp": session.access_expires_at,
+                "iat": session.access_issued_at,
+            }
+            headers += self._write(cookies, access_name, self._access, access, now, access_end)
+            user = {"sid": session.sid, "u": session.user}
+            headers += self._write(cookies, user_name, self._user, user, now, access_end)
+        else:
+            headers += self._jar.clear(cookies, access_name) + self._jar.clear(cookies, user_name)
+        return headers
+
+    def _write(
+        self, cookies: Mapping[str, str], name: str, sealer: Sealer, data: Any, now: float, until: float
+    ) -> list[str]:
+        return self._jar.write(cookies, name, sealer.seal(data, until), int(until - now))
+
+    def clear_cookies(self, cookies: Mapping[str, str]) -> list[str]:
+        return [header for name in self._names for header in self._jar.clear(cookies, name)]
+
+    def has_cookies(self, cookies: Mapping[str, str]) -> bool:
+        return any(self._jar.read(cookies, name) for name in self._names)
+
+    async def ping(self) -> None:
+        """Always ready: the cookie store has no server."""

@@ -1,0 +1,56 @@
+"""Token sets as providers return them, and the few facts bffgate reads from a JWT without trusting it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ACCESS_LIFETIME = 15 * 60  # when the upstream says nothing about expiry
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    """What a login or refresh produced. ``refresh_token`` is None when the provider did not rotate it."""
+
+    access_token: str
+    expires_in: float
+    refresh_token: str | None = None
+    id_token: str | None = None
+    user: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never show tokens in logs or tracebacks
+        return f"TokenSet(expires_in={self.expires_in!r}, user={self.user!r}, tokens='**********')"
+
+
+def unverified_claims(token: str) -> dict[str, Any] | None:
+    """The payload of a JWS-compact JWT, *unverified*: only for expiry and display, never for trust."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, TypeError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def lifetime_from_jwt(token: str) -> float | None:
+    """Seconds until the JWT's ``exp``, if it is a JWT with a numeric ``exp``."""
+    claims = unverified_claims(token)
+    exp = claims.get("exp") if claims else None
+    if isinstance(exp, int | float) and not isinstance(exp, bool):
+        return float(exp) - time.time()
+    return None
+
+
+USER_CLAIMS = ("sub", "name", "given_name", "family_name", "email", "preferred_username", "picture", "roles")
+
+
+def user_from_jwt(token: str) -> dict[str, Any]:
+    """Display claims of a JWT access token (no signature check: the API, not bffgate, trusts it)."""
+    claims = unverified_claims(token) or {}
+    return {key: claims[key] for key in USER_CLAIMS if key in claims}

@@ -1,0 +1,91 @@
+"""The one outbound HTTP client (aiohttp), and JSON calls for the providers.
+
+aiohttp's exceptions are translated here into ``UpstreamError`` / ``UpstreamTimeout`` and nowhere
+else. The client is created once per process in the app lifespan: one keep-alive pool for everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from .errors import UpstreamError, UpstreamTimeout
+
+MAX_JSON_ANSWER = 1024 * 1024  # provider answers are small; a larger one is broken or hostile
+
+
+def create_http_client(*, connect_timeout: float) -> aiohttp.ClientSession:
+    """The process-wide client. Bodies pass through byte for byte (no decompression, no cookies kept)."""
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, enable_cleanup_closed=True)
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+        # No Accept-Encoding of our own: the browser's is forwarded as it is, and provider answers
+        # arrive uncompressed, so bodies never need inflating here.
+        skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
+        raise_for_status=False,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    status: int
+    body: Any  # parsed JSON, or None when the answer was not JSON
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+async def call_json(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    json_body: Any = None,
+    form: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JsonAnswer:
+    """Send a small request and parse its JSON answer; network failures raise ``UpstreamError``."""
+    request_headers = {"Accept": "application/json", **(headers or {})}
+    try:
+        async with asyncio.timeout(timeout):
+            async with http.request(
+                method, url, json=json_body, data=form, headers=request_headers, allow_redirects=False
+            ) as response:
+                raw = await _read_capped(response)
+                return JsonAnswer(response.status, _parse_json(raw))
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"{_where(url)} did not answer within {timeout:g} s") from exc
+    except (aiohttp.ClientError, OSError, ValueError) as exc:
+        raise UpstreamError(f"{_where(url)} could not be reached ({type(exc).__name__})") from exc
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_JSON_ANSWER:
+            raise ValueError("answer too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _where(url: str) -> str:
+    # Only scheme, host and path: a query might carry something secret.
+    return url.split("?", 1)[0]

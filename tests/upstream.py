@@ -1,0 +1,144 @@
+"""The upstream the integration tests talk to: the demo API plus recording and misbehaving endpoints.
+
+Everything the gateway sends is recorded, so tests can assert what reached the API (and that nothing
+did when nothing must). ``Recorder.refresh_answer`` / ``login_answer`` replace the demo API's answers
+to simulate broken or failing providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from bffgate.demo.api import DemoState, create_demo_api
+
+
+@dataclass
+class Recorded:
+    method: str
+    raw_path: str
+    query: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Recorder:
+    """What reached the upstream, and switches that make it misbehave."""
+
+    requests: list[Recorded] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    refresh_answer: Response | None = None
+    login_answer: Response | None = None
+    release_slow: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def to(self, path_prefix: str) -> list[Recorded]:
+        return [r for r in self.requests if r.raw_path.startswith(path_prefix)]
+
+
+class RecordingMiddleware:
+    def __init__(self, app: Starlette, recorder: Recorder) -> None:
+        self.app = app
+        self.recorder = recorder
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+            self.recorder.requests.append(
+                Recorded(scope["method"], raw_path, scope["query_string"].decode("latin-1"), headers)
+            )
+            override = self._override(raw_path)
+            if override is not None:
+                await override(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _override(self, raw_path: str) -> Response | None:
+        if raw_path == "/auth/refresh":
+            return self.recorder.refresh_answer
+        if raw_path == "/auth/login":
+            return self.recorder.login_answer
+        return None
+
+
+def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddleware, DemoState, Recorder]:
+    demo, state = create_demo_api(access_ttl=access_ttl)
+    recorder = Recorder()
+
+    def authorized(request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        return header.startswith("Bearer ") and state.verify_access_token(header[7:]) is not None
+
+    async def echo(request: Request) -> Response:
+        if not authorized(request):
+            return JSONResponse({"error": "invalid_token"}, 401)
+        body = await request.body()
+        recorder.bodies.append(body)
+        headers = {k: v for k, v in request.headers.items() if k != "authorization"}
+        return JSONResponse(
+            {
+                "method": request.method,
+                "query": request.url.query,
+                "headers": headers,
+                "body": body.decode("latin-1"),
+            },
+            headers={"X-Upstream": "yes"},
+        )
+
+    async def status(request: Request) -> Response:
+        code = int(request.path_params["code"])
+        return JSONResponse({"status": code, "from": "upstream"}, code)
+
+    async def hop_headers(request: Request) -> Response:
+        response = JSONResponse({"ok": True})
+        response.headers["Connection"] = "x-private"
+        response.headers["X-Private"] = "secret-hop"
+        response.headers["Keep-Alive"] = "timeout=5"
+        response.headers["X-End-To-End"] = "kept"
+        response.set_cookie("upstream_session", "abc")
+        return response
+
+    async def slow(request: Request) -> Response:
+        await recorder.release_slow.wait()
+        return JSONResponse({"slow": True})
+
+    async def upload(request: Request) -> Response:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+        return JSONResponse({"received": size})
+
+    async def text(request: Request) -> Response:
+        return Response(b"not json at all", media_type="text/plain")
+
+    async def broken_stream(request: Request) -> Response:
+        async def chunks() -> Any:
+            yield b"x" * 100_000
+            raise RuntimeError("upstream dies mid-stream")
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
+    app = Starlette(
+        routes=[
+            Route(
+                "/echo/{path:path}",
+                echo,
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+            ),
+            Route("/status/{code:int}", status, methods=["GET", "POST"]),
+            Route("/hop-headers", hop_headers),
+            Route("/slow", slow),
+            Route("/upload", upload, methods=["POST", "PUT"]),
+            Route("/text", text),
+            Route("/broken-stream", broken_stream),
+            Mount("/", app=demo),
+        ]
+    )
+    return RecordingMiddleware(app, recorder), state, recorder
