@@ -104,7 +104,11 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={BffError: endpoints.on_error, HTTPException: endpoints.on_http_exception},
+        exception_handlers={
+            BffError: endpoints.on_error,
+            HTTPException: endpoints.on_http_exception,
+            Exception: endpoints.on_error,  # a bug: still a problem answer, never a traceback
+        },
     )
     app.state.runtime = runtime
     return app

@@ -91,7 +91,8 @@ def demo_command(args: argparse.Namespace) -> int:
         port=args.port,
         loop="uvloop",
         http="httptools",
-        log_level="warning",
+        log_level="info",  # "Uvicorn running on ..." tells the user (and tests) it is listening
+        access_log=False,
         server_header=False,
     )
     return 0
