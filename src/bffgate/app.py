@@ -11,12 +11,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import redis.asyncio as redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from . import cluster
 from .config import Settings, load_settings
 from .cookies import CookieJar
 from .csrf import verify_csrf
@@ -27,18 +29,17 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
     SessionExpired,
-    StoreUnavailable,
     Unauthenticated,
-    UpstreamError,
 )
 from .gateway import Gateway, RequestSession
 from .metrics import LOGINS, LOGOUTS, PROBLEMS, metrics_endpoint
-from .navigation import is_navigation, login_redirect_location
-from .problems import problem_response
-from .providers import PasswordLogin, create_provider
+from .navigation import is_navigation, login_redirect_location, safe_return_to
+from .problems import problem_page, problem_response
+from .providers import PasswordLogin, RedirectLogin, create_provider
 from .proxy import forwardable_request_headers, read_body
 from .session import Session
-from .stores import create_store
+from .stores import RedisSessionStore, create_store
+from .transaction import MAX_RETURN_TO, LoginTransactions
 from .upstream import create_http_client
 
 log = logging.getLogger("bffgate")
@@ -57,23 +58,38 @@ class Runtime:
         self.jar = CookieJar(secure=settings.bff_cookie_secure)
         self._gateway: Gateway | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._redis: redis.Redis | None = None
         self._lock = asyncio.Lock()
 
     async def gateway(self) -> Gateway:
         if self._gateway is None:
             async with self._lock:  # mounted apps get no lifespan: the first request builds it
                 if self._gateway is None:
-                    self._http = create_http_client(connect_timeout=self.settings.bff_upstream_timeout)
-                    store = create_store(self.settings, self.jar)
-                    provider = create_provider(self.settings, self._http)
-                    self._gateway = Gateway(self.settings, store, provider, self._http)
+                    self._gateway = self._build()
         return self._gateway
+
+    def _build(self) -> Gateway:
+        settings = self.settings
+        self._http = create_http_client(connect_timeout=settings.bff_upstream_timeout)
+        self._redis = cluster.connect(settings.redis_url) if settings.redis_url else None
+        coordination = None
+        if self._redis is not None:
+            lease = settings.bff_upstream_timeout + 5.0  # outlives the provider call it protects
+            coordination = cluster.ClusterCoordination(
+                self._redis, grace_seconds=settings.bff_grace_seconds, lease_seconds=lease
+            )
+        store = create_store(settings, self.jar, self._redis)
+        provider = create_provider(settings, self._http)
+        return Gateway(settings, store, provider, self._http, coordination)
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()
         self._gateway = None
         self._http = None
+        self._redis = None
 
 
 def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
@@ -120,12 +136,17 @@ class Endpoints:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
+        self.transactions = LoginTransactions(runtime.settings, runtime.jar)  # OIDC login state
 
     # -- authentication ----------------------------------------------------------------------------
 
     async def login(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
         provider = gateway.provider
+        if isinstance(provider, RedirectLogin):
+            if request.method != "GET":
+                raise MethodNotAllowed("with BFF_PROVIDER=oidc, start the login with GET /api/auth/login")
+            return await self._start_redirect_login(request, provider)
         if request.method == "GET" or not hasattr(provider, "login"):
             raise MethodNotAllowed("with BFF_PROVIDER=rest, log in with POST and JSON credentials")
         verify_csrf(request.headers, self.settings.allowed_origins)
@@ -142,18 +163,41 @@ class Endpoints:
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
 
     async def callback(self, request: Request) -> Response:
-        raise NotFound("the OpenID Connect callback needs BFF_PROVIDER=oidc")
+        gateway = await self.runtime.gateway()
+        provider = gateway.provider
+        if not isinstance(provider, RedirectLogin):
+            raise NotFound("the OpenID Connect callback needs BFF_PROVIDER=oidc")
+        cleared = [self.transactions.clear()]  # single-use: gone whatever happens next
+        try:
+            transaction = self.transactions.take(request.cookies, request.query_params.get("state"))
+            tokens, user = await provider.finish_login(request.query_params, transaction)
+        except BffError as error:
+            return with_cookies(self._login_problem(request, error), cleared)
+        await self._end_previous_session(request, gateway)
+        session = Session.start(tokens, user)
+        await gateway.store.save(session)
+        LOGINS.inc()
+        response = RedirectResponse(safe_return_to(str(transaction.get("returnTo") or "/")), 302)
+        return with_cookies(response, gateway.store.set_cookies(session, request.cookies) + cleared)
 
     async def logout(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
         session = await gateway.store.load(request.cookies)
         verify_csrf(request.headers, self.settings.allowed_origins)
+        everywhere = await _wants_everywhere(request)
+        ended = 0
         if session is not None:
             session = gateway.refresher.newest(session)
             await gateway.provider.revoke(session)
             await gateway.store.delete(session)
+            ended = 1
+            if everywhere and isinstance(gateway.store, RedisSessionStore):
+                ended += await gateway.store.delete_all_of_user(session.user)
             LOGOUTS.inc()
-        response = JSONResponse({"message": "Logged out"})
+        body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
+        if isinstance(gateway.provider, RedirectLogin):  # the browser goes on to end the provider's session
+            body["logoutUrl"] = await gateway.provider.logout_url(session)
+        response = JSONResponse(body)
         return with_cookies(response, gateway.store.clear_cookies(request.cookies))
 
     async def user(self, request: Request) -> Response:
@@ -242,6 +286,23 @@ class Endpoints:
         PROBLEMS.labels(error.code).inc()
         return problem_response(error)
 
+    async def _start_redirect_login(self, request: Request, provider: RedirectLogin) -> Response:
+        """OIDC: 302 to the provider, the transaction (state, PKCE verifier, nonce) in a Lax cookie."""
+        return_to = safe_return_to(request.query_params.get("returnTo"))
+        if len(return_to) > MAX_RETURN_TO:  # it would not fit in the transaction cookie
+            return_to = "/"
+        try:
+            url, transaction = await provider.start_login(return_to)
+        except BffError as error:
+            return self._login_problem(request, error)
+        return with_cookies(RedirectResponse(url, 302), [self.transactions.begin(transaction)])
+
+    def _login_problem(self, request: Request, error: BffError) -> Response:
+        """A failed OIDC login: an HTML page for a page navigation, else a problem; never a session."""
+        PROBLEMS.labels(error.code).inc()
+        log.info("OpenID Connect login failed: %s", error.detail)
+        return problem_page(error) if is_navigation(request.headers) else problem_response(error)
+
     async def _end_previous_session(self, request: Request, gateway: Gateway) -> None:
         """A login replaces any session the browser had (server-side state included)."""
         previous = await gateway.store.load(request.cookies)
@@ -279,11 +340,24 @@ async def read_json(request: Request, limit: int) -> Any:
         raise InvalidRequest("the body must be valid JSON") from None
 
 
+async def _wants_everywhere(request: Request) -> bool:
+    """``{"everywhere": true}`` in the logout body ends all of the user's sessions (Redis store)."""
+    if (
+        not request.headers.get("content-length", "0").strip("0")
+        and "transfer-encoding" not in request.headers
+    ):
+        return False
+    body = await read_json(request, SMALL_JSON_LIMIT)
+    return isinstance(body, dict) and body.get("everywhere") is True
+
+
 async def _check(probe: Any) -> str:
     try:
         await probe
-    except (BffError, UpstreamError, StoreUnavailable) as exc:
+    except BffError as exc:
         return exc.detail
+    except cluster.ClusterUnavailable:
+        return "Redis does not answer (refreshes are coordinated in-process only)"
     return "ok"
 
 

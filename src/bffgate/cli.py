@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def serve_command(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail here, once, with a clear message, before workers start
+    if settings.bff_provider == "oidc":  # discovery too: a wrong OIDC_ISSUER stops start-up here
+        problems = asyncio.run(_reach_services(settings))
+        for problem in problems:
+            print(f"bffgate: {problem}", file=sys.stderr)
+        if problems:
+            return 1
     if args.workers > 1 and not settings.redis_url:
         log.warning(
             "%d workers without REDIS_URL: each worker refreshes on its own, so two workers can refresh "

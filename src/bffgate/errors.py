@@ -135,3 +135,15 @@ class RefreshRejected(Exception):
 
 class RefreshFailed(Exception):
     """The refresh could not be done now (network, timeout, 5xx, broken answer); retrying may work."""
+
+
+class LoginRejected(BffError):
+    """400 login_failed: an OpenID Connect callback that must not create a session.
+
+    A missing, expired, replayed or mismatched login transaction, a provider error, a failed code
+    exchange or an ID token that does not validate. The detail says which, never with a token in it.
+    """
+
+    status = 400
+    code = "login_failed"
+    title = "Sign-in failed; start again"

@@ -12,6 +12,7 @@ import aiohttp
 from starlette.requests import Request
 from yarl import URL
 
+from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
 from .errors import Unauthenticated
@@ -43,13 +44,25 @@ class Gateway:
     """Sessions, CSRF, freshness and forwarding, shared by every authenticated endpoint."""
 
     def __init__(
-        self, settings: Settings, store: SessionStore, provider: TokenProvider, http: aiohttp.ClientSession
+        self,
+        settings: Settings,
+        store: SessionStore,
+        provider: TokenProvider,
+        http: aiohttp.ClientSession,
+        cluster: ClusterCoordination | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.provider = provider
         self.http = http
-        self.refresher = RefreshCoordinator(provider, store, grace_seconds=settings.bff_grace_seconds)
+        self.cluster = cluster
+        self.refresher = RefreshCoordinator(
+            provider,
+            store,
+            grace_seconds=settings.bff_grace_seconds,
+            cluster=cluster,
+            cluster_required=settings.bff_session_store == "redis",
+        )
         self.api = UpstreamBase(settings.remote_api)
         self._skew = settings.bff_refresh_skew
         self._timeout = settings.bff_upstream_timeout

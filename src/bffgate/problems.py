@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping
 
@@ -34,3 +35,15 @@ def _login_failed_response(error: LoginFailed, headers: Mapping[str, str] | None
         headers=headers,
         media_type="application/json",
     )
+
+
+def problem_page(error: BffError, headers: Mapping[str, str] | None = None) -> Response:
+    """``error`` as a small HTML page, for page navigations (a failed OpenID Connect callback)."""
+    title, detail = html.escape(error.title), html.escape(error.detail)
+    body = (
+        '<!doctype html><html lang="en"><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{title}</title><h1>{title}</h1><p>{detail}</p>"
+        f'<p><code>{html.escape(error.code)}</code> · <a href="/">Back to the start page</a></p></html>'
+    )
+    return Response(body, status_code=error.status, headers=headers, media_type="text/html; charset=utf-8")

@@ -2,13 +2,17 @@
 
 Three rules keep providers with refresh-token rotation and reuse detection from revoking a session:
 
-* **One flight.** Concurrent requests holding the same refresh token share one refresh, run in its own
-  task so that a cancelled request (browser gone) never cancels it for the others.
+* **One flight.** In a process, concurrent requests holding the same refresh token share one refresh,
+  run in its own task so that a cancelled request (browser gone) never cancels it for the others.
+  Across processes (``REDIS_URL``), the flight takes the session's Redis lock and re-checks after
+  acquiring it: if another process refreshed meanwhile, its result is used and the provider is not
+  called.
 * **Stored before released.** The new session is saved (``SessionStore.save``) and recorded in the
-  grace window before any waiter sees it, so a rotated refresh token is never presented twice.
+  grace window before any waiter sees it or the lock is released, so a rotated refresh token is never
+  presented twice.
 * **Grace.** For ``BFF_GRACE_SECONDS`` the result is kept under a fingerprint of the *old* refresh
-  token: a request arriving later with superseded cookies gets the newest tokens instead of sending
-  a used refresh token.
+  token (in memory, and in Redis when configured): a request arriving later with superseded cookies
+  gets the newest tokens instead of sending a used refresh token.
 
 A rejection is terminal only if the refresh token we sent is still the current one: when the grace
 window shows that another flight has rotated it meanwhile, that newer session is used instead.
@@ -21,7 +25,8 @@ import logging
 import time
 from collections import OrderedDict
 
-from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired
+from .cluster import ClusterCoordination, ClusterUnavailable
+from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
 from .metrics import REFRESHES
 from .providers import TokenProvider
 from .session import Session, SessionStore, token_fingerprint
@@ -66,16 +71,27 @@ class GraceWindow:
 
 
 class RefreshCoordinator:
-    """Refreshes sessions at most once per refresh token in this process."""
+    """Refreshes sessions at most once per refresh token, in this process and across the cluster."""
 
-    def __init__(self, provider: TokenProvider, store: SessionStore, *, grace_seconds: float) -> None:
+    def __init__(
+        self,
+        provider: TokenProvider,
+        store: SessionStore,
+        *,
+        grace_seconds: float,
+        cluster: ClusterCoordination | None = None,
+        cluster_required: bool = False,
+    ) -> None:
         self._provider = provider
         self._store = store
         self._grace = GraceWindow(grace_seconds)
+        self._cluster = cluster
+        self._cluster_required = cluster_required  # Redis store: no Redis, no sessions
+        self._cluster_down = False
         self._flights: dict[str, asyncio.Task[Session]] = {}
 
     def newest(self, session: Session) -> Session:
-        """``session``, or the newer one the grace window knows for its refresh token."""
+        """``session``, or the newer one this process's grace window knows for its refresh token."""
         return self._grace.newest(session) or session
 
     async def refresh(self, session: Session, *, rejected_access_token: str | None = None) -> Session:
@@ -103,9 +119,44 @@ class RefreshCoordinator:
 
     async def _fly(self, key: str, session: Session) -> Session:
         try:
+            if self._cluster is not None:
+                try:
+                    return await self._refresh_in_cluster(self._cluster, session)
+                except ClusterUnavailable as exc:
+                    self._note_cluster_down(exc)
             return await self._refresh_once(session)
         finally:
             del self._flights[key]
+
+    async def _refresh_in_cluster(self, cluster: ClusterCoordination, session: Session) -> Session:
+        newer = await cluster.newest(session)
+        if newer is None:
+            async with cluster.lock(session.sid):
+                newer = await cluster.newest(session)  # re-read: did the previous holder refresh it?
+                if newer is None:
+                    refreshed = await self._refresh_once(session)
+                    await self._share(cluster, session, refreshed)
+                    return refreshed
+        REFRESHES.labels("grace").inc()
+        self._grace.remember(session.refresh_token or "", newer)
+        self._cluster_down = False
+        return newer
+
+    async def _share(self, cluster: ClusterCoordination, old: Session, refreshed: Session) -> None:
+        """Publish the result to other processes. The refresh itself is done: Redis failing now must
+        not make us refresh again (the old token is spent), so the error is only logged."""
+        try:
+            await cluster.remember(old.refresh_token or "", refreshed)
+            self._cluster_down = False
+        except ClusterUnavailable as exc:
+            self._note_cluster_down(exc)
+
+    def _note_cluster_down(self, exc: ClusterUnavailable) -> None:
+        if self._cluster_required:
+            raise StoreUnavailable() from exc
+        if not self._cluster_down:  # one line per outage, not one per request
+            log.warning("Redis unavailable, refreshing with in-process coordination only: %s", exc)
+            self._cluster_down = True
 
     async def _refresh_once(self, session: Session) -> Session:
         refresh_token = session.refresh_token or ""  # refresh() only flies sessions that have one

@@ -46,15 +46,20 @@ class Sealer:
     """Seals and opens payloads for one purpose with a rotating list of secrets."""
 
     def __init__(self, secrets: Sequence[str], purpose: str, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
-        if not secrets:
-            raise ValueError("at least one secret is needed")
         keys = [derive_key(secret, purpose) for secret in secrets]
+        if not keys:
+            raise ValueError("at least one secret is needed")
         self._purpose = purpose
         self._seal_key = OctKey.import_key(keys[0], {"kid": _key_id(keys[0])})
         self._header = {"alg": "dir", "enc": "A256GCM", "kid": _key_id(keys[0])}
         self._keys = KeySet([OctKey.import_key(key, {"kid": _key_id(key)}) for key in keys])
         self._cache: OrderedDict[bytes, tuple[Any, float]] = OrderedDict()
         self._cache_size = cache_size
+
+    @classmethod
+    def for_secret(cls, secret: str, purpose: str) -> Sealer:
+        """A one-off sealer keyed by a single secret (e.g. a refresh token), without a cache."""
+        return cls([secret], purpose, cache_size=0)
 
     def __repr__(self) -> str:
         return f"Sealer(purpose={self._purpose!r}, keys='**********')"
@@ -103,6 +108,8 @@ class Sealer:
         return envelope.get("d"), float(expires_at)
 
     def _remember(self, digest: bytes, opened: tuple[Any, float]) -> None:
+        if self._cache_size <= 0:
+            return
         self._cache[digest] = opened
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)

@@ -59,6 +59,36 @@ class Session:
             id_token=tokens.id_token or self.id_token,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form for server-side storage (always sealed before it leaves the process)."""
+        return {
+            "sid": self.sid,
+            "c": self.created_at,
+            "at": self.access_token,
+            "exp": self.access_expires_at,
+            "iat": self.access_issued_at,
+            "rt": self.refresh_token,
+            "it": self.id_token,
+            "u": self.user,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Session | None:
+        """The inverse of ``to_dict``; None for anything malformed."""
+        try:
+            return cls(
+                sid=str(data["sid"]),
+                created_at=float(data["c"]),
+                access_token=data.get("at"),
+                access_expires_at=float(data.get("exp") or 0.0),
+                access_issued_at=float(data.get("iat") or 0.0),
+                refresh_token=data.get("rt"),
+                id_token=data.get("it"),
+                user=dict(data.get("u") or {}),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+
     def needs_refresh(self, skew: float, now: float | None = None) -> bool:
         """True when there is no access token or it expires within min(skew, a quarter of its life)."""
         if not self.access_token:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
 
@@ -31,10 +32,27 @@ class PasswordLogin(Protocol):
         """Tokens and user data for ``credentials``; raises ``LoginFailed`` or ``UpstreamError``."""
 
 
+@runtime_checkable
+class RedirectLogin(Protocol):
+    """Providers that sign the user in on their own pages and send the browser back (``oidc``)."""
+
+    async def start_login(self, return_to: str) -> tuple[str, dict[str, Any]]:
+        """The URL to send the browser to, and the transaction to keep (sealed) until it comes back."""
+
+    async def finish_login(
+        self, params: Mapping[str, str], transaction: Mapping[str, Any]
+    ) -> tuple[TokenSet, dict[str, Any]]:
+        """Tokens and user data from the callback's query; raises ``LoginRejected`` or ``UpstreamError``."""
+
+    async def logout_url(self, session: Session | None) -> str | None:
+        """Where the browser ends its session at the provider, or None; never raises."""
+
+
 def create_provider(settings: Settings, http: aiohttp.ClientSession) -> TokenProvider:
     """The provider ``BFF_PROVIDER`` names."""
+    from .oidc import OidcProvider
     from .rest import RestProvider
 
     if settings.bff_provider == "oidc":
-        raise NotImplementedError("BFF_PROVIDER=oidc is not available yet")
+        return OidcProvider(settings, http)
     return RestProvider(settings, http)

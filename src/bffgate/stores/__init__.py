@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import redis.asyncio as redis
+
 from ..config import Settings
 from ..cookies import CookieJar
 from ..session import SessionStore
 from .cookie import CookieSessionStore
+from .redis import RedisSessionStore
 
-__all__ = ["CookieSessionStore", "create_store"]
+__all__ = ["CookieSessionStore", "RedisSessionStore", "create_store"]
 
 
-def create_store(settings: Settings, jar: CookieJar) -> SessionStore:
-    """The store ``BFF_SESSION_STORE`` names."""
-    if settings.bff_session_store == "redis":
-        raise NotImplementedError("BFF_SESSION_STORE=redis is not available yet")
+def create_store(settings: Settings, jar: CookieJar, client: redis.Redis | None) -> SessionStore:
+    """The store ``BFF_SESSION_STORE`` names (settings validation guarantees Redis for ``redis``)."""
+    if settings.bff_session_store == "redis" and client is not None:
+        return RedisSessionStore(settings, jar, client)
     return CookieSessionStore(settings, jar)

@@ -1,0 +1,909 @@
+"""bffgate's benchmark, one command: ``.venv/bin/python bench/run.py [--quick] [--duration S]``.
+
+Starts, each as its own process on 127.0.0.1 ephemeral ports: the bench upstream (bench/upstream.py),
+the gateway (``bffgate serve``, every security feature on) and the baselines (direct, bare aiohttp proxy,
+bare Starlette+aiohttp proxy, FastAPI+httpx proxy); drives them with wrk (or bench/load.py); runs the
+refresh storm against the real demo API behind the gateway; samples the gateway with py-spy; prints
+the tables and writes them to bench/results.md. Every process started is stopped by PID at the end,
+on Ctrl-C and on errors too.
+
+CPU placement on a 2+ core machine: the server being measured gets CPU 0 to itself; the upstream, the
+load generator and this script share the others, so the load generator does not steal the measured
+server's core. ``--no-pin`` lets the scheduler place everything. The ``--workers 2`` run is never pinned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from load import LoadResult, pin_to, run_load, wrk_available
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+MIB = 1024 * 1024
+ONE_MIB_PATH = "/bytes?size=1048576"
+STREAM_BYTES = 100 * MIB
+CREDENTIALS = {"username": "demo", "password": "demo"}
+CSRF = ("X-CSRF", "1")
+STORM_SIZES = (50, 500)
+BARE_AIOHTTP = "bare aiohttp.web + aiohttp"
+BARE_STARLETTE = "bare Starlette + aiohttp"
+FASTAPI = "FastAPI + httpx"
+DIRECT = "direct (no proxy)"
+GATEWAY = "bffgate (1 worker)"
+GATEWAY_2 = "bffgate (--workers 2)"
+
+
+# -- processes ----------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_fd_limit() -> None:
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """The process and its children (uvicorn's workers)."""
+        return [self.pid, *children(self.pid)]
+
+    def log_tail(self) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+
+class Fleet:
+    """Every server process this run started; ``stop_all`` ends them by PID (and their process group)."""
+
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.servers: list[Server] = []
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        port: int,
+        *,
+        health: str,
+        env: dict[str, str] | None = None,
+        cpus: set[int] | None = None,
+        workers: int = 1,
+    ) -> Server:
+        log = self.logdir / (name.replace(" ", "_").replace("/", "_") + ".log")
+        pin = pin_to(cpus)
+
+        def prepare() -> None:
+            raise_fd_limit()
+            if pin is not None:
+                pin()
+
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=prepare,
+                start_new_session=True,  # Ctrl-C reaches us; we stop the servers in order
+            )
+        server = Server(name, proc, port, log)
+        self.servers.append(server)
+        wait_ready(server, health, workers)
+        return server
+
+    def stop(self, server: Server) -> None:
+        proc = server.proc
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # a worker left behind in the group we created
+        if server in self.servers:
+            self.servers.remove(server)
+
+    def stop_all(self) -> None:
+        for server in reversed(list(self.servers)):
+            self.stop(server)
+
+
+def wait_ready(server: Server, health: str, workers: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited at start-up:\n{server.log_tail()}")
+        if http_status(server.port, health) == 200 and len(children(server.pid)) >= (
+            workers if workers > 1 else 0
+        ):
+            if workers > 1:
+                time.sleep(1.5)  # every worker past its lifespan start-up
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{server.name} did not answer {health} within {timeout:g} s:\n{server.log_tail()}")
+
+
+def http_status(port: int, path: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except OSError:
+        return 0
+    finally:
+        conn.close()
+
+
+# -- /proc ----------------------------------------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux ``clear_refs`` 5), so a later VmHWM is this phase's peak."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": str(os.cpu_count() or 1),
+        "cpu model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+# -- results ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    name: str
+    c1: LoadResult | None = None
+    c32: LoadResult | None = None
+    big: LoadResult | None = None
+    peak_rss_mib: float | None = None
+    stream_growth_mib: float | None = None
+    stream_mib_s: float | None = None
+    server_cpu_us: float | None = None  # server CPU per request at 32 connections
+    helpers_cpu_us: float | None = None  # upstream + load generator CPU per request, same run
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Storm:
+    n: int
+    ok: int
+    failed: int
+    refreshes: int | None
+    total_refreshes: int | None
+    seconds: float
+    statuses: dict[str, int]
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> tuple[str, str]:
+    """The same table as aligned text (terminal) and as markdown (results.md)."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    text = [line, "  ".join("-" * w for w in widths)]
+    text += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    md = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(text), "\n".join(md)
+
+
+# -- HTTP helpers (login, checks, 100 MiB stream, storm) ----------------------------------------------------------
+
+
+def cookie_header(cookies: dict[str, str]) -> str:
+    return "; ".join(f"{k}={v}" for k, v in cookies.items())
+
+
+def absorb(cookies: dict[str, str], set_cookies: Sequence[str]) -> None:
+    for header in set_cookies:
+        first, _, attributes = header.partition(";")
+        name, _, value = first.strip().partition("=")
+        if "max-age=0" in attributes.lower().replace(" ", ""):
+            cookies.pop(name, None)
+        else:
+            cookies[name] = value
+
+
+def client() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=120),
+    )
+
+
+async def login(base: str) -> dict[str, str]:
+    async with (
+        client() as http,
+        http.post(base + "/api/auth/login", json=CREDENTIALS, headers=dict([CSRF])) as answer,
+    ):
+        body = await answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"gateway login answered {answer.status}: {body[:200]!r}")
+        cookies: dict[str, str] = {}
+        absorb(cookies, answer.headers.getall("Set-Cookie", []))
+        return cookies
+
+
+async def gateway_checks(base: str, cookies: dict[str, str], upstream: str) -> list[str]:
+    """The security features really are on: session required, CSRF required, body unchanged."""
+    problems = []
+    url = base + "/api/rest/proxy/items"
+    async with client() as http:
+        async with http.get(upstream + "/items") as answer:
+            expected = await answer.read()
+        headers = {"Cookie": cookie_header(cookies), CSRF[0]: CSRF[1]}
+        async with http.get(url, headers=headers) as answer:
+            body = await answer.read()
+            if answer.status != 200 or body != expected:
+                problems.append(f"proxied /items answered {answer.status}")
+            if answer.headers.getall("Set-Cookie", []):
+                problems.append("the steady state sets cookies (a refresh on every call?)")
+        async with http.get(url, headers={"Cookie": cookie_header(cookies)}) as answer:
+            if answer.status != 403:
+                problems.append(f"without X-CSRF the gateway answered {answer.status}, not 403")
+        async with http.get(url, headers=dict([CSRF])) as answer:
+            if answer.status != 401:
+                problems.append(f"without a session the gateway answered {answer.status}, not 401")
+    return problems
+
+
+async def stream_through(url: str, headers: dict[str, str], size: int) -> tuple[int, float]:
+    """Read ``size`` bytes from ``url`` and throw them away; (bytes, seconds)."""
+    got = 0
+    started = time.perf_counter()
+    async with client() as http, http.get(url, headers=headers) as answer:
+        async for chunk in answer.content.iter_chunked(MIB):
+            got += len(chunk)
+    return got, time.perf_counter() - started
+
+
+def stream_check(row: Row, server: Server, url: str, headers: dict[str, str]) -> None:
+    """100 MiB through the server: how much its RSS grows above where it stood (peak, not average)."""
+    pid = server.pid
+    before_kib = status_kib(pid, "VmRSS")
+    hwm_before = status_kib(pid, "VmHWM")
+    exact = reset_peak_rss(pid)
+    samples = [before_kib]
+    done = threading.Event()
+
+    def sample() -> None:  # the fallback when clear_refs is not writable
+        while not done.wait(0.005):
+            samples.append(status_kib(pid, "VmRSS"))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        got, seconds = asyncio.run(stream_through(url + f"/bytes?size={STREAM_BYTES}", headers, STREAM_BYTES))
+    finally:
+        done.set()
+        sampler.join()
+    peak_kib = status_kib(pid, "VmHWM") if exact else max(samples)
+    if got != STREAM_BYTES:
+        row.notes.append(f"100 MiB stream delivered {got} bytes")
+    row.stream_growth_mib = max(0, peak_kib - before_kib) / 1024
+    row.stream_mib_s = got / MIB / seconds
+    row.peak_rss_mib = max(hwm_before, peak_kib) / 1024
+
+
+async def storm(base: str, n: int) -> Storm:
+    """Log in, forget the access cookie (browser at expiry), fire ``n`` concurrent calls of that session."""
+    cookies = await login(base)
+    for name in [k for k in cookies if "accessTokenEtls" in k or "userDataEtls" in k]:
+        del cookies[name]
+    headers = {"Cookie": cookie_header(cookies), CSRF[0]: CSRF[1]}
+    statuses: Counter[str] = Counter()
+    newest: dict[str, str] = dict(cookies)
+
+    async def one(http: aiohttp.ClientSession) -> None:
+        try:
+            async with http.get(base + "/api/rest/proxy/items", headers=headers) as answer:
+                await answer.read()
+                statuses[str(answer.status)] += 1
+                if answer.status == 200:
+                    absorb(newest, answer.headers.getall("Set-Cookie", []))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            statuses[type(exc).__name__] += 1
+
+    async with client() as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(one(http) for _ in range(n)))
+        seconds = time.perf_counter() - started
+        refreshes = total = None
+        stats_headers = {"Cookie": cookie_header(newest), CSRF[0]: CSRF[1]}
+        async with http.get(base + "/api/rest/proxy/stats", headers=stats_headers) as answer:
+            if answer.status == 200:
+                stats = await answer.json()
+                refreshes, total = int(stats["refreshes"]), int(stats["totalRefreshes"])
+    ok = statuses.get("200", 0)
+    return Storm(n, ok, n - ok, refreshes, total, seconds, dict(statuses))
+
+
+# -- the benchmark ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    duration: float
+    warmup: float
+    tool: str
+    pin: bool
+    profile: bool
+    phases: set[str]
+    out: Path
+
+
+class Bench:
+    def __init__(self, fleet: Fleet, options: Options) -> None:
+        self.fleet = fleet
+        self.o = options
+        ncpu = os.cpu_count() or 1
+        self.ncpu = ncpu
+        pin = options.pin and ncpu >= 2
+        self.server_cpus: set[int] | None = {0} if pin else None
+        self.helper_cpus: set[int] | None = set(range(1, ncpu)) if pin else None
+        if self.helper_cpus:
+            os.sched_setaffinity(0, self.helper_cpus)  # this script's own client work stays off CPU 0
+        self.rows: dict[str, Row] = {}
+        self.storms: list[Storm] = []
+        self.profile_md = ""
+        self.profile_text = ""
+        self.upstream: Server | None = None
+        self.tool_used = "wrk" if options.tool == "wrk" or (options.tool == "auto" and wrk_available()) else ""
+
+    # servers ------------------------------------------------------------------------------------
+
+    def start_upstream(self) -> Server:
+        port = free_port()
+        argv = [PYTHON, str(HERE / "upstream.py"), "--port", str(port)]
+        return self.fleet.start("upstream", argv, port, health="/items", cpus=self.helper_cpus)
+
+    def start_baseline(self, kind: str, upstream: str, name: str) -> Server:
+        port = free_port()
+        argv = [PYTHON, str(HERE / "servers.py"), kind, "--port", str(port), "--upstream", upstream]
+        return self.fleet.start(name, argv, port, health="/items", cpus=self.server_cpus)
+
+    def start_gateway(self, upstream: str, name: str, *, workers: int = 1, cpus: set[int] | None) -> Server:
+        port = free_port()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("BFF_", "OIDC_", "ETLS_", "REDIS_", "REMOTE_API"))
+        }
+        env |= {
+            "REMOTE_API": upstream,
+            "ETLS_ACCESS": secrets.token_urlsafe(48),
+            "ETLS_REFRESH": secrets.token_urlsafe(48),
+            "PYTHONUNBUFFERED": "1",
+        }
+        exe = Path(PYTHON).with_name("bffgate")
+        cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
+        argv = [*cmd, "serve", "--port", str(port), "--workers", str(workers)]
+        return self.fleet.start(name, argv, port, health="/healthz", env=env, cpus=cpus, workers=workers)
+
+    # measuring ------------------------------------------------------------------------------------
+
+    def load(self, url: str, connections: int, headers: list[tuple[str, str]], duration: float) -> LoadResult:
+        result = run_load(
+            url,
+            connections=connections,
+            duration=duration,
+            headers=headers,
+            tool=self.o.tool,
+            cpus=self.helper_cpus,
+        )
+        self.tool_used = result.tool
+        return result
+
+    def measure(self, row: Row, server: Server, base: str, headers: list[tuple[str, str]]) -> None:
+        """c1 latency, c32 throughput (+ CPU per request), 100 MiB stream RSS, 1 MiB throughput."""
+        assert self.upstream is not None  # noqa: S101  # started before any measurement
+        d = self.o.duration
+        items = base + "/items"
+        say(f"  {row.name}: warm-up")
+        self.load(items, 32, headers, self.o.warmup)
+        say(f"  {row.name}: 1 connection, {d:g} s")
+        row.c1 = self.load(items, 1, headers, d)
+        say(f"  {row.name}: 32 connections, {d:g} s")
+        server_pids = server.pids()
+        helper_pids = [self.upstream.pid] if server is not self.upstream else []
+        cpu0, help0 = cpu_seconds(server_pids), cpu_seconds(helper_pids)
+        row.c32 = self.load(items, 32, headers, d)
+        cpu1, help1 = cpu_seconds(server_pids), cpu_seconds(helper_pids)
+        if row.c32.requests:
+            row.server_cpu_us = (cpu1 - cpu0) / row.c32.requests * 1e6
+            row.helpers_cpu_us = (help1 - help0 + row.c32.cpu_seconds) / row.c32.requests * 1e6
+        say(f"  {row.name}: 100 MiB stream")
+        stream_check(row, server, base, dict(headers))
+        say(f"  {row.name}: 1 MiB bodies, 4 connections, {d:g} s")
+        row.big = self.load(base + ONE_MIB_PATH, 4, headers, d)
+        row.peak_rss_mib = max(row.peak_rss_mib or 0, status_kib(server.pid, "VmHWM") / 1024)
+        for result in (row.c1, row.c32, row.big):
+            if result.errors:
+                row.notes.append(f"{result.errors} errors at {result.connections} connection(s)")
+
+    def throughput(self) -> None:
+        upstream = self.upstream = self.start_upstream()
+        say(f"upstream on {upstream.url}")
+
+        # Log in once through a gateway so every target gets the same headers (cookies + X-CSRF).
+        gateway = self.start_gateway(upstream.url, GATEWAY, cpus=self.server_cpus)
+        cookies = asyncio.run(login(gateway.url))
+        problems = asyncio.run(gateway_checks(gateway.url, cookies, upstream.url))
+        if problems:
+            raise RuntimeError("gateway checks failed: " + "; ".join(problems))
+        say("gateway checks: session required (401), X-CSRF required (403), body passes unchanged: ok")
+        headers = [("Cookie", cookie_header(cookies)), CSRF]
+        say(f"session cookies sent on every request: {len(headers[0][1])} bytes")
+
+        row = self.rows.setdefault(GATEWAY, Row(GATEWAY))
+        self.measure(row, gateway, gateway.url + "/api/rest/proxy", headers)
+        self.fleet.stop(gateway)
+
+        # Direct: the upstream is the measured server, so it gets the measured server's CPU.
+        if self.server_cpus:
+            os.sched_setaffinity(upstream.pid, self.server_cpus)
+        self.measure(self.rows.setdefault(DIRECT, Row(DIRECT)), upstream, upstream.url, headers)
+        if self.helper_cpus:
+            os.sched_setaffinity(upstream.pid, self.helper_cpus)
+
+        for kind, name in (
+            ("aiohttp-proxy", BARE_AIOHTTP),
+            ("starlette-proxy", BARE_STARLETTE),
+            ("fastapi-httpx", FASTAPI),
+        ):
+            try:
+                server = self.start_baseline(kind, upstream.url, name)
+            except RuntimeError as exc:
+                say(f"  {name}: not measured ({str(exc).splitlines()[-1]})")
+                self.rows[name] = Row(name, notes=["did not start (bench dependency group installed?)"])
+                continue
+            self.measure(self.rows.setdefault(name, Row(name)), server, server.url, headers)
+            self.fleet.stop(server)
+
+    def workers(self) -> None:
+        upstream = self.upstream or self.start_upstream()
+        self.upstream = upstream
+        all_cpus = set(range(self.ncpu))
+        os.sched_setaffinity(upstream.pid, all_cpus)
+        saved = self.helper_cpus
+        self.helper_cpus = None  # nothing pinned: two workers need both cores
+        try:
+            gateway = self.start_gateway(upstream.url, GATEWAY_2, workers=2, cpus=None)
+            cookies = asyncio.run(login(gateway.url))
+            headers = [("Cookie", cookie_header(cookies)), CSRF]
+            items = gateway.url + "/api/rest/proxy/items"
+            say(f"  {GATEWAY_2}: warm-up")
+            self.load(items, 32, headers, self.o.warmup)
+            say(f"  {GATEWAY_2}: 32 connections, {self.o.duration:g} s")
+            row = self.rows.setdefault(GATEWAY_2, Row(GATEWAY_2))
+            pids = gateway.pids()
+            cpu0 = cpu_seconds(pids)
+            help0 = cpu_seconds([upstream.pid])
+            row.c32 = self.load(items, 32, headers, self.o.duration)
+            if row.c32.requests:
+                row.server_cpu_us = (cpu_seconds(pids) - cpu0) / row.c32.requests * 1e6
+                row.helpers_cpu_us = (
+                    (cpu_seconds([upstream.pid]) - help0 + row.c32.cpu_seconds) / row.c32.requests * 1e6
+                )
+            row.peak_rss_mib = sum(status_kib(pid, "VmHWM") for pid in children(gateway.pid)) / 1024
+            row.notes.append("peak RSS: both workers together")
+            if row.c32.errors:
+                row.notes.append(f"{row.c32.errors} errors")
+            self.fleet.stop(gateway)
+        finally:
+            self.helper_cpus = saved
+            if saved:
+                os.sched_setaffinity(upstream.pid, saved)
+
+    def storm(self) -> None:
+        port = free_port()
+        argv = [PYTHON, str(HERE / "servers.py"), "demo-api", "--port", str(port), "--access-ttl", "600"]
+        demo = self.fleet.start("demo API", argv, port, health="/health", cpus=self.helper_cpus)
+        gateway = self.start_gateway(demo.url, "bffgate (storm)", cpus=self.server_cpus)
+        try:
+            for n in STORM_SIZES:
+                say(f"  storm: {n} concurrent requests of one session after expiry")
+                self.storms.append(asyncio.run(storm(gateway.url, n)))
+        finally:
+            self.fleet.stop(gateway)
+            self.fleet.stop(demo)
+
+    def profile(self) -> None:
+        import profile_summary
+
+        spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
+        if not Path(spy).exists():
+            say("  profile: py-spy is not installed (pip install --group bench); skipped")
+            return
+        upstream = self.upstream or self.start_upstream()
+        self.upstream = upstream
+        gateway = self.start_gateway(upstream.url, "bffgate (profiled)", cpus=self.server_cpus)
+        try:
+            cookies = asyncio.run(login(gateway.url))
+            headers = [("Cookie", cookie_header(cookies)), CSRF]
+            items = gateway.url + "/api/rest/proxy/items"
+            self.load(items, 32, headers, self.o.warmup)
+            raw = self.fleet.logdir / "py-spy.txt"
+            seconds = max(2, round(self.o.duration))
+            say(f"  profile: py-spy samples the gateway for {seconds} s under 32 connections")
+            spy_proc = subprocess.Popen(
+                [spy, "record", "-p", str(gateway.pid), "-d", str(seconds), "-r", "250"]
+                + ["--nolineno", "-f", "raw", "-o", str(raw)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                preexec_fn=pin_to(self.helper_cpus),
+            )
+            try:
+                time.sleep(0.3)
+                result = self.load(items, 32, headers, seconds + 1)
+                _, err = spy_proc.communicate(timeout=seconds + 30)
+            finally:
+                if spy_proc.poll() is None:
+                    spy_proc.kill()
+                    spy_proc.wait()
+            if not raw.exists():
+                say(f"  profile: py-spy wrote nothing ({err.decode(errors='replace').strip()[-300:]})")
+                return
+            summary = profile_summary.summarise(raw.read_text(), requests_per_s=result.rps)
+            self.profile_text, self.profile_md = summary
+        finally:
+            self.fleet.stop(gateway)
+
+    # reporting -------------------------------------------------------------------------------------
+
+    def report(self) -> str:
+        rows = self.rows
+        base = rows.get(BARE_AIOHTTP)
+        fast = rows.get(FASTAPI)
+        direct = rows.get(DIRECT)
+        order = [DIRECT, GATEWAY, GATEWAY_2, BARE_AIOHTTP, BARE_STARLETTE, FASTAPI]
+        present = [rows[n] for n in order if n in rows]
+
+        def rps(r: Row | None) -> float | None:
+            return r.c32.rps if r and r.c32 else None
+
+        def mibs(r: Row | None) -> float | None:
+            return r.big.mib_s if r and r.big else None
+
+        def p50(r: Row | None) -> float | None:
+            return r.c1.p50_ms if r and r.c1 else None
+
+        measured = table(
+            [
+                "server",
+                "req/s c1",
+                "p50 c1 ms",
+                "p99 c1 ms",
+                "req/s c32",
+                "p50 c32 ms",
+                "p99 c32 ms",
+                "1 MiB MiB/s",
+                "peak RSS MiB",
+                "100 MiB stream: RSS +MiB",
+                "CPU µs/req (server)",
+            ],
+            [
+                [
+                    r.name,
+                    fmt(r.c1.rps if r.c1 else None),
+                    fmt(p50(r), 2),
+                    fmt(r.c1.p99_ms if r.c1 else None, 2),
+                    fmt(rps(r)),
+                    fmt(r.c32.p50_ms if r.c32 else None, 2),
+                    fmt(r.c32.p99_ms if r.c32 else None, 2),
+                    fmt(mibs(r)),
+                    fmt(r.peak_rss_mib, 1),
+                    fmt(r.stream_growth_mib, 1),
+                    fmt(r.server_cpu_us),
+                ]
+                for r in present
+            ],
+        )
+        ratios = table(
+            [
+                "server",
+                "req/s c32 ÷ bare aiohttp",
+                "req/s c32 ÷ FastAPI+httpx",
+                "req/s c32 ÷ direct",
+                "MiB/s ÷ bare aiohttp",
+                "p50 c1 over direct ms",
+            ],
+            [
+                [
+                    r.name,
+                    fmt(ratio(rps(r), rps(base)), 2),
+                    fmt(ratio(rps(r), rps(fast)), 1),
+                    fmt(ratio(rps(r), rps(direct)), 3),
+                    fmt(ratio(mibs(r), mibs(base)), 2),
+                    fmt(p50(r) - p50(direct), 2) if p50(r) is not None and p50(direct) is not None else "–",
+                ]
+                for r in present
+            ],
+        )
+        targets = self.targets()
+        storms = table(
+            ["N concurrent", "answered 200", "failed", "refresh calls (this session)", "answers", "seconds"],
+            [
+                [
+                    str(s.n),
+                    str(s.ok),
+                    str(s.failed),
+                    fmt(s.refreshes) if s.refreshes is not None else "unknown",
+                    ", ".join(f"{k}×{v}" for k, v in sorted(s.statuses.items())),
+                    fmt(s.seconds, 2),
+                ]
+                for s in self.storms
+            ],
+        )
+        notes = [f"- {r.name}: {note}" for r in present for note in r.notes]
+        info = machine()
+        pinning = (
+            "measured server on CPU 0; upstream, load generator and bench client on CPU 1..n"
+            if self.server_cpus
+            else "not pinned"
+        )
+        header = [
+            f"Run {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z} · {info['cpus']} CPUs ({info['cpu model']}) · "
+            f"kernel {info['kernel']} · Python {info['python']}",
+            f"Load: {self.tool_used or 'none'} · {self.o.duration:g} s per run · c1 = 1 connection, c32 = 32 "
+            f"connections, 1 MiB = 4 connections · ~1 KB JSON · CPU placement: {pinning}",
+        ]
+        text = [*header, "", measured[0], "", ratios[0], "", targets[0]]
+        md = [*[h + "  " for h in header], "", "### Measurements", "", measured[1], "", "### Ratios", ""]
+        md += [ratios[1], "", "### Targets", "", targets[1]]
+        cpu_text = self.cpu_note()
+        if cpu_text:
+            text += ["", cpu_text]
+            md += ["", cpu_text]
+        if self.storms:
+            text += ["", "Refresh storm (demo API: rotating refresh tokens, reuse revokes the family)", storms[0]]
+            md += ["", "### Refresh storm", "", storms[1]]
+        if notes:
+            text += ["", "Notes:", *notes]
+            md += ["", "Notes:", "", *notes]
+        if self.profile_text:
+            text += ["", self.profile_text]
+            md += ["", self.profile_md]
+        self.o.out.write_text("\n".join(["# bffgate benchmark results", "", *md, ""]))
+        return "\n".join(text)
+
+    def cpu_note(self) -> str:
+        one = self.rows.get(GATEWAY)
+        if not one or not one.server_cpu_us or not one.helpers_cpu_us or not one.c32:
+            return ""
+        per_request = one.server_cpu_us + one.helpers_cpu_us
+        ceiling = self.ncpu / (per_request / 1e6)
+        return (
+            f"CPU budget (1 worker, c32): gateway {one.server_cpu_us:.0f} µs/request, upstream + load generator "
+            f"{one.helpers_cpu_us:.0f} µs/request: {self.ncpu} CPUs can carry at most ~{ceiling:,.0f} req/s "
+            f"through gateway + upstream + generator, i.e. ~{ceiling / one.c32.rps:.2f}× the 1-worker figure."
+        )
+
+    def targets(self) -> tuple[str, str]:
+        rows = self.rows
+        gw, gw2 = rows.get(GATEWAY), rows.get(GATEWAY_2)
+        base, fast, direct = rows.get(BARE_AIOHTTP), rows.get(FASTAPI), rows.get(DIRECT)
+        lines: list[list[str]] = []
+
+        def add(name: str, value: float | None, goal: str, ok: bool | None, shown: str | None = None) -> None:
+            state = "–" if ok is None else ("met" if ok else "MISSED")
+            lines.append([name, shown if shown is not None else fmt(value, 2), goal, state])
+
+        def c32(r: Row | None) -> float | None:
+            return r.c32.rps if r and r.c32 else None
+
+        r1 = ratio(c32(gw), c32(base))
+        add("small JSON c32 ÷ bare aiohttp proxy", r1, "≥ 0.90×", None if r1 is None else r1 >= 0.9)
+        r2 = ratio(c32(gw), c32(fast))
+        add("small JSON c32 ÷ FastAPI+httpx", r2, "≥ 5×", None if r2 is None else r2 >= 5)
+        added = gw.c1.p50_ms - direct.c1.p50_ms if gw and gw.c1 and direct and direct.c1 else None
+        add("p50 added at c1 over direct (ms)", added, "≤ 0.50 ms", None if added is None else added <= 0.5)
+        r3 = ratio(gw.big.mib_s if gw and gw.big else None, base.big.mib_s if base and base.big else None)
+        add("1 MiB bodies MiB/s ÷ bare aiohttp proxy", r3, "≥ 0.80×", None if r3 is None else r3 >= 0.8)
+        growth = gw.stream_growth_mib if gw else None
+        add("RSS growth streaming 100 MiB (MiB)", growth, "< 10 MiB", None if growth is None else growth < 10)
+        scale = ratio(c32(gw2), c32(gw))
+        allowed = None
+        if gw and gw.server_cpu_us and gw.helpers_cpu_us and gw.c32:
+            allowed = self.ncpu / ((gw.server_cpu_us + gw.helpers_cpu_us) / 1e6) / gw.c32.rps
+        goal = "≥ 1.6× where cores allow" + (f" (this machine: ≤ {allowed:.2f}×)" if allowed else "")
+        ok = None if scale is None else scale >= min(1.6, 0.9 * allowed if allowed else 1.6)
+        add("--workers 2 ÷ 1 worker, c32", scale, goal, ok)
+        for s in self.storms:
+            good = s.refreshes == 1 and s.failed == 0
+            shown = f"{s.refreshes} refresh, {s.failed} failed"
+            add(f"storm N={s.n}: refreshes per session, failures", None, "exactly 1, 0 failed", good, shown)
+        return table(["target", "measured", "goal", "status"], lines)
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def parse(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(description="bffgate benchmark: gateway vs baselines, storm, profile")
+    parser.add_argument("--quick", action="store_true", help="~2 s per load run instead of ~6 s")
+    parser.add_argument("--duration", type=float, help="seconds per load run (default 6, --quick 2)")
+    parser.add_argument("--load", choices=["auto", "wrk", "python"], default="auto", help="load generator")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin servers and load to CPUs")
+    parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the gateway")
+    parser.add_argument(
+        "--only",
+        default="throughput,workers,storm,profile",
+        help="comma-separated phases: throughput, workers, storm, profile",
+    )
+    parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown results file")
+    args = parser.parse_args(argv)
+    duration = args.duration or (2.0 if args.quick else 6.0)
+    if duration <= 0 or duration > 120:
+        parser.error("--duration must be between 0 and 120 seconds")
+    if args.load == "wrk" and not wrk_available():
+        parser.error("wrk is not installed (apt-get install wrk), use --load python")
+    phases = {p.strip() for p in args.only.split(",") if p.strip()}
+    if args.no_profile:
+        phases.discard("profile")
+    return Options(
+        duration=duration,
+        warmup=1.0 if args.quick else 2.0,
+        tool=args.load,
+        pin=not args.no_pin,
+        profile="profile" in phases,
+        phases=phases,
+        out=args.out,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse(argv)
+    logdir = Path(tempfile.mkdtemp(prefix="bffgate-bench-"))
+    fleet = Fleet(logdir)
+    bench = Bench(fleet, options)
+    say(f"server logs in {logdir}; load generator: {'wrk' if bench.tool_used else 'bench/load.py'}")
+    try:
+        with terminate_on_sigterm():
+            if "throughput" in options.phases:
+                say("throughput and latency: gateway, direct and baselines")
+                bench.throughput()
+            if "workers" in options.phases:
+                say("gateway with --workers 2")
+                bench.workers()
+            if "storm" in options.phases:
+                say("refresh storm")
+                bench.storm()
+            if options.profile:
+                say("profile")
+                bench.profile()
+    except KeyboardInterrupt:
+        say("interrupted: stopping every server")
+        return 130
+    except RuntimeError as exc:
+        say(f"benchmark failed: {exc}")
+        return 1
+    finally:
+        fleet.stop_all()
+    print(bench.report())
+    say(f"written to {options.out}")
+    shutil.rmtree(logdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Coordination between gateway processes and instances over Redis (``REDIS_URL``).
+
+Two things cross process boundaries:
+
+* **The refresh lock**, one per session (redis-py's ``Lock``: a random owner token, a lease that
+  expires if the holder dies, release only by the owner). The holder re-checks the grace window after
+  acquiring it and skips the provider call when another process already refreshed.
+* **The grace window**: the newer session stored under a fingerprint of the refresh token it replaced,
+  for ``BFF_GRACE_SECONDS``. It is sealed with a key derived from that old refresh token, so only a
+  request that holds the old token can open it, and Redis alone reveals nothing.
+
+redis-py's exceptions are mapped here: ``ClusterUnavailable`` tells the caller Redis is down, and in
+cookie mode the coordinator carries on in-process (logged), as the contract says.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from redis.exceptions import LockError, RedisError
+
+from .sealing import Sealer
+from .session import Session, token_fingerprint
+
+log = logging.getLogger("bffgate.cluster")
+
+PREFIX = "bffgate:"
+LOCK_POLL_SECONDS = 0.02  # how often a waiter re-tries the lock; only one waiter per process polls
+
+
+class ClusterUnavailable(Exception):
+    """Redis could not be reached or answered with an error."""
+
+
+MAX_CONNECTIONS = 64
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for ``REDIS_URL``.
+
+    A *blocking* pool: under a burst, commands wait briefly for a free connection instead of failing
+    with "Too many connections" — a failure that would wrongly look like Redis being down.
+    """
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=5.0,
+        socket_connect_timeout=2.0,
+        socket_timeout=5.0,
+        health_check_interval=30,
+    )
+    return redis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
+
+
+class ClusterCoordination:
+    """Cross-process refresh lock and grace window in Redis."""
+
+    def __init__(self, client: redis.Redis, *, grace_seconds: float, lease_seconds: float) -> None:
+        self._redis = client
+        self._grace_ms = max(1, int(grace_seconds * 1000))
+        self._lease = lease_seconds
+
+    async def newest(self, session: Session, max_chain: int = 8) -> Session | None:
+        """The latest session that superseded ``session`` in any process, following rotations."""
+        found: Session | None = None
+        current = session
+        for _ in range(max_chain):
+            if not current.refresh_token:
+                break
+            newer = await self._grace_entry(current.refresh_token)
+            if newer is None or newer.sid != session.sid:
+                break
+            found = current = newer
+        return found
+
+    async def remember(self, old_refresh_token: str, newer: Session) -> None:
+        sealed = _grace_sealer(old_refresh_token).seal(newer.to_dict(), _far_future())
+        try:
+            await self._redis.set(_grace_key(old_refresh_token), sealed, px=self._grace_ms)
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+    @asynccontextmanager
+    async def lock(self, sid: str) -> AsyncIterator[None]:
+        """Hold the session's refresh lock; waits while another process holds it (up to the lease)."""
+        lock = self._redis.lock(
+            f"{PREFIX}lock:{sid}",
+            timeout=self._lease,
+            sleep=LOCK_POLL_SECONDS,
+            blocking_timeout=self._lease + 1.0,
+            raise_on_release_error=False,
+        )
+        try:
+            acquired = await lock.acquire()
+        except (RedisError, LockError) as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        if not acquired:
+            raise ClusterUnavailable("the session's refresh lock was not released within its lease")
+        try:
+            yield
+        finally:
+            try:
+                await lock.release()
+            except (RedisError, LockError) as exc:  # the lease ran out: nothing left to release
+                log.warning("refresh lock release failed: %s", exc)
+
+    async def ping(self) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+    async def _grace_entry(self, refresh_token: str) -> Session | None:
+        try:
+            sealed = await self._redis.get(_grace_key(refresh_token))
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        if sealed is None:
+            return None
+        data = _grace_sealer(refresh_token).unseal(as_text(sealed))
+        return Session.from_dict(data) if data is not None else None
+
+
+def as_text(value: bytes | str) -> str:
+    """Redis answers bytes (we do not ask redis-py to decode, to keep one client for everything)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _grace_key(refresh_token: str) -> str:
+    return f"{PREFIX}grace:{token_fingerprint(refresh_token)}"
+
+
+def _grace_sealer(refresh_token: str) -> Sealer:
+    return Sealer.for_secret(refresh_token, "grace")
+
+
+def _far_future() -> float:
+    # Redis expires the entry (PX); the seal's own expiry only needs to outlive it.
+    return time.time() + 24 * 3600

@@ -1,0 +1,230 @@
+"""OpenID Connect discovery and the provider's signing keys, fetched once and cached.
+
+``Discovery`` reads ``{OIDC_ISSUER}/.well-known/openid-configuration``, checks that it names the
+configured issuer and has every endpoint bffgate needs (reporting all problems at once), and keeps it
+for ``METADATA_TTL``. When a later fetch fails, the last good metadata stays in use: a provider hiccup
+must not stop logins that could still work.
+
+``JwksCache`` keeps the provider's public keys. A token signed with a key id it does not know makes it
+fetch the JWKS again (key rotation), at most once per ``JWKS_REFETCH_INTERVAL``, so tokens with
+made-up key ids cannot make bffgate hammer the provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, KeySet
+
+from ..errors import UpstreamError
+from ..upstream import call_json
+
+log = logging.getLogger("bffgate.provider")
+
+METADATA_TTL = 3600.0
+JWKS_TTL = 3600.0
+JWKS_REFETCH_INTERVAL = 10.0
+DISCOVERY_PATH = "/.well-known/openid-configuration"
+
+# Asymmetric algorithms only: HS* would need the client secret as the key, and accepting them next to
+# RSA/EC keys is the classic "HS256 signed with the public key" confusion. ``none`` is never accepted.
+SIGNING_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+    "Ed25519",
+)
+KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderMetadata:
+    """The parts of the discovery document bffgate uses."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    userinfo_endpoint: str | None
+    revocation_endpoint: str | None
+    end_session_endpoint: str | None
+    id_token_algorithms: tuple[str, ...]
+    iss_parameter_supported: bool
+
+
+def parse_metadata(document: Any, configured_issuer: str) -> ProviderMetadata:
+    """Check a discovery document; raises ``UpstreamError`` listing every problem it has."""
+    if not isinstance(document, dict):
+        raise UpstreamError("the OIDC discovery document is not a JSON object")
+    problems: list[str] = []
+
+    def url(name: str, *, required: bool) -> str | None:
+        value = document.get(name)
+        if value is None and not required:
+            return None
+        parts = urlsplit(value) if isinstance(value, str) else None
+        if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+            problems.append(f"{name} is {'missing' if value is None else 'not an http(s) URL'}")
+            return None
+        return str(value)
+
+    issuer = url("issuer", required=True)
+    # Providers differ on a trailing slash (Auth0 has one); the document's exact value is what the
+    # ID tokens' ``iss`` must equal, so it is kept as it is.
+    if issuer is not None and issuer.rstrip("/") != configured_issuer.rstrip("/"):
+        problems.append(f"issuer is {issuer!r}, not OIDC_ISSUER {configured_issuer!r}")
+    endpoints = {
+        name: url(name, required=required)
+        for name, required in (
+            ("authorization_endpoint", True),
+            ("token_endpoint", True),
+            ("jwks_uri", True),
+            ("userinfo_endpoint", False),
+            ("revocation_endpoint", False),
+            ("end_session_endpoint", False),
+        )
+    }
+    methods = document.get("code_challenge_methods_supported")
+    if isinstance(methods, list) and "S256" not in methods:
+        problems.append("code_challenge_methods_supported does not include S256 (PKCE)")
+    advertised = document.get("id_token_signing_alg_values_supported", ["RS256"])
+    algorithms = tuple(a for a in SIGNING_ALGORITHMS if isinstance(advertised, list) and a in advertised)
+    if not algorithms:
+        problems.append(
+            f"id_token_signing_alg_values_supported {advertised!r} has no asymmetric algorithm "
+            f"(bffgate accepts {', '.join(SIGNING_ALGORITHMS)})"
+        )
+    if problems:
+        raise UpstreamError("the OIDC discovery document is incomplete: " + "; ".join(problems))
+    return ProviderMetadata(
+        issuer=str(issuer),
+        authorization_endpoint=str(endpoints["authorization_endpoint"]),
+        token_endpoint=str(endpoints["token_endpoint"]),
+        jwks_uri=str(endpoints["jwks_uri"]),
+        userinfo_endpoint=endpoints["userinfo_endpoint"],
+        revocation_endpoint=endpoints["revocation_endpoint"],
+        end_session_endpoint=endpoints["end_session_endpoint"],
+        id_token_algorithms=algorithms,
+        iss_parameter_supported=document.get("authorization_response_iss_parameter_supported") is True,
+    )
+
+
+class Discovery:
+    """The provider's metadata, fetched on first use and kept for ``METADATA_TTL``."""
+
+    def __init__(self, http: aiohttp.ClientSession, issuer: str, *, timeout: float) -> None:
+        self._http = http
+        self._issuer = issuer
+        self._url = issuer.rstrip("/") + DISCOVERY_PATH
+        self._timeout = timeout
+        self._metadata: ProviderMetadata | None = None
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def metadata(self) -> ProviderMetadata:
+        """The metadata; raises ``UpstreamError`` only when there has never been a good copy."""
+        if self._metadata is not None and time.monotonic() - self._fetched_at < METADATA_TTL:
+            return self._metadata
+        async with self._lock:  # one fetch for every request that found the cache stale
+            if self._metadata is not None and time.monotonic() - self._fetched_at < METADATA_TTL:
+                return self._metadata
+            try:
+                self._metadata = await self.fetch()
+            except UpstreamError as exc:
+                if self._metadata is None:
+                    raise
+                log.warning("OIDC discovery failed, the cached metadata stays in use: %s", exc.detail)
+            self._fetched_at = time.monotonic()
+            return self._metadata
+
+    async def fetch(self) -> ProviderMetadata:
+        """A fresh copy of the metadata, checked; ``UpstreamError`` says what is wrong."""
+        try:
+            answer = await call_json(self._http, "GET", self._url, timeout=self._timeout)
+        except UpstreamError as exc:
+            raise type(exc)(f"OIDC discovery: {exc.detail}; check OIDC_ISSUER") from None
+        if not answer.ok:
+            raise UpstreamError(f"OIDC discovery: {self._url} answered {answer.status}; check OIDC_ISSUER")
+        return parse_metadata(answer.body, self._issuer)
+
+
+class JwksCache:
+    """The provider's public signing keys, refetched on an unknown key id (rotation)."""
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[Any]],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._keys: KeySet | None = None
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def candidates(self, kid: str | None, algorithm: str) -> list[Key]:
+        """The keys that may have signed a token with this header; [] when none is known."""
+        if self._fresh():
+            keys = self._matching(kid, algorithm)
+            if keys:
+                return keys
+        async with self._lock:  # one fetch for every token that found the cache stale or lacking
+            stale = not self._fresh()
+            keys = self._matching(kid, algorithm)
+            if stale or (not keys and self._clock() - self._fetched_at >= JWKS_REFETCH_INTERVAL):
+                try:
+                    await self._refetch()
+                except UpstreamError as exc:
+                    if not keys:
+                        raise
+                    log.warning("JWKS refetch failed, the cached keys stay in use: %s", exc.detail)
+                keys = self._matching(kid, algorithm)
+        return keys
+
+    async def any_key(self, algorithms: tuple[str, ...]) -> bool:
+        """Whether a published key can verify one of ``algorithms``; loads the set when it is stale."""
+        if not self._fresh():
+            async with self._lock:
+                if not self._fresh():
+                    await self._refetch()  # raises UpstreamError
+        return any(self._matching(None, algorithm) for algorithm in algorithms)
+
+    def _fresh(self) -> bool:
+        return self._keys is not None and self._clock() - self._fetched_at < JWKS_TTL
+
+    async def _refetch(self) -> None:
+        self._fetched_at = self._clock()  # also on failure: the refetch interval bounds retries
+        document = await self._fetch()
+        try:
+            keys = KeySet.import_key_set(document)
+        except (JoseError, KeyError, TypeError, ValueError) as exc:
+            raise UpstreamError(f"the provider's JWKS is unusable ({type(exc).__name__})") from None
+        self._keys = KeySet([key for key in keys if key.get("use") in (None, "sig")])
+
+    def _matching(self, kid: str | None, algorithm: str) -> list[Key]:
+        if self._keys is None:
+            return []
+        key_type = KEY_TYPES.get(algorithm[:2])
+        return [
+            key
+            for key in self._keys
+            if key.key_type == key_type
+            and (kid is None or key.kid == kid)
+            and key.get("alg") in (None, algorithm)
+        ]

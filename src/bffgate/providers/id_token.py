@@ -1,0 +1,94 @@
+"""ID token validation (OpenID Connect Core 3.1.3.7 and 12.2) with joserfc; its errors are mapped here.
+
+In order: the algorithm is on the allow-list (asymmetric only, as the provider advertises; ``none`` and
+``HS*`` never), the signature verifies with a key from the provider's JWKS (an unknown ``kid`` makes
+the cache refetch once), then ``iss``, ``aud``, ``azp``, ``exp``, ``iat``, ``sub``, ``nonce`` and, when
+present, ``at_hash``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from authlib.oidc.core.util import create_half_hash  # type: ignore[import-untyped]
+from joserfc import jws, jwt
+from joserfc.errors import BadSignatureError, ClaimError, JoseError
+from joserfc.jwt import JWTClaimsRegistry
+
+from .discovery import JwksCache
+
+CLOCK_LEEWAY = 60  # seconds of clock difference tolerated between bffgate and the provider
+
+
+class InvalidIdToken(ValueError):
+    """The ID token must not be trusted; the message says why and never contains the token."""
+
+
+async def validate_id_token(
+    token: str,
+    *,
+    keys: JwksCache,
+    algorithms: tuple[str, ...],
+    issuer: str,
+    client_id: str,
+    nonce: str | None,
+    access_token: str | None = None,
+) -> dict[str, Any]:
+    """The claims of a valid ID token; raises ``InvalidIdToken`` (or ``UpstreamError`` for the JWKS).
+
+    ``nonce`` is the login transaction's (required then); None after a refresh, where the provider
+    may repeat the original nonce or leave it out.
+    """
+    try:
+        header = jws.extract_compact(token.encode()).headers()
+    except (JoseError, ValueError, UnicodeError):
+        raise InvalidIdToken("the ID token is not a signed JWT") from None
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in algorithms:
+        raise InvalidIdToken(f"the ID token's algorithm {algorithm!r} is not allowed")
+    kid = header.get("kid")
+    candidates = await keys.candidates(kid if isinstance(kid, str) else None, algorithm)
+    if not candidates:
+        raise InvalidIdToken("the ID token is signed with a key the provider does not publish")
+    claims = _verified_claims(token, candidates, algorithm)
+    _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce)
+    if access_token is not None and "at_hash" in claims:
+        expected = create_half_hash(access_token, algorithm)
+        if expected is not None and not hmac.compare_digest(str(claims["at_hash"]), expected.decode()):
+            raise InvalidIdToken("the ID token's at_hash does not match the access token")
+    return claims
+
+
+def _verified_claims(token: str, candidates: list[Any], algorithm: str) -> dict[str, Any]:
+    for key in candidates:  # usually one: several only for a token without a kid
+        try:
+            return dict(jwt.decode(token, key, algorithms=[algorithm]).claims)
+        except BadSignatureError:
+            continue
+        except JoseError as exc:
+            raise InvalidIdToken(f"the ID token cannot be read ({exc.error})") from None
+    raise InvalidIdToken("the ID token's signature does not verify")
+
+
+def _check_claims(claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str | None) -> None:
+    registry = JWTClaimsRegistry(
+        leeway=CLOCK_LEEWAY,
+        iss={"essential": True, "value": issuer},
+        aud={"essential": True, "value": client_id},
+        sub={"essential": True},
+        exp={"essential": True},
+        iat={"essential": True},
+    )
+    try:
+        registry.validate(claims)
+    except ClaimError as exc:
+        raise InvalidIdToken(f"the ID token's {exc.claim!r} claim is missing or wrong") from None
+    audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+    azp = claims.get("azp")
+    if (len(audiences) > 1 and azp is None) or (azp is not None and azp != client_id):
+        raise InvalidIdToken("the ID token's 'azp' claim is missing or names another client")
+    if nonce is not None:
+        sent = claims.get("nonce")
+        if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), nonce.encode()):
+            raise InvalidIdToken("the ID token's nonce is not this login's")

@@ -1,0 +1,169 @@
+// A real, certified OpenID Connect provider (panva/node-oidc-provider) for bffgate's OIDC tests.
+//
+//   node server.mjs [port]        (port 0 or absent: an ephemeral loopback port)
+//
+// Prints one line `BFFGATE_TEST_ISSUER <issuer>` on stdout once it accepts connections.
+// Configured like a strict production provider: PKCE required, refresh-token rotation with reuse
+// detection (a reused refresh token revokes the whole grant), 20-second access tokens, opaque access
+// tokens, revocation, introspection, RP-initiated logout. Clients register dynamically (RFC 7591), so
+// each test brings its own redirect URI; one static client matches the README's settings.
+//
+// Test-only extras, outside the provider's routes:
+//   GET  /resource/me                 a protected resource: 200 {sub, client_id} for a valid access token
+//   GET  /__test/stats?client_id=     token-endpoint calls of that client by grant type and outcome
+//                                     (client_id=* : JWKS downloads)
+//   POST /__test/forge?client_id=&mode=
+//        the client's next token answer carries a bad ID token: mode = foreign-key | unknown-kid |
+//        alg-none | hs256-public-key
+
+import { createHash, generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+
+import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
+import Provider from 'oidc-provider';
+
+const ACCESS_TOKEN_TTL = 20;
+const port = Number(process.argv[2] ?? process.env.PORT ?? 0);
+
+function rsaKey() {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  const kid = createHash('sha256').update(jwk.n).digest('base64url').slice(0, 16);
+  return { jwk: { ...jwk, kid, use: 'sig', alg: 'RS256' }, privateKey };
+}
+
+const signing = rsaKey();
+const foreign = rsaKey(); // never published: ID tokens signed with it must be refused
+
+const accounts = {
+  async findAccount(ctx, sub) {
+    return {
+      accountId: sub,
+      async claims() {
+        return {
+          sub,
+          name: `User ${sub}`,
+          preferred_username: sub,
+          email: `${sub}@example.test`,
+          email_verified: true,
+        };
+      },
+    };
+  },
+};
+
+const stats = new Map(); // client_id -> {"<grant_type> <status>": count, grants_revoked: count}
+const forgeries = new Map(); // client_id -> mode for its next token answer
+
+function count(clientId, key) {
+  if (!clientId) return;
+  const entry = stats.get(clientId) ?? {};
+  entry[key] = (entry[key] ?? 0) + 1;
+  stats.set(clientId, entry);
+}
+
+async function forge(idToken, mode) {
+  const claims = decodeJwt(idToken);
+  const { kid } = decodeProtectedHeader(idToken);
+  const b64 = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  switch (mode) {
+    case 'foreign-key': // the provider's kid, another key: the signature does not verify
+      return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid }).sign(foreign.privateKey);
+    case 'unknown-kid': // a kid the JWKS never had, even after a refetch
+      return new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid: 'unknown-kid' }).sign(foreign.privateKey);
+    case 'alg-none':
+      return `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims)}.`;
+    case 'hs256-public-key': { // algorithm confusion: HMAC keyed with the provider's public key
+      const publicKey = JSON.stringify({ e: signing.jwk.e, kty: 'RSA', n: signing.jwk.n });
+      return new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid }).sign(Buffer.from(publicKey));
+    }
+    default:
+      throw new Error(`unknown forge mode ${mode}`);
+  }
+}
+
+const server = createServer();
+server.listen(port, '127.0.0.1', () => {
+  const issuer = `http://127.0.0.1:${server.address().port}`;
+  const provider = new Provider(issuer, {
+    ...accounts,
+    clients: [
+      {
+        client_id: 'bffgate-demo',
+        client_secret: 'bffgate-demo-secret-for-local-testing-only',
+        redirect_uris: ['http://127.0.0.1:8000/api/auth/callback'],
+        post_logout_redirect_uris: ['http://127.0.0.1:8000/'],
+        grant_types: ['authorization_code', 'refresh_token'],
+        response_types: ['code'],
+      },
+    ],
+    claims: {
+      openid: ['sub'],
+      profile: ['name', 'preferred_username'],
+      email: ['email', 'email_verified'],
+    },
+    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    cookies: { keys: [createHash('sha256').update(signing.jwk.d).digest('hex')] },
+    jwks: { keys: [signing.jwk] },
+    pkce: { required: () => true },
+    rotateRefreshToken: true,
+    ttl: {
+      AccessToken: ACCESS_TOKEN_TTL,
+      AuthorizationCode: 60,
+      IdToken: 3600,
+      RefreshToken: 24 * 3600,
+      Interaction: 600,
+      Session: 24 * 3600,
+      Grant: 24 * 3600,
+    },
+    features: {
+      devInteractions: { enabled: true }, // the provider's own login and consent forms
+      registration: { enabled: true },
+      revocation: { enabled: true },
+      introspection: { enabled: true },
+      rpInitiatedLogout: { enabled: true },
+    },
+  });
+
+  provider.on('grant.revoked', (ctx) => count(ctx.oidc?.client?.clientId, 'grants_revoked'));
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.path === '/jwks') count('*', 'jwks');
+    if (ctx.path !== '/token' || ctx.method !== 'POST') return;
+    const clientId = ctx.oidc?.client?.clientId;
+    count(clientId, `${ctx.oidc?.params?.grant_type ?? 'unknown'} ${ctx.status}`);
+    const mode = forgeries.get(clientId);
+    if (mode && ctx.status === 200 && ctx.body?.id_token) {
+      forgeries.delete(clientId);
+      ctx.body = { ...ctx.body, id_token: await forge(ctx.body.id_token, mode) };
+    }
+  });
+
+  const handle = provider.callback();
+  server.on('request', async (req, res) => {
+    const url = new URL(req.url, issuer);
+    const json = (status, body) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    if (url.pathname === '/resource/me') {
+      const header = req.headers.authorization ?? '';
+      const token = header.startsWith('Bearer ') ? await provider.AccessToken.find(header.slice(7)) : undefined;
+      if (!token || token.isExpired) return json(401, { error: 'invalid_token' });
+      return json(200, { sub: token.accountId, client_id: token.clientId });
+    }
+    if (url.pathname === '/__test/stats') {
+      return json(200, stats.get(url.searchParams.get('client_id')) ?? {});
+    }
+    if (url.pathname === '/__test/forge' && req.method === 'POST') {
+      forgeries.set(url.searchParams.get('client_id'), url.searchParams.get('mode'));
+      return json(200, { ok: true });
+    }
+    return handle(req, res);
+  });
+  process.stdout.write(`BFFGATE_TEST_ISSUER ${issuer}\n`);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => process.exit(0));
+}
