@@ -120,13 +120,14 @@ def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
 
 def _run_measured(argv: list[str], cpus: set[int] | None, *, timeout: float) -> tuple[str, float]:
     """Run ``argv`` to completion; its output and the CPU seconds it used (from wait4's rusage)."""
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603  # argv built here from fixed parts, no shell
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pin_to(cpus)
     )
     watchdog = threading.Timer(timeout, proc.kill)  # bounded even if a server hangs the generator
     watchdog.start()
     try:
-        output = proc.stdout.read() if proc.stdout else ""  # the child's output is small; EOF comes when it exits
+        # The child's output is small; EOF comes when it exits.
+        output = proc.stdout.read() if proc.stdout else ""
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
@@ -195,7 +196,9 @@ async def generate(url: str, connections: int, duration: float, headers: dict[st
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="a small asyncio/aiohttp HTTP load generator (loopback only)")
+    parser = argparse.ArgumentParser(
+        description="a small asyncio/aiohttp HTTP load generator (loopback only)"
+    )
     parser.add_argument("url")
     parser.add_argument("--connections", "-c", type=int, default=32)
     parser.add_argument("--duration", "-d", type=float, default=5.0)

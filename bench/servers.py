@@ -159,7 +159,9 @@ def starlette_proxy(upstream: str, port: int) -> None:
         )
         return Forwarded(answer)
 
-    app = Starlette(routes=[Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE"])], lifespan=lifespan)
+    app = Starlette(
+        routes=[Route("/{path:path}", proxy, methods=["GET", "POST", "PUT", "DELETE"])], lifespan=lifespan
+    )
     run_uvicorn(app, port)
 
 

@@ -268,12 +268,6 @@ async def test_cookies_of_another_gateway_are_no_session(stack: Stack, browser: 
 
 # -- the customfetch envelope ---------------------------------------------------------------------
 
-BUG_DEEP_JSON = pytest.mark.xfail(
-    reason="BUG: app.read_json catches ValueError/UnicodeDecodeError but not the RecursionError that "
-    "json.loads raises on deeply nested input, so the request ends as a 500 internal_error",
-    strict=True,
-)
-
 
 def _envelope(value: Any) -> bytes:
     return json.dumps(value).encode()
@@ -287,12 +281,11 @@ ENVELOPES = [
     pytest.param(b'"/items"', "invalid_request", id="a-string"),
     pytest.param(b"null", "invalid_request", id="null"),
     pytest.param(b"42", "invalid_request", id="a-number"),
-    pytest.param(b"[" * 5000 + b"]" * 5000, "invalid_request", id="deeply-nested", marks=BUG_DEEP_JSON),
+    pytest.param(b"[" * 5000 + b"]" * 5000, "invalid_request", id="deeply-nested"),
     pytest.param(
         b'{"url": "/echo/x", "options": {"body": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
         "invalid_request",
         id="deeply-nested-body",
-        marks=BUG_DEEP_JSON,
     ),
     pytest.param(_envelope({}), "invalid_request", id="url-missing"),
     pytest.param(_envelope({"options": {"method": "GET"}}), "invalid_request", id="only-options"),
@@ -500,7 +493,7 @@ async def test_encoded_line_breaks_in_the_path_never_split_headers(
     await assert_still_works(browser, stack)
 
 
-@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "MKCOL", "FOO"])
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "MKCOL", "PURGE"])
 async def test_unsupported_proxy_method_is_405(stack: Stack, browser: Browser, method: str) -> None:
     """A method the proxy does not forward gets a 405 problem and nothing goes upstream."""
     before = len(stack.recorder.requests)
@@ -573,12 +566,6 @@ async def test_chunked_body_growing_over_the_limit_is_413(
         await assert_still_works(browser, stack)
 
 
-@pytest.mark.xfail(
-    reason="BUG: customfetch.parse_envelope builds RequestBody(data=...) from options.body without "
-    "checking bff_max_body_bytes; only the envelope (limit + 64 KiB) is capped, so a body over the "
-    "limit is forwarded (DESIGN: larger request bodies get 413, customfetch behaves like the proxy)",
-    strict=True,
-)
 async def test_customfetch_inner_body_over_the_limit_is_413(make_stack: StackFactory) -> None:
     """A customfetch ``options.body`` over BFF_MAX_BODY_BYTES gets 413, like the same body proxied."""
     async with make_stack(bff_max_body_bytes=LIMIT) as stack:
@@ -590,27 +577,28 @@ async def test_customfetch_inner_body_over_the_limit_is_413(make_stack: StackFac
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "refused"),
     [
-        {"X-Big": "h" * 100_000},
-        {f"X-Many-{i}": str(i) for i in range(500)},
-        {"X-Big": "h" * 8192, "Cookie-Like": "a=" + "b" * 8192},
+        ({"X-Big": "h" * 100_000}, True),
+        ({f"X-Many-{i}": str(i) for i in range(500)}, False),
+        ({"X-Big": "h" * 8192, "Cookie-Like": "a=" + "b" * 8192}, False),
     ],
     ids=["one-100kb-header", "500-headers", "two-8kb-headers"],
 )
-async def test_oversize_headers_are_never_a_500(
-    stack: Stack, browser: Browser, headers: dict[str, str]
+async def test_oversize_headers_are_refused_or_forwarded_whole(
+    stack: Stack, browser: Browser, headers: dict[str, str], refused: bool
 ) -> None:
-    """Huge or numerous headers are either refused with a 4xx or forwarded whole, never a 500."""
+    """Headers over 64 KB get 431 headers_too_large with nothing sent upstream; smaller ones arrive whole."""
     answer = await send(browser, "GET", "/api/rest/proxy/echo/headers", headers=headers)
     assert_nothing_leaks(answer, stack)
-    if answer.status == 200:
+    if refused:
+        assert_clean_problem(answer, stack, 431, "headers_too_large")
+        assert stack.recorder.to("/echo") == []
+    else:
+        assert answer.status == 200
         [recorded] = stack.recorder.to("/echo/headers")
         for name, value in headers.items():
             assert recorded.headers[name.lower()] == value
-    else:
-        assert 400 <= answer.status < 500, answer.status
-        assert stack.recorder.to("/echo") == []
     await assert_still_works(browser, stack)
 
 
@@ -634,13 +622,12 @@ LOGIN_BODIES = [
     pytest.param(b'"demo"', 400, "invalid_request", id="a-string"),
     pytest.param(b"null", 400, "invalid_request", id="null"),
     pytest.param(b"3.14", 400, "invalid_request", id="a-number"),
-    pytest.param(b"[" * 5000 + b"]" * 5000, 400, "invalid_request", id="deeply-nested", marks=BUG_DEEP_JSON),
+    pytest.param(b"[" * 5000 + b"]" * 5000, 400, "invalid_request", id="deeply-nested"),
     pytest.param(
         b'{"username": ' + b"[" * 5000 + b"]" * 5000 + b"}",
         400,
         "invalid_request",
         id="deeply-nested-field",
-        marks=BUG_DEEP_JSON,
     ),
     pytest.param(
         _envelope({"username": "demo", "password": "p" * 200_000}), 413, "payload_too_large", id="huge"

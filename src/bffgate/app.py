@@ -6,8 +6,9 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from typing import Any
 
 import aiohttp
@@ -115,6 +116,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/bffgate.js", browser_helper("bffgate.js", "text/javascript; charset=utf-8"), methods=["GET"]),
+        Route("/bffgate.d.ts", browser_helper("bffgate.d.ts", "text/plain; charset=utf-8"), methods=["GET"]),
         *extra_routes,
     ]
     app = Starlette(
@@ -237,7 +240,7 @@ class Endpoints:
         gateway = await self.runtime.gateway()
         tracked = await gateway.open(request)
         envelope = await read_json(request, self.settings.bff_max_body_bytes + ENVELOPE_OVERHEAD)
-        call = parse_envelope(envelope, gateway.api)
+        call = parse_envelope(envelope, gateway.api, max_body_bytes=self.settings.bff_max_body_bytes)
         return await gateway.forward(request, tracked, call.method, call.url, call.headers, call.body)  # type: ignore[return-value]
 
     # -- operations --------------------------------------------------------------------------------
@@ -310,6 +313,16 @@ class Endpoints:
             await gateway.store.delete(previous)
 
 
+def browser_helper(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint serving a file of the package's ``static/`` folder (read once, kept in memory)."""
+    body = (files("bffgate") / "static" / name).read_bytes()
+
+    async def serve(request: Request) -> Response:
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
+
+    return serve
+
+
 def with_cookies(response: Response, set_cookies: list[str]) -> Response:
     """Add one Set-Cookie header per cookie, and ``no-store`` so no cache keeps them."""
     if set_cookies:
@@ -336,7 +349,7 @@ async def read_json(request: Request, limit: int) -> Any:
     body = await read_body(request, max_bytes=limit, replay_bytes=limit)
     try:
         return json.loads(body.data or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
         raise InvalidRequest("the body must be valid JSON") from None
 
 

@@ -29,7 +29,7 @@ FIXES: dict[str, str] = {
 }
 
 
-def _http_url(value: str, name: str) -> str:
+def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     @field_validator("remote_api", "bff_public_url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
-        return _http_url(value, "url")
+        return _http_url(value)
 
     @field_validator("oidc_issuer", "bff_login_url", "bff_refresh_url", "bff_logout_url", "bff_userinfo_url")
     @classmethod
@@ -102,7 +102,7 @@ class Settings(BaseSettings):
             return None
         if value.startswith("/"):
             return value  # a path under REMOTE_API, joined in the model validator
-        return _http_url(value, "url")
+        return _http_url(value)
 
     @field_validator("etls_access", "etls_refresh")
     @classmethod
@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix", "redis+sentinel"):
+        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
 

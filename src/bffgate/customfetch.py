@@ -14,7 +14,7 @@ from typing import Any
 
 from yarl import URL
 
-from .errors import InvalidRequest
+from .errors import InvalidRequest, PayloadTooLarge
 from .proxy import RequestBody, UpstreamBase, forwardable_request_headers
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -30,7 +30,7 @@ class EnvelopeCall:
     body: RequestBody
 
 
-def parse_envelope(envelope: Any, api: UpstreamBase) -> EnvelopeCall:
+def parse_envelope(envelope: Any, api: UpstreamBase, *, max_body_bytes: int) -> EnvelopeCall:
     """The upstream call the envelope asks for; ``InvalidRequest`` / ``InvalidUrl`` when it is wrong."""
     if not isinstance(envelope, dict):
         raise InvalidRequest('the body must be a JSON object like {"url": "/path", "options": {}}')
@@ -47,6 +47,8 @@ def parse_envelope(envelope: Any, api: UpstreamBase) -> EnvelopeCall:
         raise InvalidRequest(f'"options.method" must be one of {", ".join(sorted(METHODS))}')
     headers = _headers(options.get("headers"))
     body, content_type = _body(options.get("body"))
+    if body is not None and len(body) > max_body_bytes:
+        raise PayloadTooLarge(f"the body is larger than {max_body_bytes} bytes")
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
     return EnvelopeCall(method.upper(), api.join_relative_url(url), headers, RequestBody(data=body))
@@ -74,4 +76,7 @@ def _body(value: Any) -> tuple[bytes | None, str | None]:
         return None, None
     if isinstance(value, str):
         return value.encode(), None
-    return json.dumps(value).encode(), "application/json"
+    try:
+        return json.dumps(value).encode(), "application/json"
+    except (ValueError, RecursionError):  # e.g. a huge nesting depth
+        raise InvalidRequest('"options.body" cannot be sent as JSON') from None

@@ -11,6 +11,7 @@ joserfc) are mapped to these in the module that calls the library, and nowhere e
     ├── InvalidRequest         400 invalid_request      a malformed envelope or JSON body
     ├── InvalidUrl             400 invalid_url          a path that would leave REMOTE_API
     ├── PayloadTooLarge        413 payload_too_large
+    ├── HeadersTooLarge        431 headers_too_large
     ├── NotFound               404 not_found
     ├── MethodNotAllowed       405 method_not_allowed
     ├── UpstreamError          502 upstream_unavailable network failure or unusable answer upstream
@@ -75,6 +76,12 @@ class PayloadTooLarge(BffError):
     status = 413
     code = "payload_too_large"
     title = "Request body too large"
+
+
+class HeadersTooLarge(BffError):
+    status = 431
+    code = "headers_too_large"
+    title = "Request headers too large"
 
 
 class NotFound(BffError):

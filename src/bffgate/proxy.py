@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from .errors import InvalidUrl, PayloadTooLarge, UpstreamError, UpstreamTimeout
+from .errors import HeadersTooLarge, InvalidUrl, PayloadTooLarge, UpstreamError, UpstreamTimeout
 
 log = logging.getLogger("bffgate.proxy")
 
@@ -59,6 +59,8 @@ REQUEST_DROP_BYTES = frozenset(name.encode() for name in REQUEST_DROP)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 STREAM_CHUNK = 64 * 1024
+# The ASGI server (httptools) sets no limit of its own; APIs behind us commonly reject above 8-64 KB.
+MAX_REQUEST_HEADER_BYTES = 64 * 1024
 
 # Path characters RFC 3986 allows as they are; anything else is percent-encoded before checking.
 _PATH_SAFE = "/%-._~!$&'()*+,;=:@"
@@ -133,12 +135,16 @@ def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> l
     """The browser's end-to-end headers, in one pass (plus a rare second for Connection-named ones)."""
     kept: list[tuple[str, str]] = []
     connection_named: list[str] = []
+    size = 0
     for name, value in raw_headers:
+        size += len(name) + len(value)
         if name in REQUEST_DROP_BYTES:
             if name == b"connection":
                 connection_named = [t.strip().lower() for t in value.decode("latin-1").split(",")]
             continue
         kept.append((name.decode("latin-1"), value.decode("latin-1")))
+    if size > MAX_REQUEST_HEADER_BYTES:
+        raise HeadersTooLarge(f"the request headers are larger than {MAX_REQUEST_HEADER_BYTES} bytes")
     if connection_named:
         kept = [(n, v) for n, v in kept if n not in connection_named]
     return kept

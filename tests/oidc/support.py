@@ -27,6 +27,7 @@ PROVIDER_DIR = Path(__file__).parent / "provider"
 ISSUER_MARKER = "BFFGATE_TEST_ISSUER "
 START_TIMEOUT = 60.0
 MAX_HOPS = 12
+MIN_NODE_MAJOR = 20  # oidc-provider 9 (the maintained line) runs on 20 and supports 22+ officially
 
 
 class ProviderProcess:
@@ -42,13 +43,20 @@ class ProviderProcess:
     def start(self) -> str:
         node, npm = shutil.which("node"), shutil.which("npm")
         if node is None or npm is None:
-            raise RuntimeError("the OIDC tests need Node.js and npm on PATH (scripts/test-services installs them)")
+            raise RuntimeError(
+                "the OIDC tests need Node.js and npm on PATH (scripts/test-services installs them)"
+            )
+        version = subprocess.run(  # fixed arguments
+            [node, "--version"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        if int(version.lstrip("v").split(".")[0]) < MIN_NODE_MAJOR:
+            raise RuntimeError(f"the OIDC tests need Node.js {MIN_NODE_MAJOR} or newer, found {version}")
         if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-            subprocess.run(  # noqa: S603  # fixed arguments, the pinned lock file
+            subprocess.run(  # fixed arguments, the pinned lock file
                 [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=PROVIDER_DIR, check=True
             )
         self._log = self.log_path.open("w")
-        self._process = subprocess.Popen(  # noqa: S603  # fixed arguments
+        self._process = subprocess.Popen(  # fixed arguments
             [node, "server.mjs", "0"],
             cwd=PROVIDER_DIR,
             stdout=subprocess.PIPE,
@@ -64,7 +72,8 @@ class ProviderProcess:
         return self.issuer
 
     def _read_issuer(self) -> str:
-        assert self._process is not None and self._process.stdout is not None
+        assert self._process is not None
+        assert self._process.stdout is not None
         deadline = time.monotonic() + START_TIMEOUT
         with selectors.DefaultSelector() as selector:
             selector.register(self._process.stdout, selectors.EVENT_READ)
@@ -126,7 +135,7 @@ class ProviderApi:
         return Client(body["client_id"], body.get("client_secret"), auth_method)
 
     async def stats(self, client_id: str) -> dict[str, int]:
-        """Token-endpoint calls of the client: ``{"refresh_token 200": 1, ...}`` (``*``: JWKS downloads)."""
+        """Token-endpoint calls of the client by grant type and status: ``{"refresh_token 200": 1}``."""
         async with self.http.get(f"{self.issuer}/__test/stats", params={"client_id": client_id}) as response:
             return dict(await response.json())
 
@@ -137,19 +146,29 @@ class ProviderApi:
 
     async def introspect(self, client: Client, token: str) -> dict[str, Any]:
         """RFC 7662 introspection, authenticated as ``client``."""
-        pair = f"{client.client_id}:{client.client_secret}".encode()
-        headers = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
         async with self.http.post(
-            f"{self.issuer}/token/introspection", data={"token": token}, headers=headers
+            f"{self.issuer}/token/introspection", data={"token": token}, headers=_basic(client)
         ) as response:
             assert response.status == 200
             return dict(await response.json())
+
+    async def revoke(self, client: Client, token: str) -> None:
+        """RFC 7009 revocation, as when the user withdraws the app's access at the provider."""
+        async with self.http.post(
+            f"{self.issuer}/token/revocation", data={"token": token}, headers=_basic(client)
+        ) as response:
+            assert response.status == 200
 
     async def resource(self, access_token: str) -> int:
         """The protected resource's status for a bearer token."""
         headers = {"Authorization": f"Bearer {access_token}"}
         async with self.http.get(f"{self.issuer}/resource/me", headers=headers) as response:
             return response.status
+
+
+def _basic(client: Client) -> dict[str, str]:
+    pair = f"{client.client_id}:{client.client_secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
 @dataclass

@@ -35,26 +35,14 @@ def demo_settings(host: str, port: int, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]  # pydantic validates the values
 
 
-def _static(name: str, media_type: str) -> Route:
-    async def serve(request: Request) -> Response:
-        body = (STATIC / name).read_bytes()
-        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
-
-    return Route(f"/{name}", serve, methods=["GET"])
-
-
 def page_routes() -> list[Route]:
-    """The demo page at ``/`` and the browser helper at ``/bffgate.js``."""
+    """The demo page at ``/`` (the gateway itself serves ``/bffgate.js``)."""
 
     async def page(request: Request) -> Response:
         body = (STATIC / "demo.html").read_bytes()
         return Response(body, media_type="text/html; charset=utf-8", headers={"Cache-Control": "no-cache"})
 
-    return [
-        Route("/", page, methods=["GET"]),
-        _static("bffgate.js", "text/javascript; charset=utf-8"),
-        _static("bffgate.d.ts", "text/plain; charset=utf-8"),
-    ]
+    return [Route("/", page, methods=["GET"])]
 
 
 def create_demo_app(

@@ -263,15 +263,17 @@ class OidcProvider:
 
     def _authenticate(self, form: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
         """Client authentication (RFC 6749 2.3.1): the form and headers of a token-endpoint call."""
+        # The shared client skips automatic Content-Type headers, so the form's is set here.
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
         form = {**form, "client_id": self._client_id}
         if self._client_secret is None or self._auth_method == "none":
-            return form, {}
+            return form, headers
         if self._auth_method == "client_secret_post":
-            return {**form, "client_secret": self._client_secret}, {}
+            return {**form, "client_secret": self._client_secret}, headers
         del form["client_id"]
         # Both parts are form-urlencoded before base64, as RFC 6749 2.3.1 requires.
         pair = f"{quote(self._client_id, safe='')}:{quote(self._client_secret, safe='')}"
-        return form, {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+        return form, {**headers, "Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
 
     async def _fetch_jwks(self) -> Any:
         metadata = await self.discovery.metadata()

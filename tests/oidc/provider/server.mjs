@@ -11,7 +11,6 @@
 // Test-only extras, outside the provider's routes:
 //   GET  /resource/me                 a protected resource: 200 {sub, client_id} for a valid access token
 //   GET  /__test/stats?client_id=     token-endpoint calls of that client by grant type and outcome
-//                                     (client_id=* : JWKS downloads)
 //   POST /__test/forge?client_id=&mode=
 //        the client's next token answer carries a bad ID token: mode = foreign-key | unknown-kid |
 //        alg-none | hs256-public-key
@@ -128,7 +127,6 @@ server.listen(port, '127.0.0.1', () => {
   provider.on('grant.revoked', (ctx) => count(ctx.oidc?.client?.clientId, 'grants_revoked'));
   provider.use(async (ctx, next) => {
     await next();
-    if (ctx.path === '/jwks') count('*', 'jwks');
     if (ctx.path !== '/token' || ctx.method !== 'POST') return;
     const clientId = ctx.oidc?.client?.clientId;
     count(clientId, `${ctx.oidc?.params?.grant_type ?? 'unknown'} ${ctx.status}`);
