@@ -562,11 +562,6 @@ async def test_smaller_value_expires_stale_chunks(stack: Stack) -> None:
     assert (await browser.request("GET", "/api/auth/user")).json()["user"]["name"] == "Demo User"
 
 
-@pytest.mark.xfail(
-    reason="BUG: CookieTooLarge from cookies.CookieJar.write escapes CookieSessionStore.set_cookies "
-    "(app.py login) and becomes a 500 internal_error",
-    strict=True,
-)
 async def test_value_too_big_for_the_chunk_bound_is_not_a_500(stack: Stack) -> None:
     """A user object too big even for the bounded chunk count gets a clean answer, never a 500."""
     _big_login(stack, {"id": "demo", "bio": "z" * 40_000})
@@ -711,11 +706,6 @@ async def test_cross_origin_preflight_gets_no_cors_approval(stack: Stack, path: 
     assert stack.recorder.to("/items") == []
 
 
-@pytest.mark.xfail(
-    reason="BUG (minor): proxy.browser_response_headers passes the upstream's "
-    "Access-Control-Allow-Origin: * together with Access-Control-Allow-Credentials: true to the browser",
-    strict=True,
-)
 async def test_upstream_cors_wildcard_with_credentials_never_reaches_browser(
     make_tapped: TappedFactory,
 ) -> None:
@@ -1145,11 +1135,6 @@ async def test_upstream_set_cookie_and_hop_headers_never_reach_browser(stack: St
     assert "upstream_session" not in browser.cookies
 
 
-@pytest.mark.xfail(
-    reason="BUG: proxy.browser_response_headers drops only the static hop-by-hop list and ignores the "
-    "names listed in the upstream's Connection header (X-Private reaches the browser)",
-    strict=True,
-)
 async def test_connection_nominated_response_headers_never_reach_browser(stack: Stack) -> None:
     """A response header the upstream names in ``Connection`` is hop-by-hop and is not forwarded."""
     browser = await stack.logged_in()

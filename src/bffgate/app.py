@@ -27,6 +27,7 @@ from .customfetch import parse_envelope
 from .errors import (
     BffError,
     InvalidRequest,
+    InvalidUrl,
     MethodNotAllowed,
     NotFound,
     SessionExpired,
@@ -340,9 +341,11 @@ def _tracked(request: Request) -> RequestSession | None:
 def _relative_proxy_path(request: Request) -> str:
     """The path after ``/api/rest/proxy/`` exactly as the browser encoded it."""
     raw = request.scope.get("raw_path")
-    path = raw.decode("latin-1") if raw else request.scope["path"]
+    path: str = raw.decode("latin-1") if raw else request.scope["path"]
     index = path.find(PROXY_PREFIX)
-    return path[index + len(PROXY_PREFIX) :] if index >= 0 else ""
+    if index < 0:  # the prefix itself was percent-encoded (/api/rest/%70roxy/...): not a path we route
+        raise InvalidUrl("the proxy prefix must not be percent-encoded")
+    return path[index + len(PROXY_PREFIX) :]
 
 
 async def read_json(request: Request, limit: int) -> Any:

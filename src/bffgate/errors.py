@@ -14,6 +14,7 @@ joserfc) are mapped to these in the module that calls the library, and nowhere e
     ├── HeadersTooLarge        431 headers_too_large
     ├── NotFound               404 not_found
     ├── MethodNotAllowed       405 method_not_allowed
+    ├── SessionTooLarge        502 session_too_large    tokens too large for cookies (use Redis)
     ├── UpstreamError          502 upstream_unavailable network failure or unusable answer upstream
     │   └── UpstreamTimeout    504 upstream_timeout
     ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
@@ -94,6 +95,12 @@ class MethodNotAllowed(BffError):
     status = 405
     code = "method_not_allowed"
     title = "Method not allowed"
+
+
+class SessionTooLarge(BffError):
+    status = 502
+    code = "session_too_large"
+    title = "The session's tokens are too large for cookies; use BFF_SESSION_STORE=redis"
 
 
 class UpstreamError(BffError):

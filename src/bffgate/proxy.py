@@ -153,11 +153,24 @@ def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> l
 def browser_response_headers(
     upstream: aiohttp.ClientResponse, *, pass_cookies: bool, set_cookies: list[str]
 ) -> list[tuple[bytes, bytes]]:
-    """The upstream's end-to-end headers for the browser, plus our Set-Cookie headers."""
+    """The upstream's end-to-end headers for the browser, plus our Set-Cookie headers.
+
+    CORS headers are dropped too: the browser talks to the gateway's origin, which never approves
+    cross-origin requests, so an API's ``Access-Control-*`` answer has no meaning there.
+    """
     drop = RESPONSE_DROP_KEEP_COOKIES_BYTES if pass_cookies else RESPONSE_DROP_BYTES
     if set_cookies:
         drop = drop | {b"cache-control"}
-    headers = [(name.lower(), value) for name, value in upstream.raw_headers if name.lower() not in drop]
+    headers: list[tuple[bytes, bytes]] = []
+    connection_named: set[bytes] = set()
+    for name, value in upstream.raw_headers:
+        lower = name.lower()
+        if lower == b"connection":
+            connection_named = {token.strip().lower() for token in value.split(b",")}
+        elif lower not in drop and not lower.startswith(b"access-control-"):
+            headers.append((lower, value))
+    if connection_named:
+        headers = [(name, value) for name, value in headers if name not in connection_named]
     if set_cookies:
         headers.append((b"cache-control", b"no-store"))
         headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in set_cookies)

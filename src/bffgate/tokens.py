@@ -47,7 +47,17 @@ def lifetime_from_jwt(token: str) -> float | None:
     return None
 
 
-USER_CLAIMS = ("sub", "name", "given_name", "family_name", "email", "preferred_username", "picture", "roles")
+USER_CLAIMS = (
+    "sub",
+    "id",
+    "name",
+    "given_name",
+    "family_name",
+    "email",
+    "preferred_username",
+    "picture",
+    "roles",
+)
 
 
 def user_from_jwt(token: str) -> dict[str, Any]:

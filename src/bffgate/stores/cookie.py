@@ -8,14 +8,20 @@ refresh cookie's is ignored, so cookies of two sessions are never mixed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from ..config import Settings
-from ..cookies import CookieJar
+from ..cookies import CookieJar, CookieTooLarge
+from ..errors import SessionTooLarge
 from ..sealing import Sealer
 from ..session import Session
+from ..tokens import USER_CLAIMS
+
+log = logging.getLogger("bffgate.store")
 
 ACCESS_COOKIE = "accessTokenEtls"
 REFRESH_COOKIE = "refreshTokenEtls"
@@ -78,6 +84,22 @@ class CookieSessionStore:
         """Nothing to do: clearing the cookies ends a stateless session."""
 
     def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
+        try:
+            return self._set_cookies(session, cookies)
+        except CookieTooLarge:
+            pass
+        # Too big for the bounded chunks: keep the tokens, trim what is only for display (user data
+        # to its usual claims, the ID token used as a logout hint) rather than fail the request.
+        log.warning("session %s too large for cookies: user data trimmed, ID token dropped", session.sid[:6])
+        slim = replace(
+            session, user={k: v for k, v in session.user.items() if k in USER_CLAIMS}, id_token=None
+        )
+        try:
+            return self._set_cookies(slim, cookies)
+        except CookieTooLarge:
+            raise SessionTooLarge() from None
+
+    def _set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
         access_name, refresh_name, user_name = self._names
         now = time.time()
         session_end = session.session_expires_at(self._idle, self._absolute, now)
