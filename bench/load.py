@@ -42,6 +42,7 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     cpu_seconds: float  # the load generator's own CPU time (user + system)
+    others: float = 0.0  # share of the machine's CPU that other processes used meanwhile (run.py sets it)
 
     @property
     def rps(self) -> float:

@@ -28,15 +28,45 @@ CREDENTIALS = {"username": "demo", "password": "demo"}
 
 
 class ReadyServer(uvicorn.Server):
-    """A uvicorn server that signals, rather than being polled, once it accepts connections."""
+    """A uvicorn server that signals, rather than being polled, once it accepts connections, and
+    that stops as soon as ``should_exit`` is set (uvicorn's own loop checks it every 0.1 s)."""
 
     def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
         self.ready = asyncio.Event()
+        self._exit = asyncio.Event()
+        super().__init__(config)
+
+    @property  # type: ignore[override]  # uvicorn declares a plain attribute
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         self.ready.set()
+
+    async def main_loop(self) -> None:
+        await self._exit.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown without its fixed 0.1 s pauses: idle connections close at once, so a
+        few loop turns let their ``connection_lost`` run before the (polling) wait for the rest."""
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        for _ in range(10):
+            if not self.server_state.connections:
+                break
+            await asyncio.sleep(0)
+        await self._wait_tasks_to_complete()
+        await self.lifespan.shutdown()
 
 
 def closed_port() -> int:

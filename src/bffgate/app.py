@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib.resources import files
 from typing import Any
+from urllib.parse import parse_qs
 
 import aiohttp
 import redis.asyncio as redis
@@ -25,7 +26,9 @@ from .cookies import CookieJar
 from .csrf import verify_csrf
 from .customfetch import parse_envelope
 from .errors import (
+    BackchannelUnsupported,
     BffError,
+    InvalidLogoutToken,
     InvalidRequest,
     InvalidUrl,
     MethodNotAllowed,
@@ -38,6 +41,8 @@ from .metrics import LOGINS, LOGOUTS, PROBLEMS, metrics_endpoint
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
 from .providers import PasswordLogin, RedirectLogin, create_provider
+from .providers.logout_token import REPLAY_WINDOW
+from .providers.oidc import OidcProvider
 from .proxy import forwardable_request_headers, read_body
 from .session import Session
 from .stores import RedisSessionStore, create_store
@@ -47,6 +52,7 @@ from .upstream import create_http_client
 log = logging.getLogger("bffgate")
 
 PROXY_PREFIX = "/api/rest/proxy/"
+BACKCHANNEL_LOGOUT_PATH = "/api/auth/backchannel-logout"
 PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SMALL_JSON_LIMIT = 64 * 1024  # login credentials and similar small bodies
 ENVELOPE_OVERHEAD = 64 * 1024  # customfetch: the JSON around the body
@@ -111,6 +117,11 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/auth/callback", endpoints.callback, methods=["GET"]),
         Route("/api/auth/logout", endpoints.logout, methods=["POST"]),
         Route("/api/auth/user", endpoints.user, methods=["GET"]),
+        *(  # OpenID Connect only: with BFF_PROVIDER=rest nobody sends logout tokens (404)
+            [Route(BACKCHANNEL_LOGOUT_PATH, endpoints.backchannel_logout, methods=["POST"])]
+            if settings.bff_provider == "oidc"
+            else []
+        ),
         Route("/api/rest/refreshresttokens", endpoints.refresh_tokens, methods=["POST"]),
         Route("/api/rest/customfetch", endpoints.customfetch, methods=["POST"]),
         Route(PROXY_PREFIX + "{path:path}", endpoints.proxy, methods=PROXY_METHODS),
@@ -203,6 +214,35 @@ class Endpoints:
             body["logoutUrl"] = await gateway.provider.logout_url(session)
         response = JSONResponse(body)
         return with_cookies(response, gateway.store.clear_cookies(request.cookies))
+
+    async def backchannel_logout(self, request: Request) -> Response:
+        """OpenID Connect Back-Channel Logout 1.0: the provider says a user's session there has ended.
+
+        Server to server: no session cookie and no X-CSRF; the signed ``logout_token`` is the
+        authentication. 200 once the sessions are gone, 400 ``invalid_logout_token`` (nothing ended),
+        501 ``backchannel_unsupported`` with the cookie store (no server-side session to end). Every
+        answer is ``no-store``.
+        """
+        try:
+            ended = await self._end_provider_sessions(request)
+        except BffError as error:
+            PROBLEMS.labels(error.code).inc()
+            log.info("back-channel logout refused: %s", error.detail)
+            return problem_response(error, headers={"Cache-Control": "no-store"})
+        LOGOUTS.inc(ended)
+        return JSONResponse({"endedSessions": ended}, headers={"Cache-Control": "no-store"})
+
+    async def _end_provider_sessions(self, request: Request) -> int:
+        gateway = await self.runtime.gateway()
+        provider, store = gateway.provider, gateway.store
+        if not isinstance(provider, OidcProvider):
+            raise NotFound("back-channel logout needs BFF_PROVIDER=oidc")
+        if not isinstance(store, RedisSessionStore):
+            raise BackchannelUnsupported()
+        token = await provider.logout_token(await _logout_token_field(request))
+        if not await store.first_use_of_logout_token(token.issuer, token.jti, REPLAY_WINDOW):
+            raise InvalidLogoutToken("the logout token was used before (its jti is not new)")
+        return await store.delete_provider_sessions(token.issuer, sid=token.sid, sub=token.sub)
 
     async def user(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
@@ -354,6 +394,22 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(body.data or b"")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
         raise InvalidRequest("the body must be valid JSON") from None
+
+
+async def _logout_token_field(request: Request) -> str:
+    """The one ``logout_token`` of a form-encoded back-channel logout request."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest("a back-channel logout request is form-encoded")
+    body = await read_body(request, max_bytes=SMALL_JSON_LIMIT, replay_bytes=SMALL_JSON_LIMIT)
+    try:
+        fields = parse_qs((body.data or b"").decode("ascii"), max_num_fields=16)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the back-channel logout request's form cannot be read") from None
+    values = fields.get("logout_token", [])
+    if len(values) != 1 or not values[0]:
+        raise InvalidRequest("a back-channel logout request has exactly one logout_token")
+    return values[0]
 
 
 async def _wants_everywhere(request: Request) -> bool:

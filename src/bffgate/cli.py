@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the gateway with a bundled demo API and page, no setup")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument(
+        "--public-url", help="the origin browsers use, when a front end (e.g. Next.js) proxies to the demo"
+    )
+    demo.add_argument("--login-page", default="/", help="where navigations without a session go")
     demo.set_defaults(run=demo_command)
 
     check = commands.add_parser("check", help="validate settings and reach the provider and Redis")
@@ -88,7 +92,8 @@ def serve_command(args: argparse.Namespace) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     from .demo import create_demo_app
 
-    app, _ = create_demo_app(args.host, args.port)
+    public_url = args.public_url or f"http://{args.host}:{args.port}"
+    app, _ = create_demo_app(args.host, args.port, bff_public_url=public_url, bff_login_page=args.login_page)
     url = f"http://{args.host}:{args.port}/"
     print(f"bffgate demo: open {url} and log in as demo / demo (access tokens live 20 s)", flush=True)
     uvicorn.run(

@@ -19,6 +19,8 @@ joserfc) are mapped to these in the module that calls the library, and nowhere e
     │   └── UpstreamTimeout    504 upstream_timeout
     ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
     ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
+    ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
+    ├── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
     └── LoginFailed            4xx (upstream's)         the login endpoint refused the credentials
 
     ConfigError                start-up: a bad or missing setting (not an HTTP answer)
@@ -125,6 +127,24 @@ class StoreUnavailable(BffError):
     status = 503
     code = "store_unavailable"
     title = "The session store is unavailable; try again"
+
+
+class InvalidLogoutToken(BffError):
+    """An OpenID Connect back-channel logout request whose ``logout_token`` is refused (no session ended).
+
+    Back-Channel Logout 1.0 section 2.8: 400 for a request that is invalid. The detail says why,
+    never with the token in it.
+    """
+
+    status = 400
+    code = "invalid_logout_token"
+    title = "The logout token is invalid"
+
+
+class BackchannelUnsupported(BffError):
+    status = 501
+    code = "backchannel_unsupported"
+    title = "Back-channel logout needs server-side sessions (BFF_SESSION_STORE=redis)"
 
 
 class LoginFailed(BffError):

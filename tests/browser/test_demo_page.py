@@ -128,7 +128,7 @@ async def test_session_cookies_are_httponly_secure_strict_and_invisible_to_javas
         assert user["status"] == 200
         assert set(json.loads(user["text"])) == {"user", "expiresAt", "sessionExpiresAt"}
 
-        # Everything script can read: storage, the DOM, the user answer and every response body.
+        # Everything script can read: storage, the DOM, the user answer, every response body and header.
         visible = await page.evaluate(
             """() => JSON.stringify({
                  cookie: document.cookie,
@@ -139,7 +139,15 @@ async def test_session_cookies_are_httponly_secure_strict_and_invisible_to_javas
         )
         bodies = [await r.text() for r in responses if r.request.resource_type in READABLE]
         assert len(bodies) >= 5  # the page, the helper, login, user, items, ...
-        texts = [visible, user["text"], *bodies]
+        # Response headers too, except Set-Cookie, which fetch() never shows to script.
+        headers = [
+            f"{name}: {value}"
+            for r in responses
+            if r.request.resource_type in READABLE
+            for name, value in (await r.all_headers()).items()
+            if name != "set-cookie"
+        ]
+        texts = [visible, user["text"], *bodies, *headers]
         # Every refresh token the demo API handed out (DemoState keeps them to detect reuse).
         issued = list(demo.state._refresh_owner)
         assert issued

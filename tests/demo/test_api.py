@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from typing import Any
 import aiohttp
 import pytest
 import time_machine
-import uvicorn
 from joserfc import jwt
 from joserfc.jwk import OctKey
 from starlette.applications import Starlette
@@ -24,44 +22,13 @@ from starlette.types import ASGIApp
 
 from bffgate.demo.api import DOWNLOAD_CHUNK_SIZE, DOWNLOAD_MAX_SIZE, DemoState, create_demo_api
 
+from .. import harness
+
 # --- real server harness (to move into tests/conftest.py once shared) ----------------------------
 
 
-class _ReadyServer(uvicorn.Server):
-    """A uvicorn server that signals, rather than being polled, once it accepts connections."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = asyncio.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets=sockets)
-        self.ready.set()
-
-
-@contextlib.asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
-    """Run ``app`` on an ephemeral loopback port in this event loop; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = _ReadyServer(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    ready = asyncio.create_task(server.ready.wait())
-    try:
-        # If startup fails, the serve task ends instead of setting ready: surface its error.
-        await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        if task.done():
-            task.result()  # re-raises the startup error
-        if not server.ready.is_set():
-            raise RuntimeError("uvicorn did not start within 10 s")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        ready.cancel()
-        server.should_exit = True
-        await task
-        sock.close()
+def serve(app: ASGIApp) -> contextlib.AbstractAsyncContextManager[str]:
+    return harness.serve(app, lifespan="off")
 
 
 @dataclass

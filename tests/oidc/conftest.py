@@ -92,15 +92,22 @@ OidcStackFactory = Callable[..., contextlib.AbstractAsyncContextManager[OidcStac
 
 @pytest.fixture
 def make_oidc_stack(provider: ProviderApi, http: aiohttp.ClientSession) -> OidcStackFactory:
-    """Register a client for a gateway about to listen on a fresh port, then start that gateway."""
+    """Register a client for a gateway about to listen on a fresh port, then start that gateway.
+
+    ``client_metadata(gateway_url)`` adds client metadata at the provider; other keywords are settings.
+    """
 
     @contextlib.asynccontextmanager
     async def factory(
-        *, auth_method: str = "client_secret_basic", **overrides: Any
+        *,
+        auth_method: str = "client_secret_basic",
+        client_metadata: Callable[[str], dict[str, Any]] | None = None,
+        **overrides: Any,
     ) -> AsyncIterator[OidcStack]:
         sock = bind_loopback()
         gateway_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        client = await provider.register(gateway_url, auth_method)
+        extra = client_metadata(gateway_url) if client_metadata else None
+        client = await provider.register(gateway_url, auth_method, extra)
         values: dict[str, Any] = {
             "bff_provider": "oidc",
             "oidc_issuer": provider.issuer,

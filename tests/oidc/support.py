@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -120,14 +121,23 @@ class ProviderApi:
     issuer: str
     http: aiohttp.ClientSession
 
-    async def register(self, gateway_url: str, auth_method: str = "client_secret_basic") -> Client:
-        """A new client (RFC 7591) whose redirect and post-logout URIs point at ``gateway_url``."""
+    async def register(
+        self,
+        gateway_url: str,
+        auth_method: str = "client_secret_basic",
+        extra: Mapping[str, Any] | None = None,
+    ) -> Client:
+        """A new client (RFC 7591) whose redirect and post-logout URIs point at ``gateway_url``.
+
+        ``extra`` adds client metadata, e.g. ``backchannel_logout_uri``.
+        """
         metadata = {
             "redirect_uris": [f"{gateway_url}/api/auth/callback"],
             "post_logout_redirect_uris": [f"{gateway_url}/"],
             "grant_types": ["authorization_code", "refresh_token"],
             "response_types": ["code"],
             "token_endpoint_auth_method": auth_method,
+            **(extra or {}),
         }
         async with self.http.post(f"{self.issuer}/reg", json=metadata) as response:
             body = await response.json()
@@ -143,6 +153,11 @@ class ProviderApi:
         params = {"client_id": client_id, "mode": mode}
         async with self.http.post(f"{self.issuer}/__test/forge", params=params) as response:
             assert response.status == 200
+
+    async def end_session_endpoint(self) -> str:
+        """The provider's RP-initiated logout endpoint, from its discovery document."""
+        async with self.http.get(f"{self.issuer}/.well-known/openid-configuration") as response:
+            return str((await response.json())["end_session_endpoint"])
 
     async def introspect(self, client: Client, token: str) -> dict[str, Any]:
         """RFC 7662 introspection, authenticated as ``client``."""

@@ -30,6 +30,7 @@ def demo_settings(host: str, port: int, **overrides: object) -> Settings:
         "etls_refresh": secrets.token_urlsafe(48),
         "bff_public_url": f"http://{host}:{port}",
         "bff_login_page": "/",
+        "bff_logout_url": "/auth/logout",  # logout revokes the refresh-token family upstream
         **overrides,
     }
     return Settings(**values)  # type: ignore[arg-type]  # pydantic validates the values

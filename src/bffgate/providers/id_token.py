@@ -40,18 +40,8 @@ async def validate_id_token(
     ``nonce`` is the login transaction's (required then); None after a refresh, where the provider
     may repeat the original nonce or leave it out.
     """
-    try:
-        header = jws.extract_compact(token.encode()).headers()
-    except (JoseError, ValueError, UnicodeError):
-        raise InvalidIdToken("the ID token is not a signed JWT") from None
-    algorithm = header.get("alg")
-    if not isinstance(algorithm, str) or algorithm not in algorithms:
-        raise InvalidIdToken(f"the ID token's algorithm {algorithm!r} is not allowed")
-    kid = header.get("kid")
-    candidates = await keys.candidates(kid if isinstance(kid, str) else None, algorithm)
-    if not candidates:
-        raise InvalidIdToken("the ID token is signed with a key the provider does not publish")
-    claims = _verified_claims(token, candidates, algorithm)
+    header, claims = await verified_jwt(token, keys=keys, algorithms=algorithms)
+    algorithm = str(header["alg"])
     _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce)
     if access_token is not None and "at_hash" in claims:
         expected = create_half_hash(access_token, algorithm)
@@ -60,15 +50,39 @@ async def validate_id_token(
     return claims
 
 
-def _verified_claims(token: str, candidates: list[Any], algorithm: str) -> dict[str, Any]:
+async def verified_jwt(
+    token: str,
+    *,
+    keys: JwksCache,
+    algorithms: tuple[str, ...],
+    what: str = "ID token",
+    invalid: type[Exception] = InvalidIdToken,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a JWT signed by the provider; no claim is checked yet.
+
+    Shared by the ID token and the back-channel logout token: the algorithm allow-list, the key from
+    the JWKS (an unknown ``kid`` refetches once) and the signature. Failures raise ``invalid`` with a
+    message naming ``what``; ``UpstreamError`` when the JWKS cannot be fetched.
+    """
+    try:
+        header = jws.extract_compact(token.encode()).headers()
+    except (JoseError, ValueError, UnicodeError):
+        raise invalid(f"the {what} is not a signed JWT") from None
+    algorithm = header.get("alg")
+    if not isinstance(algorithm, str) or algorithm not in algorithms:
+        raise invalid(f"the {what}'s algorithm {algorithm!r} is not allowed")
+    kid = header.get("kid")
+    candidates = await keys.candidates(kid if isinstance(kid, str) else None, algorithm)
+    if not candidates:
+        raise invalid(f"the {what} is signed with a key the provider does not publish")
     for key in candidates:  # usually one: several only for a token without a kid
         try:
-            return dict(jwt.decode(token, key, algorithms=[algorithm]).claims)
+            return dict(header), dict(jwt.decode(token, key, algorithms=[algorithm]).claims)
         except BadSignatureError:
             continue
         except JoseError as exc:
-            raise InvalidIdToken(f"the ID token cannot be read ({exc.error})") from None
-    raise InvalidIdToken("the ID token's signature does not verify")
+            raise invalid(f"the {what} cannot be read ({exc.error})") from None
+    raise invalid(f"the {what}'s signature does not verify")
 
 
 def _check_claims(claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str | None) -> None:

@@ -4,7 +4,8 @@ Login is the authorization code flow with PKCE (S256), ``state`` and ``nonce``: 
 the authorization URL and the transaction the gateway seals into a cookie (``transaction.py``);
 ``finish_login`` checks the provider's answer (error, RFC 9207 ``iss``), exchanges the code, validates
 the ID token (``id_token.py``) and reads the userinfo endpoint. Refresh is the ``refresh_token`` grant;
-logout revokes the refresh token (RFC 7009) and builds the RP-initiated logout URL.
+logout revokes the refresh token (RFC 7009) and builds the RP-initiated logout URL; ``logout_token``
+validates a back-channel logout token (``logout_token.py``).
 
 Authlib builds the protocol messages (authorization URL, PKCE challenge), joserfc checks the JOSE;
 HTTP goes through ``upstream.call_json`` like every other provider call. Refresh answers: 400
@@ -34,6 +35,7 @@ from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt
 from ..upstream import JsonAnswer, call_json
 from .discovery import Discovery, JwksCache, ProviderMetadata
 from .id_token import InvalidIdToken, validate_id_token
+from .logout_token import LogoutToken, validate_logout_token
 
 log = logging.getLogger("bffgate.provider")
 
@@ -154,6 +156,17 @@ class OidcProvider:
         if session is not None and session.id_token:
             params.insert(0, ("id_token_hint", session.id_token))
         return str(add_params_to_uri(metadata.end_session_endpoint, params))
+
+    async def logout_token(self, token: str) -> LogoutToken:
+        """A back-channel logout token's claims; raises ``InvalidLogoutToken`` (``UpstreamError``: JWKS)."""
+        metadata = await self.discovery.metadata()
+        return await validate_logout_token(
+            token,
+            keys=self.keys,
+            algorithms=metadata.id_token_algorithms,  # logout tokens are signed like the client's ID tokens
+            issuer=metadata.issuer,
+            client_id=self._client_id,
+        )
 
     # -- TokenProvider -----------------------------------------------------------------------------
 

@@ -5,7 +5,11 @@ Keys (all under ``bffgate:``):
 * ``s:{sid}``   the session, sealed (JWE, key from ETLS_REFRESH): encrypted at rest. Its TTL is the
   session's end — the idle limit from the last refresh, capped by the absolute lifetime.
 * ``u:{user}``  the ids of a user's sessions (user = fingerprint of ``sub``/``id``/``email``), for
-  "log out everywhere" and OpenID Connect back-channel logout.
+  "log out everywhere".
+* ``oidc-sid:{f}``, ``oidc-sub:{f}``  OpenID Connect: the ids of the sessions signed in with a provider
+  session (f = fingerprint of the ID token's ``iss`` and ``sid``) and of a provider subject (``iss``
+  and ``sub``), for back-channel logout. Each lives as long as the longest session in it.
+* ``oidc-jti:{f}``  the logout tokens already used (replay protection), for ``REPLAY_WINDOW``.
 
 redis-py errors become ``StoreUnavailable`` (503 ``store_unavailable``); the client reconnects by
 itself, so the store recovers when Redis returns.
@@ -26,9 +30,15 @@ from ..cookies import CookieJar
 from ..errors import StoreUnavailable
 from ..sealing import Sealer
 from ..session import Session, token_fingerprint
+from ..tokens import unverified_claims
 
 SESSION_COOKIE = "sessionEtls"
 PREFIX = "bffgate:"
+# SADD, then extend (never shorten) the set's TTL: several sessions may share it.
+ADD_TO_INDEX = """
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+"""
 
 
 def user_key(user: Mapping[str, Any]) -> str | None:
@@ -38,6 +48,28 @@ def user_key(user: Mapping[str, Any]) -> str | None:
         if isinstance(value, str | int) and str(value):
             return f"{PREFIX}u:{token_fingerprint(f'{claim}:{value}')}"
     return None
+
+
+def provider_key(kind: str, issuer: str, value: str) -> str:
+    """The index of the sessions with this provider ``sid`` or ``sub`` (``kind``) from ``issuer``."""
+    return f"{PREFIX}oidc-{kind}:{token_fingerprint(f'{issuer} {value}')}"
+
+
+def provider_keys(session: Session) -> list[str]:
+    """The provider-session and subject indexes of an OpenID Connect session (none for others).
+
+    Read from the session's ID token, which was validated when the provider sent it (the store only
+    holds validated ones), so its ``sid`` and ``sub`` are the provider's, whatever the user data says.
+    """
+    claims = unverified_claims(session.id_token) if session.id_token else None
+    issuer = claims.get("iss") if claims else None
+    if not claims or not isinstance(issuer, str):
+        return []
+    return [
+        provider_key(kind, issuer, value)
+        for kind in ("sid", "sub")
+        if isinstance(value := claims.get(kind), str) and value
+    ]
 
 
 class RedisSessionStore:
@@ -84,6 +116,8 @@ class RedisSessionStore:
                 if index:
                     pipe.sadd(index, session.sid)
                     pipe.pexpire(index, int(self._absolute * 1000))
+                for key in provider_keys(session):
+                    pipe.eval(ADD_TO_INDEX, 1, key, session.sid, ttl_ms)
                 await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable() from exc
@@ -95,6 +129,8 @@ class RedisSessionStore:
                 index = user_key(session.user)
                 if index:
                     pipe.srem(index, session.sid)
+                for key in provider_keys(session):
+                    pipe.srem(key, session.sid)
                 await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable() from exc
@@ -111,6 +147,44 @@ class RedisSessionStore:
         except RedisError as exc:
             raise StoreUnavailable() from exc
         return len(sids)
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        """Back-channel logout: end the sessions of provider session ``sid`` (else of subject ``sub``).
+
+        With both, only the sessions of ``sid`` whose subject is ``sub``. Returns how many ended.
+        """
+        if sid is None and sub is None:
+            return 0
+        index = provider_key("sid", issuer, sid) if sid else provider_key("sub", issuer, sub or "")
+        wanted = provider_key("sub", issuer, sub) if sid and sub else None
+        try:
+            members = [as_text(member) for member in await self._redis.smembers(index)]
+        except RedisError as exc:
+            raise StoreUnavailable() from exc
+        ended, gone = 0, []
+        for member in members:
+            session = await self.load_by_id(member)
+            if session is None:
+                gone.append(member)
+            elif wanted is None or wanted in provider_keys(session):
+                await self.delete(session)  # the session and all its index entries
+                ended += 1
+        if gone:
+            try:
+                await self._redis.srem(index, *gone)
+            except RedisError as exc:
+                raise StoreUnavailable() from exc
+        return ended
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        """Whether no logout token with this ``jti`` came within ``window`` seconds (then it is noted)."""
+        try:
+            fresh = await self._redis.set(
+                provider_key("jti", issuer, jti), b"1", nx=True, px=int(window * 1000)
+            )
+        except RedisError as exc:
+            raise StoreUnavailable() from exc
+        return bool(fresh)
 
     def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
         now = time.time()

@@ -5,12 +5,13 @@
 // Prints one line `BFFGATE_TEST_ISSUER <issuer>` on stdout once it accepts connections.
 // Configured like a strict production provider: PKCE required, refresh-token rotation with reuse
 // detection (a reused refresh token revokes the whole grant), 20-second access tokens, opaque access
-// tokens, revocation, introspection, RP-initiated logout. Clients register dynamically (RFC 7591), so
+// tokens, revocation, introspection, RP-initiated and back-channel logout. Clients register dynamically (RFC 7591), so
 // each test brings its own redirect URI; one static client matches the README's settings.
 //
 // Test-only extras, outside the provider's routes:
 //   GET  /resource/me                 a protected resource: 200 {sub, client_id} for a valid access token
-//   GET  /__test/stats?client_id=     token-endpoint calls of that client by grant type and outcome
+//   GET  /__test/stats?client_id=     token-endpoint calls of that client by grant type and outcome,
+//                                     and back-channel logout deliveries (backchannel_ok / _error)
 //   POST /__test/forge?client_id=&mode=
 //        the client's next token answer carries a bad ID token: mode = foreign-key | unknown-kid |
 //        alg-none | hs256-public-key
@@ -105,6 +106,12 @@ server.listen(port, '127.0.0.1', () => {
     cookies: { keys: [createHash('sha256').update(signing.jwk.d).digest('hex')] },
     jwks: { keys: [signing.jwk] },
     pkce: { required: () => true },
+    // oidc-provider's SSRF guard refuses loopback addresses for its outgoing calls (back-channel
+    // logout tokens); the gateways under test listen on 127.0.0.1, so only those calls skip it.
+    fetch(url, options) {
+      if (new URL(url).hostname === '127.0.0.1') delete options.dispatcher;
+      return globalThis.fetch(url, options);
+    },
     rotateRefreshToken: true,
     ttl: {
       AccessToken: ACCESS_TOKEN_TTL,
@@ -121,10 +128,17 @@ server.listen(port, '127.0.0.1', () => {
       revocation: { enabled: true },
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: true },
+      backchannelLogout: { enabled: true }, // clients registered with a backchannel_logout_uri
     },
   });
 
   provider.on('grant.revoked', (ctx) => count(ctx.oidc?.client?.clientId, 'grants_revoked'));
+  // After an end-session, the logout tokens the provider delivered (its caller got 200) or failed to.
+  provider.on('backchannel.success', (ctx, client) => count(client.clientId, 'backchannel_ok'));
+  provider.on('backchannel.error', (ctx, err, client) => {
+    count(client.clientId, 'backchannel_error');
+    console.error(`back-channel logout to ${client.backchannelLogoutUri} failed: ${err.message}${err.cause ? ` (${err.cause.code ?? err.cause.message})` : ''}`);
+  });
   provider.use(async (ctx, next) => {
     await next();
     if (ctx.path !== '/token' || ctx.method !== 'POST') return;
