@@ -975,8 +975,15 @@ class Bench:
         base, fast, direct = rows.get(BARE_AIOHTTP), rows.get(FASTAPI), rows.get(DIRECT)
         lines: list[list[str]] = []
 
-        def add(name: str, value: float | None, goal: str, ok: bool | None, shown: str | None = None) -> None:
-            state = "-" if ok is None else ("met" if ok else "MISSED")
+        def add(
+            name: str,
+            value: float | None,
+            goal: str,
+            ok: bool | None,
+            shown: str | None = None,
+            state: str | None = None,
+        ) -> None:
+            state = state or ("-" if ok is None else ("met" if ok else "MISSED"))
             lines.append([name, shown if shown is not None else fmt(value, 2), goal, state])
 
         def c32(r: Row | None) -> float | None:
@@ -1003,11 +1010,13 @@ class Bench:
         allowed = self.allowed_scale()
         goal = "≥ 1.6x where cores allow"
         ok = None if scale is None else scale >= 1.6
+        state = None
         if allowed:
-            goal += f" (this run: ≤ {allowed[0]:.2f}x)"
-            if scale is not None and allowed[0] < 1.6:
-                ok = scale >= 0.9 * allowed[0]  # the machine cannot give 1.6x: judge against what it can
-        add("--workers 2 ÷ 1 worker (both unpinned), c32", scale, goal, ok)
+            goal += f" (this run allows ≤ {allowed[0]:.2f}x)"
+            if scale is not None and allowed[0] < 1.6 and not ok:
+                # The machine cannot give 1.6x: say so, and how close the gateway came to what it can give.
+                state = f"not provable here ({scale / allowed[0] * 100:.0f}% of what the CPUs allow)"
+        add("--workers 2 ÷ 1 worker (both unpinned), c32", scale, goal, ok, state=state)
         for s in self.storms:
             good = s.refreshes == 1 and s.failed == 0
             shown = f"{s.refreshes} refresh, {s.failed} failed"
