@@ -51,7 +51,7 @@ class MemoryStore:
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         return None
 
-    async def save(self, session: Session) -> None:
+    async def save(self, session: Session, *, existing: bool = False) -> None:
         self.saved.append(session)
 
     async def delete(self, session: Session) -> None:

@@ -175,7 +175,7 @@ class RefreshCoordinator:
             log.warning("refresh failed for session %s, session kept: %s", session.sid[:6], exc)
             raise RefreshUnavailable() from None
         refreshed = session.with_tokens(tokens)
-        await self._store.save(refreshed)
+        await self._store.save(refreshed, existing=True)
         self._grace.remember(refresh_token, refreshed)
         REFRESHES.labels("ok").inc()
         return refreshed

@@ -115,8 +115,11 @@ class SessionStore(Protocol):
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         """The session the browser's cookies point to, or None (absent, tampered, expired, unknown)."""
 
-    async def save(self, session: Session) -> None:
-        """Persist server-side state (a no-op for the cookie store); done before waiters are released."""
+    async def save(self, session: Session, *, existing: bool = False) -> None:
+        """Persist server-side state (a no-op for the cookie store); done before waiters are released.
+
+        ``existing=True`` (a refresh) writes only if the session still exists, else ``SessionExpired``.
+        """
 
     async def delete(self, session: Session) -> None:
         """Forget the session server-side (logout, terminal refresh failure)."""

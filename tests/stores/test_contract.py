@@ -10,6 +10,7 @@ import redis.asyncio as redis
 import time_machine
 
 from bffgate.cookies import CookieJar
+from bffgate.errors import SessionExpired
 from bffgate.session import Session, SessionStore
 from bffgate.stores import CookieSessionStore, RedisSessionStore
 from bffgate.tokens import TokenSet
@@ -148,3 +149,18 @@ async def test_every_cookie_is_secure_and_bounded(store: SessionStore) -> None:
         assert "domain" not in attributes
     loaded = await store.load(browser_cookies(headers))
     assert loaded is not None and loaded.user == big_user
+
+
+async def test_refresh_does_not_resurrect_a_deleted_session(store: SessionStore) -> None:
+    """A refresh finishing after a logout deleted the session does not write it back (Redis store)."""
+    if not isinstance(store, RedisSessionStore):
+        pytest.skip("the cookie store keeps nothing server-side to resurrect")
+    session = new_session()
+    cookies = await persist(store, session)
+    await store.delete(session)
+    refreshed = session.with_tokens(
+        TokenSet(access_token="access-2", refresh_token="refresh-2", expires_in=300)
+    )
+    with pytest.raises(SessionExpired):
+        await store.save(refreshed, existing=True)
+    assert await store.load(cookies) is None

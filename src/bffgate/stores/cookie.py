@@ -77,7 +77,7 @@ class CookieSessionStore:
             user=dict(user_data),
         )
 
-    async def save(self, session: Session) -> None:
+    async def save(self, session: Session, *, existing: bool = False) -> None:
         """Nothing to do: the session travels in the cookies of the response."""
 
     async def delete(self, session: Session) -> None:

@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 from ..cluster import as_text
 from ..config import Settings
 from ..cookies import CookieJar
-from ..errors import StoreUnavailable
+from ..errors import SessionExpired, StoreUnavailable
 from ..sealing import Sealer
 from ..session import Session, token_fingerprint
 from ..tokens import unverified_claims
@@ -101,7 +101,7 @@ class RedisSessionStore:
         session = Session.from_dict(self._at_rest.unseal(as_text(sealed)))
         return session if session is not None and session.sid == sid else None
 
-    async def save(self, session: Session) -> None:
+    async def save(self, session: Session, *, existing: bool = False) -> None:
         now = time.time()
         end = session.session_expires_at(self._idle, self._absolute, now)
         ttl_ms = int((end - now) * 1000)
@@ -110,8 +110,11 @@ class RedisSessionStore:
             return
         sealed = self._at_rest.seal(session.to_dict(), end)
         try:
+            # A refresh only replaces a session that still exists (SET XX): a logout or back-channel
+            # logout that deleted it meanwhile must not be undone by the refresh finishing later.
+            if not await self._redis.set(self._key(session.sid), sealed, px=ttl_ms, xx=existing):
+                raise SessionExpired("the session ended while it was being refreshed")
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.set(self._key(session.sid), sealed, px=ttl_ms)
                 index = user_key(session.user)
                 if index:
                     pipe.sadd(index, session.sid)
