@@ -108,13 +108,15 @@ def run_load(
     )
 
 
-def pin_to(cpus: set[int] | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` pinning the child (and every thread it starts) to ``cpus``."""
-    if not cpus:
-        return None
+def pin_to(cpus: set[int] | None) -> Callable[[], None]:
+    """A ``preexec_fn`` pinning the child (and every thread it starts) to ``cpus``; None means every CPU.
+
+    None must still be explicit: a child inherits its parent's affinity, and run.py pins itself.
+    """
+    target = cpus or set(range(os.cpu_count() or 1))
 
     def pin() -> None:
-        os.sched_setaffinity(0, cpus)
+        os.sched_setaffinity(0, target)
 
     return pin
 

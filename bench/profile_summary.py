@@ -19,6 +19,7 @@ import argparse
 import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LAYERS = {
@@ -88,6 +89,37 @@ def layer_of(frames: Sequence[tuple[str, str]]) -> str:
     return EVENT_LOOP
 
 
+@dataclass
+class Profile:
+    """Samples per layer, per bffgate function (inclusive) and per function (self), plus the scale."""
+
+    total: int
+    per_request_us: float
+    layers: Counter[str] = field(default_factory=Counter)
+    inclusive: Counter[str] = field(default_factory=Counter)
+    self_time: Counter[str] = field(default_factory=Counter)
+
+    def us(self, samples: int) -> float:
+        return samples / self.total * self.per_request_us if self.total else 0.0
+
+
+def analyse(raw: str, per_request_us: float) -> Profile:
+    samples = load(raw)
+    profile = Profile(sum(n for _, n in samples), per_request_us)
+    for frames, n in samples:
+        profile.layers[layer_of(frames)] += n
+        func, file = frames[-1]
+        profile.self_time[f"{func} ({file})"] += n
+        seen = {
+            f"{f} ({p})"
+            for f, p in frames
+            if package(p) == "bffgate" and not is_root(f, p) and p != "bffgate"
+        }
+        for name in seen:
+            profile.inclusive[name] += n
+    return profile
+
+
 def summarise(
     raw: str,
     *,
@@ -96,32 +128,18 @@ def summarise(
     label: str = "small JSON, 32 connections",
 ) -> tuple[str, str]:
     """(text, markdown) summary of a py-spy raw profile taken under load."""
-    samples = load(raw)
-    total = sum(n for _, n in samples)
+    per_request = cpu_us_per_request or (1e6 / requests_per_s if requests_per_s else 0.0)
+    profile = analyse(raw, per_request)
+    total = profile.total
     if not total:
         return f"profile ({label}): no samples", f"### Profile ({label})\n\nno samples"
-    per_request = cpu_us_per_request or (1e6 / requests_per_s if requests_per_s else 0.0)
-    layers: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    self_time: Counter[str] = Counter()
-    for frames, n in samples:
-        layers[layer_of(frames)] += n
-        func, file = frames[-1]
-        self_time[f"{func} ({file})"] += n
-        seen = {
-            f"{f} ({p})"
-            for f, p in frames
-            if package(p) == "bffgate" and not is_root(f, p) and p != "bffgate"
-        }
-        for name in seen:
-            inclusive[name] += n
 
     def share(n: int) -> tuple[str, str]:
-        return f"{n / total * 100:.1f}%", f"{n / total * per_request:.0f}" if per_request else "-"
+        return f"{n / total * 100:.1f}%", f"{profile.us(n):.0f}" if per_request else "-"
 
-    layer_rows = [[name, *share(n)] for name, n in layers.most_common()]
-    bff_rows = [[name, *share(n)] for name, n in inclusive.most_common(18)]
-    self_rows = [[name, *share(n)] for name, n in self_time.most_common(20)]
+    layer_rows = [[name, *share(n)] for name, n in profile.layers.most_common()]
+    bff_rows = [[name, *share(n)] for name, n in profile.inclusive.most_common(18)]
+    self_rows = [[name, *share(n)] for name, n in profile.self_time.most_common(20)]
     basis = (
         f"{total} samples of the busy gateway thread; µs/request = share x {per_request:.0f} µs, the gateway's "
         "CPU per request measured without the profiler"
@@ -138,12 +156,59 @@ def summarise(
         ),
         ("Hottest functions, self time", ["function", "share", "µs/request"], self_rows),
     ]
-    text = [f"Profile (py-spy, {label}): {basis}"]
-    md = [f"### Profile (py-spy, {label})", "", basis]
-    for title, headers, rows in parts:
+    return render(f"Profile (py-spy, {label})", basis, parts, label)
+
+
+def compare(
+    gateway_raw: str, gateway_us: float, base_raw: str, base_us: float, base_name: str
+) -> tuple[str, str]:
+    """What the gateway spends beyond a bare proxy on the same stack, by layer and by function."""
+    gw, base = analyse(gateway_raw, gateway_us), analyse(base_raw, base_us)
+    if not gw.total or not base.total:
+        return "", ""
+    layer_rows = []
+    for name in sorted(set(gw.layers) | set(base.layers), key=lambda n: -gw.layers[n]):
+        ours, theirs = gw.us(gw.layers[name]), base.us(base.layers[name])
+        layer_rows.append([name, f"{ours:.0f}", f"{theirs:.0f}", f"{ours - theirs:+.0f}"])
+    layer_rows.append(["total (CPU µs/request, measured)", f"{gateway_us:.0f}", f"{base_us:.0f}"])
+    layer_rows[-1].append(f"{gateway_us - base_us:+.0f}")
+    extra = {
+        name: gw.us(gw.self_time[name]) - base.us(base.self_time[name])
+        for name in set(gw.self_time) | set(base.self_time)
+    }
+    top = sorted(extra.items(), key=lambda item: -item[1])[:20]
+    function_rows = [
+        [name, f"{gw.us(gw.self_time[name]):.0f}", f"{base.us(base.self_time[name]):.0f}", f"{diff:+.0f}"]
+        for name, diff in top
+    ]
+    basis = (
+        f"both profiled under the same load (small JSON, 32 connections); µs/request = share of samples x "
+        f"each server's measured CPU per request ({gw.total} and {base.total} samples)"
+    )
+    parts = [
+        (
+            f"bffgate vs {base_name}, by layer (µs/request)",
+            ["layer", "bffgate", base_name, "extra"],
+            layer_rows,
+        ),
+        (
+            "Largest extra self time per function (µs/request)",
+            ["function", "bffgate", base_name, "extra"],
+            function_rows,
+        ),
+    ]
+    return render(f"What bffgate adds to a bare {base_name} proxy", basis, parts, "")
+
+
+def render(
+    title: str, basis: str, parts: Sequence[tuple[str, list[str], list[list[str]]]], label: str
+) -> tuple[str, str]:
+    text = [f"{title}: {basis}"]
+    md = [f"### {title}", "", basis]
+    for heading, headers, rows in parts:
         plain, markdown = table(headers, rows)
-        text += ["", title, plain]
-        md += ["", f"#### {title} ({label})", "", markdown]
+        text += ["", heading, plain]
+        md += ["", f"#### {heading}" + (f" ({label})" if label else ""), "", markdown]
     return "\n".join(text), "\n".join(md)
 
 

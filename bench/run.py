@@ -1,10 +1,10 @@
 """bffgate's benchmark, one command: ``.venv/bin/python bench/run.py [--quick] [--duration S]``.
 
 Starts, each as its own process on 127.0.0.1 ephemeral ports: the bench upstream (bench/upstream.py),
-the gateway (``bffgate serve``, every security feature on) and the baselines (direct, bare aiohttp proxy,
-bare Starlette+aiohttp proxy, FastAPI+httpx proxy); drives them with wrk (or bench/load.py); runs the
-refresh storm against the real demo API behind the gateway; samples the gateway with py-spy; prints
-the tables and writes them to bench/results.md. Every process started is stopped by PID at the end,
+the gateway (``bffgate serve``, every security feature on) and the baselines (direct, bare aiohttp
+proxy, bare Starlette+aiohttp proxy, bare ASGI+aiohttp proxy, FastAPI+httpx proxy); drives them with
+wrk (or bench/load.py); runs the refresh storm against the real demo API behind the gateway; samples
+the gateway with py-spy; prints the tables and writes them to bench/results.md. Every process started is stopped by PID at the end,
 on Ctrl-C and on errors too.
 
 CPU placement on a 2+ core machine: the server being measured gets CPU 0 to itself; the upstream, the
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import aiohttp
 from load import LoadResult, pin_to, run_load, wrk_available
-from profile_summary import summarise, table
+from profile_summary import compare, summarise, table
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -51,6 +51,7 @@ CSRF = ("X-CSRF", "1")
 STORM_SIZES = (50, 500)
 BARE_AIOHTTP = "bare aiohttp.web + aiohttp"
 BARE_STARLETTE = "bare Starlette + aiohttp"
+BARE_ASGI = "bare ASGI on uvicorn + aiohttp"
 FASTAPI = "FastAPI + httpx"
 DIRECT = "direct (no proxy)"
 GATEWAY = "bffgate (1 worker)"
@@ -124,8 +125,7 @@ class Fleet:
 
         def prepare() -> None:
             raise_fd_limit()
-            if pin is not None:
-                pin()
+            pin()
 
         with log.open("wb") as out:
             proc = subprocess.Popen(  # noqa: S603  # argv built here from fixed parts, no shell
@@ -664,6 +664,7 @@ class Bench:
         for kind, name in (
             ("aiohttp-proxy", BARE_AIOHTTP),
             ("starlette-proxy", BARE_STARLETTE),
+            ("asgi-proxy", BARE_ASGI),
             ("fastapi-httpx", FASTAPI),
         ):
             missing = [m for m in BASELINE_NEEDS.get(kind, ()) if importlib.util.find_spec(m) is None]
@@ -763,10 +764,42 @@ class Bench:
                 text, md = summarise(
                     raw.read_text(), requests_per_s=rps, cpu_us_per_request=known_cpu, label=label
                 )
-                self.profile_text += ("\n\n" if self.profile_text else "") + text
-                self.profile_md += ("\n\n" if self.profile_md else "") + md
+                self.add_profile(text, md)
         finally:
             self.fleet.stop(gateway)
+        self.profile_difference(spy, upstream, headers)
+
+    def add_profile(self, text: str, md: str) -> None:
+        if text:
+            self.profile_text += ("\n\n" if self.profile_text else "") + text
+            self.profile_md += ("\n\n" if self.profile_md else "") + md
+
+    def profile_difference(self, spy: str, upstream: Server, headers: list[tuple[str, str]]) -> None:
+        """Profile the bare Starlette proxy under the same load: the difference is bffgate's own cost."""
+        gateway_raw = self.fleet.logdir / "py-spy-32.txt"
+        gw_row, base_row = self.rows.get(GATEWAY), self.rows.get(BARE_STARLETTE)
+        if not (
+            gateway_raw.exists() and gw_row and base_row and gw_row.server_cpu_us and base_row.server_cpu_us
+        ):
+            return
+        seconds = 3 if self.o.duration < 5 else 10
+        say(f"  profile: py-spy samples the bare Starlette proxy for {seconds} s: small JSON, 32 connections")
+        base = self.start_baseline("starlette-proxy", upstream.url, BARE_STARLETTE + " (profiled)")
+        try:
+            self.load(base.url + "/items", 32, headers, self.o.warmup)
+            raw = self.fleet.logdir / "py-spy-bare.txt"
+            if self.sample(spy, base, base.url + "/items", 32, headers, seconds, raw) is None:
+                return
+        finally:
+            self.fleet.stop(base)
+        text, md = compare(
+            gateway_raw.read_text(),
+            gw_row.server_cpu_us,
+            raw.read_text(),
+            base_row.server_cpu_us,
+            "Starlette",
+        )
+        self.add_profile(text, md)
 
     def sample(
         self,
@@ -809,7 +842,7 @@ class Bench:
         base = rows.get(BARE_AIOHTTP)
         fast = rows.get(FASTAPI)
         direct = rows.get(DIRECT)
-        order = [DIRECT, GATEWAY, BARE_AIOHTTP, BARE_STARLETTE, FASTAPI, GATEWAY_1U, GATEWAY_2]
+        order = [DIRECT, GATEWAY, BARE_AIOHTTP, BARE_STARLETTE, BARE_ASGI, FASTAPI, GATEWAY_1U, GATEWAY_2]
         present = [rows[n] for n in order if n in rows]
 
         def rps(r: Row | None) -> float | None:

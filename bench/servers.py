@@ -5,6 +5,8 @@
 * ``aiohttp-proxy``   bare aiohttp.web server + one pooled aiohttp client (no session, no CSRF)
 * ``starlette-proxy`` bare Starlette route + one pooled aiohttp client, on uvicorn (uvloop, httptools):
                       the gateway's own stack with none of its security work
+* ``asgi-proxy``      a bare ASGI callable + the aiohttp client on uvicorn: the floor of that stack
+                      (GET/HEAD only: it does not read request bodies)
 * ``fastapi-httpx``   FastAPI + httpx.AsyncClient on uvicorn, the usual tutorial proxy
 * ``demo-api``        bffgate's demo API (rotating refresh tokens, reuse detection) for the storm
 
@@ -165,6 +167,56 @@ def starlette_proxy(upstream: str, port: int) -> None:
     run_uvicorn(app, port)
 
 
+# -- bare ASGI callable + aiohttp client on uvicorn (no Starlette) -------------------------------------------
+
+
+def asgi_proxy(upstream: str, port: int) -> None:
+    """The floor of the gateway's server stack: uvicorn and the aiohttp client with no framework."""
+    import aiohttp
+    from starlette.types import Receive, Scope, Send
+
+    state: dict[str, aiohttp.ClientSession] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    state["client"] = aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(limit=0),
+                        auto_decompress=False,
+                        cookie_jar=aiohttp.DummyCookieJar(),
+                        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                    )
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await state["client"].close()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.decode("latin-1") not in DROP_REQUEST
+        ]
+        query = scope["query_string"].decode("latin-1")
+        url = upstream + scope["path"] + ("?" + query if query else "")
+        answer = await state["client"].request(scope["method"], url, headers=headers, allow_redirects=False)
+        try:
+            out = [(k.lower(), v) for k, v in answer.raw_headers if k.lower().decode() not in DROP_RESPONSE]
+            await send({"type": "http.response.start", "status": answer.status, "headers": out})
+            length = answer.content_length
+            if length is not None and length <= SMALL_BODY:
+                await send({"type": "http.response.body", "body": await answer.read()})
+                return
+            async for chunk in answer.content.iter_chunked(CHUNK):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            answer.release()
+
+    run_uvicorn(app, port)
+
+
 # -- FastAPI + httpx on uvicorn ----------------------------------------------------------------------------
 
 
@@ -223,7 +275,9 @@ def demo_api(access_ttl: float, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="bffgate benchmark baselines (127.0.0.1 only)")
-    parser.add_argument("kind", choices=["aiohttp-proxy", "starlette-proxy", "fastapi-httpx", "demo-api"])
+    parser.add_argument(
+        "kind", choices=["aiohttp-proxy", "starlette-proxy", "asgi-proxy", "fastapi-httpx", "demo-api"]
+    )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="http://127.0.0.1:8001")
     parser.add_argument("--access-ttl", type=float, default=600.0)
@@ -233,6 +287,8 @@ def main() -> None:
         aiohttp_proxy(upstream, args.port)
     elif args.kind == "starlette-proxy":
         starlette_proxy(upstream, args.port)
+    elif args.kind == "asgi-proxy":
+        asgi_proxy(upstream, args.port)
     elif args.kind == "fastapi-httpx":
         fastapi_httpx(upstream, args.port)
     else:
