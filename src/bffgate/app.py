@@ -36,6 +36,7 @@ from .errors import (
     SessionExpired,
     Unauthenticated,
 )
+from .fastpath import GatewayApp
 from .gateway import Gateway, RequestSession
 from .metrics import LOGINS, LOGOUTS, PROBLEMS, metrics_endpoint
 from .navigation import is_navigation, login_redirect_location, safe_return_to
@@ -78,7 +79,8 @@ class Runtime:
 
     def _build(self) -> Gateway:
         settings = self.settings
-        self._http = create_http_client(connect_timeout=settings.bff_upstream_timeout)
+        timeout = settings.bff_upstream_timeout
+        self._http = create_http_client(connect_timeout=timeout, read_timeout=timeout)
         self._redis = cluster.connect(settings.redis_url) if settings.redis_url else None
         coordination = None
         if self._redis is not None:
@@ -124,6 +126,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         ),
         Route("/api/rest/refreshresttokens", endpoints.refresh_tokens, methods=["POST"]),
         Route("/api/rest/customfetch", endpoints.customfetch, methods=["POST"]),
+        # Normally answered by GatewayApp's fast path; kept so the route table stays complete.
         Route(PROXY_PREFIX + "{path:path}", endpoints.proxy, methods=PROXY_METHODS),
         Route("/healthz", endpoints.healthz, methods=["GET"]),
         Route("/readyz", endpoints.readyz, methods=["GET"]),
@@ -132,7 +135,11 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/bffgate.d.ts", browser_helper("bffgate.d.ts", "text/plain; charset=utf-8"), methods=["GET"]),
         *extra_routes,
     ]
-    app = Starlette(
+    app = GatewayApp(
+        fast_prefix=PROXY_PREFIX,
+        fast_methods=frozenset(PROXY_METHODS),
+        fast_endpoint=endpoints.proxy,
+        on_error=endpoints.on_error,
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

@@ -74,21 +74,24 @@ class Sealer:
 
     def unseal(self, value: str) -> Any | None:
         """The data sealed in ``value``, or None if it is tampered, truncated, expired or not ours."""
+        opened = self.unseal_with_expiry(value)
+        return None if opened is None else opened[0]
+
+    def unseal_with_expiry(self, value: str) -> tuple[Any, float] | None:
+        """``(data, expires_at)`` for ``value``, or None (see ``unseal``)."""
         now = time.time()
         digest = hashlib.blake2b(value.encode(errors="surrogateescape"), digest_size=20).digest()
         cached = self._cache.get(digest)
         if cached is not None:
-            data, expires_at = cached
-            if expires_at > now:
+            if cached[1] > now:
                 self._cache.move_to_end(digest)
-                return data
+                return cached
             del self._cache[digest]
             return None
         opened = self._open(value, now)
-        if opened is None:
-            return None
-        self._remember(digest, opened)
-        return opened[0]
+        if opened is not None:
+            self._remember(digest, opened)
+        return opened
 
     def _open(self, value: str, now: float) -> tuple[Any, float] | None:
         if not value or len(value) > MAX_SEALED_LENGTH or value.count(".") != 4:

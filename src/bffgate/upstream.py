@@ -18,14 +18,18 @@ from .errors import UpstreamError, UpstreamTimeout
 MAX_JSON_ANSWER = 1024 * 1024  # provider answers are small; a larger one is broken or hostile
 
 
-def create_http_client(*, connect_timeout: float) -> aiohttp.ClientSession:
-    """The process-wide client. Bodies pass through byte for byte (no decompression, no cookies kept)."""
+def create_http_client(*, connect_timeout: float, read_timeout: float | None = None) -> aiohttp.ClientSession:
+    """The process-wide client. Bodies pass through byte for byte (no decompression, no cookies kept).
+
+    ``read_timeout`` bounds every wait for the upstream (its answer's start, then each pause while it
+    streams): set once here rather than per request, which keeps the proxy path free of timers.
+    """
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, enable_cleanup_closed=True)
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout),
         # No Accept-Encoding of our own: the browser's is forwarded as it is, and provider answers
         # arrive uncompressed, so bodies never need inflating here.
         skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),

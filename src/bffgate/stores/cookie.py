@@ -8,8 +8,10 @@ refresh cookie's is ignored, so cookies of two sessions are never mixed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -23,6 +25,7 @@ from ..tokens import USER_CLAIMS
 
 log = logging.getLogger("bffgate.store")
 
+SESSION_CACHE_SIZE = 4096
 ACCESS_COOKIE = "accessTokenEtls"
 REFRESH_COOKIE = "refreshTokenEtls"
 USER_COOKIE = "userDataEtls"
@@ -39,22 +42,51 @@ class CookieSessionStore:
         self._user = Sealer(settings.access_secrets, "user")
         self._refresh = Sealer(settings.refresh_secrets, "refresh")
         self._names = (jar.name(ACCESS_COOKIE), jar.name(REFRESH_COOKIE), jar.name(USER_COOKIE))
+        self._sessions: OrderedDict[bytes, tuple[Session, float]] = OrderedDict()
 
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         access_name, refresh_name, user_name = self._names
-        durable = self._open(self._refresh, cookies, refresh_name)
-        access = self._open(self._access, cookies, access_name)
+        values = (self._jar.read(cookies, access_name), self._jar.read(cookies, refresh_name))
+        user_value = self._jar.read(cookies, user_name)
+        if values == (None, None):
+            return None
+        # The same cookies arrive request after request: the assembled session is kept, bounded,
+        # until the first of its sealed values expires.
+        key = hashlib.blake2b(
+            "\0".join(v or "" for v in (*values, user_value)).encode(), digest_size=20
+        ).digest()
+        now = time.time()
+        cached = self._sessions.get(key)
+        if cached is not None and cached[1] > now:
+            self._sessions.move_to_end(key)
+            return cached[0]
+        opened = self._open_all(*values, user_value)
+        if opened is None:
+            return None
+        self._sessions[key] = opened
+        if len(self._sessions) > SESSION_CACHE_SIZE:
+            self._sessions.popitem(last=False)
+        return opened[0]
+
+    def _open_all(
+        self, access_value: str | None, refresh_value: str | None, user_value: str | None
+    ) -> tuple[Session, float] | None:
+        """The session in these cookie values and when the first of them expires, or None."""
+        access = _open(self._access, access_value)
+        durable = _open(self._refresh, refresh_value)
+        user = _open(self._user, user_value)
         if durable is None and access is None:
             return None
         try:
-            return self._assemble(durable, access, self._open(self._user, cookies, user_name))
+            session = self._assemble(
+                durable[0] if durable else None, access[0] if access else None, user[0] if user else None
+            )
         except (KeyError, TypeError, ValueError):  # sealed by an incompatible version: treat as absent
             return None
-
-    def _open(self, sealer: Sealer, cookies: Mapping[str, str], name: str) -> dict[str, Any] | None:
-        value = self._jar.read(cookies, name)
-        data = sealer.unseal(value) if value else None
-        return data if isinstance(data, dict) else None
+        if session is None:
+            return None
+        expiries = [opened[1] for opened in (access, durable, user) if opened is not None]
+        return session, min(*expiries, session.created_at + self._absolute)
 
     def _assemble(
         self, durable: dict[str, Any] | None, access: dict[str, Any] | None, user: dict[str, Any] | None
@@ -141,3 +173,8 @@ class CookieSessionStore:
 
     async def ping(self) -> None:
         """Always ready: the cookie store has no server."""
+
+
+def _open(sealer: Sealer, value: str | None) -> tuple[dict[str, Any], float] | None:
+    opened = sealer.unseal_with_expiry(value) if value else None
+    return opened if opened is not None and isinstance(opened[0], dict) else None
