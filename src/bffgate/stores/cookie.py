@@ -46,21 +46,21 @@ class CookieSessionStore:
 
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         access_name, refresh_name, user_name = self._names
-        values = (self._jar.read(cookies, access_name), self._jar.read(cookies, refresh_name))
+        access_value = self._jar.read(cookies, access_name)
+        refresh_value = self._jar.read(cookies, refresh_name)
         user_value = self._jar.read(cookies, user_name)
-        if values == (None, None):
+        if access_value is None and refresh_value is None:
             return None
         # The same cookies arrive request after request: the assembled session is kept, bounded,
         # until the first of its sealed values expires.
-        key = hashlib.blake2b(
-            "\0".join(v or "" for v in (*values, user_value)).encode(), digest_size=20
-        ).digest()
+        source = f"{access_value or ''}\0{refresh_value or ''}\0{user_value or ''}"
+        key = hashlib.blake2b(source.encode(), digest_size=20).digest()
         now = time.time()
         cached = self._sessions.get(key)
         if cached is not None and cached[1] > now:
             self._sessions.move_to_end(key)
             return cached[0]
-        opened = self._open_all(*values, user_value)
+        opened = self._open_all(access_value, refresh_value, user_value)
         if opened is None:
             return None
         self._sessions[key] = opened
