@@ -1,0 +1,326 @@
+"""The gateway's HTTP endpoints and the request helpers they share."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from . import cluster
+from .csrf import verify_csrf
+from .customfetch import parse_envelope
+from .errors import (
+    BackchannelUnsupported,
+    BffError,
+    InvalidLogoutToken,
+    InvalidRequest,
+    InvalidUrl,
+    MethodNotAllowed,
+    NotFound,
+    SessionExpired,
+    Unauthenticated,
+)
+from .gateway import Gateway, RequestSession
+from .metrics import LOGINS, LOGOUTS, PROBLEMS
+from .navigation import is_navigation, login_redirect_location, safe_return_to
+from .problems import problem_page, problem_response
+from .providers import PasswordLogin, RedirectLogin
+from .providers.logout_token import REPLAY_WINDOW
+from .providers.oidc import OidcProvider
+from .proxy import forwardable_request_headers, read_body
+from .runtime import Runtime
+from .session import Session
+from .stores import RedisSessionStore
+from .transaction import MAX_RETURN_TO, LoginTransactions
+
+log = logging.getLogger("bffgate")
+
+PROXY_PREFIX = "/api/rest/proxy/"
+BACKCHANNEL_LOGOUT_PATH = "/api/auth/backchannel-logout"
+PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+SMALL_JSON_LIMIT = 64 * 1024  # login credentials and similar small bodies
+ENVELOPE_OVERHEAD = 64 * 1024  # customfetch: the JSON around the body
+
+
+class Endpoints:
+    """The gateway's HTTP endpoints; thin: the logic lives in ``Gateway`` and the modules it uses."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.transactions = LoginTransactions(runtime.settings, runtime.jar)  # OIDC login state
+
+    # -- authentication ----------------------------------------------------------------------------
+
+    async def login(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        provider = gateway.provider
+        if isinstance(provider, RedirectLogin):
+            if request.method != "GET":
+                raise MethodNotAllowed("with BFF_PROVIDER=oidc, start the login with GET /api/auth/login")
+            return await self._start_redirect_login(request, provider)
+        if request.method == "GET" or not hasattr(provider, "login"):
+            raise MethodNotAllowed("with BFF_PROVIDER=rest, log in with POST and JSON credentials")
+        verify_csrf(request.headers, self.settings.allowed_origins)
+        credentials = await read_json(request, SMALL_JSON_LIMIT)
+        if not isinstance(credentials, dict):
+            raise InvalidRequest("the credentials must be a JSON object")
+        password_login: PasswordLogin = provider  # type: ignore[assignment]  # checked just above
+        tokens, user = await password_login.login(credentials)
+        await self._end_previous_session(request, gateway)
+        session = Session.start(tokens, user)
+        await gateway.store.save(session)
+        LOGINS.inc()
+        response = JSONResponse({"user": user})
+        return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
+
+    async def callback(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        provider = gateway.provider
+        if not isinstance(provider, RedirectLogin):
+            raise NotFound("the OpenID Connect callback needs BFF_PROVIDER=oidc")
+        cleared = [self.transactions.clear()]  # single-use: gone whatever happens next
+        try:
+            transaction = self.transactions.take(request.cookies, request.query_params.get("state"))
+            tokens, user = await provider.finish_login(request.query_params, transaction)
+        except BffError as error:
+            return with_cookies(self._login_problem(request, error), cleared)
+        await self._end_previous_session(request, gateway)
+        session = Session.start(tokens, user)
+        await gateway.store.save(session)
+        LOGINS.inc()
+        response = RedirectResponse(safe_return_to(str(transaction.get("returnTo") or "/")), 302)
+        return with_cookies(response, gateway.store.set_cookies(session, request.cookies) + cleared)
+
+    async def logout(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        session = await gateway.store.load(request.cookies)
+        verify_csrf(request.headers, self.settings.allowed_origins)
+        everywhere = await _wants_everywhere(request)
+        ended = 0
+        if session is not None:
+            session = gateway.refresher.newest(session)
+            await gateway.provider.revoke(session)
+            await gateway.store.delete(session)
+            ended = 1
+            if everywhere and isinstance(gateway.store, RedisSessionStore):
+                ended += await gateway.store.delete_all_of_user(session.user)
+            LOGOUTS.inc()
+        body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
+        if isinstance(gateway.provider, RedirectLogin):  # the browser goes on to end the provider's session
+            body["logoutUrl"] = await gateway.provider.logout_url(session)
+        response = JSONResponse(body)
+        return with_cookies(response, gateway.store.clear_cookies(request.cookies))
+
+    async def backchannel_logout(self, request: Request) -> Response:
+        """OpenID Connect Back-Channel Logout 1.0: the provider says a user's session there has ended.
+
+        Server to server: no session cookie and no X-CSRF; the signed ``logout_token`` is the
+        authentication. 200 once the sessions are gone, 400 ``invalid_logout_token`` (nothing ended),
+        501 ``backchannel_unsupported`` with the cookie store (no server-side session to end). Every
+        answer is ``no-store``.
+        """
+        try:
+            ended = await self._end_provider_sessions(request)
+        except BffError as error:
+            PROBLEMS.labels(error.code).inc()
+            log.info("back-channel logout refused: %s", error.detail)
+            return problem_response(error, headers={"Cache-Control": "no-store"})
+        LOGOUTS.inc(ended)
+        return JSONResponse({"endedSessions": ended}, headers={"Cache-Control": "no-store"})
+
+    async def _end_provider_sessions(self, request: Request) -> int:
+        gateway = await self.runtime.gateway()
+        provider, store = gateway.provider, gateway.store
+        if not isinstance(provider, OidcProvider):
+            raise NotFound("back-channel logout needs BFF_PROVIDER=oidc")
+        if not isinstance(store, RedisSessionStore):
+            raise BackchannelUnsupported()
+        token = await provider.logout_token(await _logout_token_field(request))
+        if not await store.first_use_of_logout_token(token.issuer, token.jti, REPLAY_WINDOW):
+            raise InvalidLogoutToken("the logout token was used before (its jti is not new)")
+        return await store.delete_provider_sessions(token.issuer, sid=token.sid, sub=token.sub)
+
+    async def user(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        tracked = await gateway.open(request)
+        session = await gateway.fresh(tracked)
+        s = self.settings
+        body = {
+            "user": session.user,
+            "expiresAt": int(session.access_expires_at),
+            "sessionExpiresAt": int(
+                session.session_expires_at(s.bff_session_idle, s.bff_session_absolute, time.time())
+            ),
+        }
+        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+
+    async def refresh_tokens(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        tracked = await gateway.open(request)
+        session = await gateway.force_refresh(tracked)
+        body = {"message": "Tokens refreshed", "expiresAt": int(session.access_expires_at)}
+        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+
+    # -- the API -----------------------------------------------------------------------------------
+
+    async def proxy(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        tracked = await gateway.open(request)
+        url = gateway.api.join(_relative_proxy_path(request), request.scope["query_string"].decode("latin-1"))
+        body = await read_body(
+            request, max_bytes=self.settings.bff_max_body_bytes, replay_bytes=self.settings.bff_replay_bytes
+        )
+        headers = forwardable_request_headers(request.scope["headers"])
+        return await gateway.forward(request, tracked, request.method, url, headers, body)  # type: ignore[return-value]
+
+    async def customfetch(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        tracked = await gateway.open(request)
+        envelope = await read_json(request, self.settings.bff_max_body_bytes + ENVELOPE_OVERHEAD)
+        call = parse_envelope(envelope, gateway.api, max_body_bytes=self.settings.bff_max_body_bytes)
+        return await gateway.forward(request, tracked, call.method, call.url, call.headers, call.body)  # type: ignore[return-value]
+
+    # -- operations --------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        checks = {
+            "store": await _check(gateway.store.ping()),
+            "provider": await _check(gateway.provider.ready()),
+        }
+        ready = all(result == "ok" for result in checks.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
+        )
+
+    # -- errors ------------------------------------------------------------------------------------
+
+    async def on_error(self, request: Request, exc: Exception) -> Response:
+        error = exc if isinstance(exc, BffError) else BffError()
+        PROBLEMS.labels(error.code).inc()
+        gateway = await self.runtime.gateway()
+        ended = isinstance(error, Unauthenticated | SessionExpired)
+        if ended and request.method in ("GET", "HEAD") and is_navigation(request.headers):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            response: Response = RedirectResponse(
+                login_redirect_location(self.settings.bff_login_page, target), 302
+            )
+        else:
+            response = problem_response(error)
+        if ended:
+            tracked = _tracked(request)
+            if tracked is not None:
+                tracked.ended = True
+            if isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies):
+                return with_cookies(response, gateway.store.clear_cookies(request.cookies))
+            return response
+        tracked = _tracked(request)
+        return with_cookies(response, gateway.cookies_for(request, tracked) if tracked else [])
+
+    async def on_http_exception(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        error: BffError = MethodNotAllowed() if status == 405 else NotFound() if status == 404 else BffError()
+        PROBLEMS.labels(error.code).inc()
+        return problem_response(error)
+
+    async def _start_redirect_login(self, request: Request, provider: RedirectLogin) -> Response:
+        """OIDC: 302 to the provider, the transaction (state, PKCE verifier, nonce) in a Lax cookie."""
+        return_to = safe_return_to(request.query_params.get("returnTo"))
+        if len(return_to) > MAX_RETURN_TO:  # it would not fit in the transaction cookie
+            return_to = "/"
+        try:
+            url, transaction = await provider.start_login(return_to)
+        except BffError as error:
+            return self._login_problem(request, error)
+        return with_cookies(RedirectResponse(url, 302), [self.transactions.begin(transaction)])
+
+    def _login_problem(self, request: Request, error: BffError) -> Response:
+        """A failed OIDC login: an HTML page for a page navigation, else a problem; never a session."""
+        PROBLEMS.labels(error.code).inc()
+        log.info("OpenID Connect login failed: %s", error.detail)
+        return problem_page(error) if is_navigation(request.headers) else problem_response(error)
+
+    async def _end_previous_session(self, request: Request, gateway: Gateway) -> None:
+        """A login replaces any session the browser had (server-side state included)."""
+        previous = await gateway.store.load(request.cookies)
+        if previous is not None:
+            await gateway.store.delete(previous)
+
+
+def with_cookies(response: Response, set_cookies: list[str]) -> Response:
+    """Add one Set-Cookie header per cookie, and ``no-store`` so no cache keeps them."""
+    if set_cookies:
+        response.headers["Cache-Control"] = "no-store"
+        for cookie in set_cookies:
+            response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
+    return response
+
+
+def _tracked(request: Request) -> RequestSession | None:
+    tracked = getattr(request.state, "bff_session", None)
+    return tracked if isinstance(tracked, RequestSession) else None
+
+
+def _relative_proxy_path(request: Request) -> str:
+    """The path after ``/api/rest/proxy/`` exactly as the browser encoded it."""
+    raw = request.scope.get("raw_path")
+    path: str = raw.decode("latin-1") if raw else request.scope["path"]
+    index = path.find(PROXY_PREFIX)
+    if index < 0:  # the prefix itself was percent-encoded (/api/rest/%70roxy/...): not a path we route
+        raise InvalidUrl("the proxy prefix must not be percent-encoded")
+    return path[index + len(PROXY_PREFIX) :]
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    body = await read_body(request, max_bytes=limit, replay_bytes=limit)
+    try:
+        return json.loads(body.data or b"")
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
+        raise InvalidRequest("the body must be valid JSON") from None
+
+
+async def _logout_token_field(request: Request) -> str:
+    """The one ``logout_token`` of a form-encoded back-channel logout request."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise InvalidRequest("a back-channel logout request is form-encoded")
+    body = await read_body(request, max_bytes=SMALL_JSON_LIMIT, replay_bytes=SMALL_JSON_LIMIT)
+    try:
+        fields = parse_qs((body.data or b"").decode("ascii"), max_num_fields=16)
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the back-channel logout request's form cannot be read") from None
+    values = fields.get("logout_token", [])
+    if len(values) != 1 or not values[0]:
+        raise InvalidRequest("a back-channel logout request has exactly one logout_token")
+    return values[0]
+
+
+async def _wants_everywhere(request: Request) -> bool:
+    """``{"everywhere": true}`` in the logout body ends all of the user's sessions (Redis store)."""
+    if (
+        not request.headers.get("content-length", "0").strip("0")
+        and "transfer-encoding" not in request.headers
+    ):
+        return False
+    body = await read_json(request, SMALL_JSON_LIMIT)
+    return isinstance(body, dict) and body.get("everywhere") is True
+
+
+async def _check(probe: Any) -> str:
+    try:
+        await probe
+    except BffError as exc:
+        return exc.detail
+    except cluster.ClusterUnavailable:
+        return "Redis does not answer (refreshes are coordinated in-process only)"
+    return "ok"

@@ -1,0 +1,59 @@
+"""The gateway's long-lived parts (HTTP client, Redis, store, provider), built once per process."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import redis.asyncio as redis
+
+from . import cluster
+from .config import Settings
+from .cookies import CookieJar
+from .gateway import Gateway
+from .providers import create_provider
+from .stores import create_store
+from .upstream import create_http_client
+
+
+class Runtime:
+    """The parts that need a running event loop, built at start-up (or on first use when mounted)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.jar = CookieJar(secure=settings.bff_cookie_secure)
+        self._gateway: Gateway | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._redis: redis.Redis | None = None
+        self._lock = asyncio.Lock()
+
+    async def gateway(self) -> Gateway:
+        if self._gateway is None:
+            async with self._lock:  # mounted apps get no lifespan: the first request builds it
+                if self._gateway is None:
+                    self._gateway = self._build()
+        return self._gateway
+
+    def _build(self) -> Gateway:
+        settings = self.settings
+        timeout = settings.bff_upstream_timeout
+        self._http = create_http_client(connect_timeout=timeout, read_timeout=timeout)
+        self._redis = cluster.connect(settings.redis_url) if settings.redis_url else None
+        coordination = None
+        if self._redis is not None:
+            lease = settings.bff_upstream_timeout + 5.0  # outlives the provider call it protects
+            coordination = cluster.ClusterCoordination(
+                self._redis, grace_seconds=settings.bff_grace_seconds, lease_seconds=lease
+            )
+        store = create_store(settings, self.jar, self._redis)
+        provider = create_provider(settings, self._http)
+        return Gateway(settings, store, provider, self._http, coordination)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self._gateway = None
+        self._http = None
+        self._redis = None
