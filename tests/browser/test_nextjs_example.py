@@ -27,13 +27,6 @@ START_TIMEOUT = 60
 NEXT_ENV = {"NEXT_TELEMETRY_DISABLED": "1", "CI": "1"}
 
 
-def test_vendored_helper_is_the_gateways_copy() -> None:
-    """examples/nextjs/lib/bffgate.js is byte for byte the helper the gateway serves at /bffgate.js."""
-    vendored = (EXAMPLE / "lib" / "bffgate.js").read_bytes()
-    served = (ROOT / "src" / "bffgate" / "static" / "bffgate.js").read_bytes()
-    assert vendored == served, "copy src/bffgate/static/bffgate.js to examples/nextjs/lib/bffgate.js"
-
-
 @pytest.fixture
 def gateway_socket() -> Iterator[socket.socket]:
     """The gateway's socket, bound before the build: Next.js bakes the rewrite destination in."""
