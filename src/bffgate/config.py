@@ -122,8 +122,8 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value and urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis://, rediss:// or unix://")
+        if value:
+            parse_redis_url(value)  # ValueError: the message names what is wrong
         return value or None
 
     @model_validator(mode="after")
