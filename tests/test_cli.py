@@ -115,3 +115,18 @@ async def test_demo_serves_page_api_and_gateway_in_one_process(
     user = await browser.request("GET", "/api/auth/user")
     assert user.json()["user"]["name"] == "Demo User"
     assert re.fullmatch(r"\d+", str(user.json()["expiresAt"]))
+
+
+def test_check_reaches_redis_when_configured() -> None:
+    """`bffgate check` pings REDIS_URL: ok when Redis answers, exit 1 naming REDIS_URL when it does not."""
+    upstream_less = {
+        "REMOTE_API": f"http://127.0.0.1:{closed_port()}",
+        "ETLS_ACCESS": SECRET_A,
+        "ETLS_REFRESH": SECRET_R,
+    }
+    up = run_cli("check", env={**upstream_less, "REDIS_URL": "redis://127.0.0.1:6379/15"})
+    down = run_cli("check", env={**upstream_less, "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"})
+    assert "ok: Redis answers" in up.stdout
+    assert down.returncode == 1
+    assert "bffgate: REDIS_URL: Redis does not answer" in down.stderr
+    assert "Traceback" not in down.stderr

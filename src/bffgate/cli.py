@@ -129,7 +129,25 @@ async def _reach_services(settings: Settings) -> list[str]:
             print(f"ok: provider reachable ({settings.bff_provider})")
         except BffError as exc:
             problems.append(f"provider: {exc.detail}")
+    if settings.redis_url:
+        problems += await _reach_redis(settings.redis_url)
     return problems
+
+
+async def _reach_redis(url: str) -> list[str]:
+    from redis.exceptions import RedisError
+
+    from .cluster import connect
+
+    client = connect(url)
+    try:
+        await client.ping()
+    except (RedisError, OSError) as exc:
+        return [f"REDIS_URL: Redis does not answer ({type(exc).__name__}); check the URL and that Redis runs"]
+    finally:
+        await client.aclose()
+    print("ok: Redis answers")
+    return []
 
 
 def keygen_command(args: argparse.Namespace) -> int:
