@@ -137,16 +137,21 @@ async def _reach_services(settings: Settings) -> list[str]:
 async def _reach_redis(url: str) -> list[str]:
     from redis.exceptions import RedisError
 
-    from .cluster import connect
+    from .cluster import close, connect
+    from .redis_url import parse_redis_url
 
+    mode = parse_redis_url(url).mode  # single, sentinel or cluster
     client = connect(url)
     try:
         await client.ping()
     except (RedisError, OSError) as exc:
-        return [f"REDIS_URL: Redis does not answer ({type(exc).__name__}); check the URL and that Redis runs"]
+        return [
+            f"REDIS_URL: Redis does not answer ({mode}, {type(exc).__name__}); "
+            "check the URL and that Redis runs"
+        ]
     finally:
-        await client.aclose()
-    print("ok: Redis answers")
+        await close(client)  # with Sentinel, the connections to the sentinels too
+    print(f"ok: Redis answers ({mode})")
     return []
 
 

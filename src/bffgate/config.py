@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
+from .redis_url import parse_redis_url
 
 MIN_SECRET_LENGTH = 32
 
@@ -25,7 +26,10 @@ FIXES: dict[str, str] = {
     "etls_refresh": "set it to a random secret of at least 32 characters (`bffgate keygen` prints two)",
     "oidc_issuer": "set it to your provider's issuer URL, e.g. https://login.example.com/realms/app",
     "oidc_client_id": "set it to the client id registered at your provider",
-    "redis_url": "set it to a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379/0",
+    "redis_url": (
+        "set it to a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, "
+        'e.g. redis://127.0.0.1:6379/0 (see README, "Running several instances")'
+    ),
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 SINGLE_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -75,7 +75,9 @@ def parse_redis_url(url: str) -> RedisTarget:
         )
     nodes = _nodes(hostlist, REDIS_PORT)
     if path.strip("/") not in ("", "0") or query:
-        raise ValueError("a Cluster URL has no database (always 0) and no options: redis+cluster://h1:p1,h2:p2")
+        raise ValueError(
+            "a Cluster URL has no database (always 0) and no options: redis+cluster://h1:p1,h2:p2"
+        )
     return RedisTarget("cluster", url, nodes, username=username, password=password, ssl=ssl)
 
 

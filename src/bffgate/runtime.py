@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
-import redis.asyncio as redis
 
 from . import cluster
 from .config import Settings
@@ -24,14 +23,17 @@ class Runtime:
         self.jar = CookieJar(secure=settings.bff_cookie_secure)
         self._gateway: Gateway | None = None
         self._http: aiohttp.ClientSession | None = None
-        self._redis: redis.Redis | None = None
+        self._redis: cluster.RedisClient | None = None
         self._lock = asyncio.Lock()
 
     async def gateway(self) -> Gateway:
         if self._gateway is None:
             async with self._lock:  # mounted apps get no lifespan: the first request builds it
                 if self._gateway is None:
-                    self._gateway = self._build()
+                    gateway = self._build()
+                    if self._redis is not None:
+                        await cluster.warm_up(self._redis)
+                    self._gateway = gateway
         return self._gateway
 
     def _build(self) -> Gateway:
@@ -53,7 +55,7 @@ class Runtime:
         if self._http is not None:
             await self._http.close()
         if self._redis is not None:
-            await self._redis.aclose()
+            await cluster.close(self._redis)
         self._gateway = None
         self._http = None
         self._redis = None

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import redis.asyncio as redis
-
+from ..cluster import RedisClient
 from ..config import Settings
 from ..cookies import CookieJar
 from ..session import SessionStore
@@ -13,7 +12,7 @@ from .redis import RedisSessionStore
 __all__ = ["CookieSessionStore", "RedisSessionStore", "create_store"]
 
 
-def create_store(settings: Settings, jar: CookieJar, client: redis.Redis | None) -> SessionStore:
+def create_store(settings: Settings, jar: CookieJar, client: RedisClient | None) -> SessionStore:
     """The store ``BFF_SESSION_STORE`` names (settings validation guarantees Redis for ``redis``)."""
     if settings.bff_session_store == "redis" and client is not None:
         return RedisSessionStore(settings, jar, client)

@@ -11,6 +11,12 @@ Keys (all under ``bffgate:``):
   and ``sub``), for back-channel logout. Each lives as long as the longest session in it.
 * ``oidc-jti:{f}``  the logout tokens already used (replay protection), for ``REPLAY_WINDOW``.
 
+On one server (or a Sentinel-managed master) the index updates that go with a save or a delete run in
+one MULTI/EXEC transaction. On a Redis Cluster the keys live in different hash slots, so the same
+commands go as a plain pipeline (redis-py sends each to its node) and a multi-key DEL becomes one DEL
+per key: an index may briefly name a session that is already gone, which every reader tolerates
+(``delete_provider_sessions`` prunes such members; a logout-everywhere deletes what is there).
+
 redis-py errors become ``StoreUnavailable`` (503 ``store_unavailable``); the client reconnects by
 itself, so the store recovers when Redis returns.
 """
@@ -21,10 +27,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from ..cluster import as_text
+from ..cluster import RedisClient, as_text, is_cluster
 from ..config import Settings
 from ..cookies import CookieJar
 from ..errors import SessionExpired, StoreUnavailable
@@ -75,8 +80,9 @@ def provider_keys(session: Session) -> list[str]:
 class RedisSessionStore:
     """Sessions kept in Redis; the cookie is only a sealed ticket naming the session."""
 
-    def __init__(self, settings: Settings, jar: CookieJar, client: redis.Redis) -> None:
+    def __init__(self, settings: Settings, jar: CookieJar, client: RedisClient) -> None:
         self._redis = client
+        self._atomic = not is_cluster(client)  # MULTI/EXEC only where all keys share one server
         self._jar = jar
         self._idle = settings.bff_session_idle
         self._absolute = settings.bff_session_absolute
@@ -114,7 +120,7 @@ class RedisSessionStore:
             # logout that deleted it meanwhile must not be undone by the refresh finishing later.
             if not await self._redis.set(self._key(session.sid), sealed, px=ttl_ms, xx=existing):
                 raise SessionExpired("the session ended while it was being refreshed")
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.pipeline(transaction=self._atomic) as pipe:
                 index = user_key(session.user)
                 if index:
                     pipe.sadd(index, session.sid)
@@ -127,7 +133,7 @@ class RedisSessionStore:
 
     async def delete(self, session: Session) -> None:
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.pipeline(transaction=self._atomic) as pipe:
                 pipe.delete(self._key(session.sid))
                 index = user_key(session.user)
                 if index:
@@ -145,8 +151,14 @@ class RedisSessionStore:
             return 0
         try:
             sids = [as_text(sid) for sid in await self._redis.smembers(index)]
-            if sids:
-                await self._redis.delete(*(self._key(sid) for sid in sids), index)
+            keys = [*(self._key(sid) for sid in sids), index]
+            if sids and self._atomic:
+                await self._redis.delete(*keys)
+            elif sids:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for key in keys:
+                        pipe.delete(key)  # one key per DEL: the keys live in different slots
+                    await pipe.execute()
         except RedisError as exc:
             raise StoreUnavailable() from exc
         return len(sids)
