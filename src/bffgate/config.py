@@ -22,8 +22,8 @@ MIN_SECRET_LENGTH = 32
 # How to fix each setting, shown next to its name when it is missing or wrong.
 FIXES: dict[str, str] = {
     "remote_api": "set it to the base URL of your API, e.g. https://api.example.com",
-    "etls_access": "set it to a random secret of at least 32 characters (`bffgate keygen` prints two)",
-    "etls_refresh": "set it to a random secret of at least 32 characters (`bffgate keygen` prints two)",
+    "etls_access": "set it to a random secret of at least 32 characters: `bffgate keygen` prints two",
+    "etls_refresh": "set it to a random secret of at least 32 characters: `bffgate keygen` prints two",
     "oidc_issuer": "set it to your provider's issuer URL, e.g. https://login.example.com/realms/app",
     "oidc_client_id": "set it to the client id registered at your provider",
     "redis_url": (
@@ -199,7 +199,7 @@ def _explain(error: dict[str, Any]) -> str:
     if error.get("type") == "missing":
         message = "is required"
     fix = FIXES.get(name, "")
-    return f"{name.upper()}: {message}" + (f" ({fix})" if fix and error.get("type") == "missing" else "")
+    return f"{name.upper()}: {message}" + (f"; {fix}" if fix else "")
 
 
 def load_settings(**overrides: Any) -> Settings:
