@@ -7,15 +7,16 @@ when the browser sends one, must also be ours or allowlisted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 
 from .errors import CsrfFailed
+from .proxy import header_value
 
 
-def verify_csrf(headers: Mapping[str, str], allowed_origins: frozenset[str]) -> None:
+def verify_csrf(raw_headers: Iterable[tuple[bytes, bytes]], allowed_origins: frozenset[str]) -> None:
     """Raise ``CsrfFailed`` unless ``X-CSRF`` is present and any ``Origin`` is allowed."""
-    if not headers.get("x-csrf", "").strip():
+    if not (header_value(raw_headers, b"x-csrf") or "").strip():
         raise CsrfFailed("the X-CSRF header is required on this request")
-    origin = headers.get("origin")
+    origin = header_value(raw_headers, b"origin")
     if origin is not None and origin.lower() not in allowed_origins:
         raise CsrfFailed("the request's Origin is not allowed")

@@ -26,7 +26,7 @@ from .errors import (
     SessionExpired,
     Unauthenticated,
 )
-from .gateway import Gateway, RequestSession
+from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
 from .metrics import LOGINS, LOGOUTS, PROBLEMS
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
@@ -67,7 +67,7 @@ class Endpoints:
             return await self._start_redirect_login(request, provider)
         if request.method == "GET" or not hasattr(provider, "login"):
             raise MethodNotAllowed("with BFF_PROVIDER=rest, log in with POST and JSON credentials")
-        verify_csrf(request.headers, self.settings.allowed_origins)
+        verify_csrf(request.scope["headers"], self.settings.allowed_origins)
         credentials = await read_json(request, SMALL_JSON_LIMIT)
         if not isinstance(credentials, dict):
             raise InvalidRequest("the credentials must be a JSON object")
@@ -101,7 +101,7 @@ class Endpoints:
     async def logout(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
         session = await gateway.store.load(request.cookies)
-        verify_csrf(request.headers, self.settings.allowed_origins)
+        verify_csrf(request.scope["headers"], self.settings.allowed_origins)
         everywhere = await _wants_everywhere(request)
         ended = 0
         if session is not None:
@@ -267,7 +267,7 @@ def with_cookies(response: Response, set_cookies: list[str]) -> Response:
 
 
 def _tracked(request: Request) -> RequestSession | None:
-    tracked = getattr(request.state, "bff_session", None)
+    tracked = request.scope.get(TRACKED_SESSION_KEY)
     return tracked if isinstance(tracked, RequestSession) else None
 
 

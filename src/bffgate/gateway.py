@@ -1,7 +1,7 @@
 """The gateway's request logic: which session, which token, when to refresh, when to retry.
 
 Every authenticated endpoint goes through ``Gateway.open`` (session first, then CSRF) and, when it
-talks to the API, ``Gateway.forward``. The session a request ends with is kept on ``request.state``
+talks to the API, ``Gateway.forward``. The session a request ends with is kept in the ASGI scope
 so that *every* answer — success or problem — carries the cookies of a session that changed on the
 way: a rotated refresh token must reach the browser even when the API call after it fails.
 """
@@ -25,6 +25,9 @@ from .session import Session, SessionStore
 # Counter children resolved once: .labels() takes a lock and a dict lookup on every call.
 PROXIED_BY_CLASS = {n: PROXIED.labels(f"{n}xx") for n in range(1, 6)}
 PROXIED_OTHER = PROXIED.labels("other")
+
+
+TRACKED_SESSION_KEY = "bffgate.session"
 
 
 class RequestSession:
@@ -75,12 +78,13 @@ class Gateway:
         if session is None:
             raise Unauthenticated()
         if csrf:
-            verify_csrf(request.headers, self.settings.allowed_origins)
+            verify_csrf(request.scope["headers"], self.settings.allowed_origins)
         return self.track(request, session)
 
     def track(self, request: Request, session: Session) -> RequestSession:
         tracked = RequestSession(session)
-        request.state.bff_session = tracked
+        # In the scope itself (an extension key): ``request.state`` builds an object per request.
+        request.scope[TRACKED_SESSION_KEY] = tracked
         return tracked
 
     async def fresh(self, tracked: RequestSession) -> Session:

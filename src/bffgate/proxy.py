@@ -140,6 +140,17 @@ def normalize_path(relative_path: str) -> str:
 # Headers
 
 
+def header_value(raw_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """The first value of header ``name`` (lower-case bytes) in ASGI's raw list, or None.
+
+    On the proxy path this replaces Starlette's ``Headers.get``, whose misses go through a KeyError.
+    """
+    for key, value in raw_headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """The browser's end-to-end headers, in one pass (plus a rare second for Connection-named ones)."""
     kept: list[tuple[str, str]] = []
@@ -209,11 +220,12 @@ class RequestBody:
 
 async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> RequestBody:
     """Read up to ``replay_bytes`` into memory; beyond that, stream the rest (not replayable)."""
-    declared = request.headers.get("content-length")
+    raw_headers = request.scope["headers"]
+    declared = header_value(raw_headers, b"content-length")
     length = int(declared) if declared and declared.isdigit() else None
     if length is not None and length > max_bytes:
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
-    if length in (None, 0) and "transfer-encoding" not in request.headers:
+    if length in (None, 0) and header_value(raw_headers, b"transfer-encoding") is None:
         return RequestBody(data=b"" if request.method not in BODYLESS_METHODS else None)
     stream = request.stream()
     chunks: list[bytes] = []
