@@ -33,6 +33,23 @@ DROP_REQUEST = frozenset(
 DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "date", "server"})
 
 
+async def relay(answer: Any, send: Any) -> None:
+    """Send an aiohttp answer to an ASGI client the way the gateway does: small bodies at once, large
+    ones in 64 KiB chunks; shared by the bare Starlette and bare ASGI baselines."""
+    try:
+        headers = [(k.lower(), v) for k, v in answer.raw_headers if k.lower().decode() not in DROP_RESPONSE]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        length = answer.content_length
+        if length is not None and length <= SMALL_BODY:
+            await send({"type": "http.response.body", "body": await answer.read()})
+            return
+        async for chunk in answer.content.iter_chunked(CHUNK):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    finally:
+        answer.release()
+
+
 def run_uvicorn(app: Any, port: int) -> None:
     uvicorn.run(
         app,
@@ -131,21 +148,7 @@ def starlette_proxy(upstream: str, port: int) -> None:
             self.answer = answer
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            answer = self.answer
-            try:
-                headers = [
-                    (k.lower(), v) for k, v in answer.raw_headers if k.lower().decode() not in DROP_RESPONSE
-                ]
-                await send({"type": "http.response.start", "status": answer.status, "headers": headers})
-                length = answer.content_length
-                if length is not None and length <= SMALL_BODY:
-                    await send({"type": "http.response.body", "body": await answer.read()})
-                    return
-                async for chunk in answer.content.iter_chunked(CHUNK):
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-                await send({"type": "http.response.body", "body": b""})
-            finally:
-                answer.release()
+            await relay(self.answer, send)
 
     async def proxy(request: Request) -> Forwarded:
         headers = [
@@ -201,18 +204,7 @@ def asgi_proxy(upstream: str, port: int) -> None:
         query = scope["query_string"].decode("latin-1")
         url = upstream + scope["path"] + ("?" + query if query else "")
         answer = await state["client"].request(scope["method"], url, headers=headers, allow_redirects=False)
-        try:
-            out = [(k.lower(), v) for k, v in answer.raw_headers if k.lower().decode() not in DROP_RESPONSE]
-            await send({"type": "http.response.start", "status": answer.status, "headers": out})
-            length = answer.content_length
-            if length is not None and length <= SMALL_BODY:
-                await send({"type": "http.response.body", "body": await answer.read()})
-                return
-            async for chunk in answer.content.iter_chunked(CHUNK):
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        finally:
-            answer.release()
+        await relay(answer, send)
 
     run_uvicorn(app, port)
 

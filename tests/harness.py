@@ -25,6 +25,11 @@ from bffgate.demo.api import DemoState
 SECRET_A = "a" * 16 + "-test-secret-access-0123456789"
 SECRET_R = "r" * 16 + "-test-secret-refresh-0123456789"
 CREDENTIALS = {"username": "demo", "password": "demo"}
+# The cookie store's cookie names as a browser sees them (BFF_COOKIE_SECURE=true).
+ACCESS = "__Host-accessTokenEtls"
+REFRESH = "__Host-refreshTokenEtls"
+USER = "__Host-userDataEtls"
+SESSION_COOKIES = (ACCESS, REFRESH, USER)
 
 
 class ReadyServer(uvicorn.Server):

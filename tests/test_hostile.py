@@ -20,12 +20,19 @@ from yarl import URL
 from bffgate.demo.api import DEMO_USER
 
 from .conftest import StackFactory
-from .harness import Answer, Browser, Stack, parse_set_cookie, running_gateway, settings_for
+from .harness import (
+    ACCESS,
+    REFRESH,
+    SESSION_COOKIES,
+    USER,
+    Answer,
+    Browser,
+    Stack,
+    parse_set_cookie,
+    running_gateway,
+    settings_for,
+)
 
-ACCESS = "__Host-accessTokenEtls"
-REFRESH = "__Host-refreshTokenEtls"
-USER = "__Host-userDataEtls"
-SESSION_COOKIES = (ACCESS, REFRESH, USER)
 PROBLEM = "application/problem+json"
 OTHER_SECRET_A = "x" * 16 + "-another-gateway-access-0123456789"
 OTHER_SECRET_R = "y" * 16 + "-another-gateway-refresh-0123456789"

@@ -33,9 +33,13 @@ from bffgate.tokens import unverified_claims
 
 from .conftest import StackFactory
 from .harness import (
+    ACCESS,
     CREDENTIALS,
+    REFRESH,
     SECRET_A,
     SECRET_R,
+    SESSION_COOKIES,
+    USER,
     Answer,
     Browser,
     Stack,
@@ -47,10 +51,6 @@ from .harness import (
 )
 from .upstream import create_test_upstream
 
-ACCESS = "__Host-accessTokenEtls"
-REFRESH = "__Host-refreshTokenEtls"
-USER = "__Host-userDataEtls"
-SESSION_COOKIES = (ACCESS, REFRESH, USER)
 SEVEN_DAYS = 7 * 24 * 3600
 PUBLIC_ORIGIN = "http://127.0.0.1:8000"  # the origin of the default BFF_PUBLIC_URL
 

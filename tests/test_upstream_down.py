@@ -18,6 +18,7 @@ import uvicorn
 from bffgate.demo.api import DEMO_USER, DemoState
 
 from .harness import (
+    REFRESH,
     Answer,
     Browser,
     ReadyServer,
@@ -27,8 +28,6 @@ from .harness import (
     settings_for,
 )
 from .upstream import Recorder, RecordingMiddleware, create_test_upstream
-
-REFRESH = "__Host-refreshTokenEtls"
 
 
 class RestartableUpstream:

@@ -92,7 +92,6 @@ class Settings(BaseSettings):
     bff_session_absolute: int = Field(default=30 * 24 * 3600, gt=0)  # hard cap from login
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
-    bff_trust_forwarded: bool = False  # reserved: honour X-Forwarded-* from a trusted proxy
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod
