@@ -150,7 +150,17 @@ async def test_sentinel_failover_is_followed_without_a_restart(make_stack: Stack
                 await asyncio.sleep(0.02)
             else:
                 pytest.fail("the session never reached the replica")
-            await sentinel.execute_command("SENTINEL", "FAILOVER", SENTINEL_SERVICE)
+            # Sentinel refuses (NOGOODSLAVE) until it has fresh INFO from the replica: retry, bounded.
+            for _ in range(300):
+                try:
+                    await sentinel.execute_command("SENTINEL", "FAILOVER", SENTINEL_SERVICE)
+                    break
+                except redis.ResponseError as exc:
+                    if "NOGOODSLAVE" not in str(exc):
+                        raise
+                    await asyncio.sleep(0.05)
+            else:
+                pytest.fail("Sentinel never found the replica fit for promotion")
             await setup.sentinel_said(b"+switch-master")
             # The old master has been turned into a replica: writes there would now be refused.
             for _ in range(500):
