@@ -26,6 +26,7 @@ LAYERS = {
     "uvicorn": "uvicorn: HTTP server (httptools callbacks, ASGI send, socket writes)",
     "starlette": "Starlette: middleware, routing, Request/Headers/cookies",
     "bffgate": "bffgate: session, CSRF, URL check, header filters, metrics calls",
+    "bffgate.http1": "bffgate.http1: upstream request and answer (httptools parser)",
     "aiohttp": "aiohttp client (+ yarl, multidict): upstream request and response",
     "yarl": "aiohttp client (+ yarl, multidict): upstream request and response",
     "multidict": "aiohttp client (+ yarl, multidict): upstream request and response",
@@ -63,6 +64,8 @@ def package(file: str) -> str:
     """The top-level package of a py-spy file name (``aiohttp/client.py`` → ``aiohttp``)."""
     if file.startswith("<attrs generated methods "):  # attrs' generated __init__ of an aiohttp class
         return file.removeprefix("<attrs generated methods ").split(".", 1)[0]
+    if file == "bffgate/http1.py":  # the upstream client is a layer of its own, like aiohttp's
+        return "bffgate.http1"
     return file.split("/", 1)[0] if "/" in file else ""
 
 
@@ -113,7 +116,7 @@ def analyse(raw: str, per_request_us: float) -> Profile:
         seen = {
             f"{f} ({p})"
             for f, p in frames
-            if package(p) == "bffgate" and not is_root(f, p) and p != "bffgate"
+            if package(p) in ("bffgate", "bffgate.http1") and not is_root(f, p) and p != "bffgate"
         }
         for name in seen:
             profile.inclusive[name] += n

@@ -2,10 +2,10 @@
 
 Starts, each as its own process on 127.0.0.1 ephemeral ports: the bench upstream (bench/upstream.py),
 the gateway (``bffgate serve``, every security feature on) and the baselines (direct, bare aiohttp
-proxy, bare Starlette+aiohttp proxy, bare ASGI+aiohttp proxy, FastAPI+httpx proxy); drives them with
-wrk (or bench/load.py); runs the refresh storm against the real demo API behind the gateway; samples
-the gateway with py-spy; prints the tables and writes them to bench/results.md. Every process started is stopped by PID at the end,
-on Ctrl-C and on errors too.
+proxy, bare Starlette+aiohttp proxy, bare ASGI+aiohttp proxy, bare ASGI+bffgate.http1, FastAPI+httpx
+proxy); drives them with wrk (or bench/load.py); runs the refresh storm against the real demo API
+behind the gateway; samples the gateway with py-spy; prints the tables and writes them to
+bench/results.md. Every process started is stopped by PID at the end, on Ctrl-C and on errors too.
 
 CPU placement on a 2+ core machine: the server being measured gets CPU 0 to itself; the upstream, the
 load generator and this script share the others, so the load generator does not steal the measured
@@ -52,6 +52,7 @@ STORM_SIZES = (50, 500)
 BARE_AIOHTTP = "bare aiohttp.web + aiohttp"
 BARE_STARLETTE = "bare Starlette + aiohttp"
 BARE_ASGI = "bare ASGI on uvicorn + aiohttp"
+BARE_HTTP1 = "bare ASGI on uvicorn + bffgate.http1"
 FASTAPI = "FastAPI + httpx"
 DIRECT = "direct (no proxy)"
 GATEWAY = "bffgate (1 worker)"
@@ -665,6 +666,7 @@ class Bench:
             ("aiohttp-proxy", BARE_AIOHTTP),
             ("starlette-proxy", BARE_STARLETTE),
             ("asgi-proxy", BARE_ASGI),
+            ("asgi-http1", BARE_HTTP1),
             ("fastapi-httpx", FASTAPI),
         ):
             missing = [m for m in BASELINE_NEEDS.get(kind, ()) if importlib.util.find_spec(m) is None]
@@ -775,16 +777,19 @@ class Bench:
             self.profile_md += ("\n\n" if self.profile_md else "") + md
 
     def profile_difference(self, spy: str, upstream: Server, headers: list[tuple[str, str]]) -> None:
-        """Profile the bare Starlette proxy under the same load: the difference is bffgate's own cost."""
+        """Profile the bare ASGI + bffgate.http1 proxy (the gateway's stack, no security work) under the
+        same load: the difference is the cost of bffgate's session, CSRF, URL and header work."""
         gateway_raw = self.fleet.logdir / "py-spy-32.txt"
-        gw_row, base_row = self.rows.get(GATEWAY), self.rows.get(BARE_STARLETTE)
+        gw_row, base_row = self.rows.get(GATEWAY), self.rows.get(BARE_HTTP1)
         if not (
             gateway_raw.exists() and gw_row and base_row and gw_row.server_cpu_us and base_row.server_cpu_us
         ):
             return
         seconds = 3 if self.o.duration < 5 else 10
-        say(f"  profile: py-spy samples the bare Starlette proxy for {seconds} s: small JSON, 32 connections")
-        base = self.start_baseline("starlette-proxy", upstream.url, BARE_STARLETTE + " (profiled)")
+        say(
+            f"  profile: py-spy samples the bare ASGI + http1 proxy for {seconds} s: small JSON, 32 connections"
+        )
+        base = self.start_baseline("asgi-http1", upstream.url, BARE_HTTP1 + " (profiled)")
         try:
             self.load(base.url + "/items", 32, headers, self.o.warmup)
             raw = self.fleet.logdir / "py-spy-bare.txt"
@@ -797,7 +802,7 @@ class Bench:
             gw_row.server_cpu_us,
             raw.read_text(),
             base_row.server_cpu_us,
-            "Starlette",
+            "ASGI + http1",
         )
         self.add_profile(text, md)
 
@@ -842,7 +847,17 @@ class Bench:
         base = rows.get(BARE_AIOHTTP)
         fast = rows.get(FASTAPI)
         direct = rows.get(DIRECT)
-        order = [DIRECT, GATEWAY, BARE_AIOHTTP, BARE_STARLETTE, BARE_ASGI, FASTAPI, GATEWAY_1U, GATEWAY_2]
+        order = [
+            DIRECT,
+            GATEWAY,
+            BARE_AIOHTTP,
+            BARE_STARLETTE,
+            BARE_ASGI,
+            BARE_HTTP1,
+            FASTAPI,
+            GATEWAY_1U,
+            GATEWAY_2,
+        ]
         present = [rows[n] for n in order if n in rows]
 
         def rps(r: Row | None) -> float | None:

@@ -7,6 +7,8 @@
                       the gateway's own stack with none of its security work
 * ``asgi-proxy``      a bare ASGI callable + the aiohttp client on uvicorn: the floor of that stack
                       (GET/HEAD only: it does not read request bodies)
+* ``asgi-http1``      the same bare ASGI callable + bffgate's own HTTP/1.1 client (``bffgate.http1``):
+                      the floor of the gateway's stack, so gateway minus this = its security work
 * ``fastapi-httpx``   FastAPI + httpx.AsyncClient on uvicorn, the usual tutorial proxy
 * ``demo-api``        bffgate's demo API (rotating refresh tokens, reuse detection) for the storm
 
@@ -33,9 +35,9 @@ DROP_REQUEST = frozenset(
 DROP_RESPONSE = frozenset({"connection", "keep-alive", "transfer-encoding", "date", "server"})
 
 
-async def relay(answer: Any, send: Any) -> None:
-    """Send an aiohttp answer to an ASGI client the way the gateway does: small bodies at once, large
-    ones in 64 KiB chunks; shared by the bare Starlette and bare ASGI baselines."""
+async def relay(answer: Any, send: Any, chunks: AsyncIterator[bytes]) -> None:
+    """Send an upstream answer (aiohttp's or bffgate.http1's) to an ASGI client the way the gateway
+    does: small bodies at once, large ones as ``chunks`` arrive; shared by the bare ASGI baselines."""
     try:
         headers = [(k.lower(), v) for k, v in answer.raw_headers if k.lower().decode() not in DROP_RESPONSE]
         await send({"type": "http.response.start", "status": answer.status, "headers": headers})
@@ -43,11 +45,25 @@ async def relay(answer: Any, send: Any) -> None:
         if length is not None and length <= SMALL_BODY:
             await send({"type": "http.response.body", "body": await answer.read()})
             return
-        async for chunk in answer.content.iter_chunked(CHUNK):
+        async for chunk in chunks:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     finally:
         answer.release()
+
+
+def forwarded_headers(scope: Any) -> list[tuple[str, str]]:
+    """The ASGI request's headers minus Host, Cookie and hop-by-hop ones (the bare ASGI baselines)."""
+    return [
+        (k.decode("latin-1"), v.decode("latin-1"))
+        for k, v in scope["headers"]
+        if k.decode("latin-1") not in DROP_REQUEST
+    ]
+
+
+def query_suffix(scope: Any) -> str:
+    query: str = scope["query_string"].decode("latin-1")
+    return "?" + query if query else ""
 
 
 def run_uvicorn(app: Any, port: int) -> None:
@@ -148,19 +164,13 @@ def starlette_proxy(upstream: str, port: int) -> None:
             self.answer = answer
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            await relay(self.answer, send)
+            await relay(self.answer, send, self.answer.content.iter_chunked(CHUNK))
 
     async def proxy(request: Request) -> Forwarded:
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in request.scope["headers"]
-            if k.decode("latin-1") not in DROP_REQUEST
-        ]
         body = await request.body() if request.method not in ("GET", "HEAD") else None
-        query = request.scope["query_string"].decode("latin-1")
-        url = upstream + request.scope["path"] + ("?" + query if query else "")
+        url = upstream + request.scope["path"] + query_suffix(request.scope)
         answer = await state["client"].request(
-            request.method, url, headers=headers, data=body, allow_redirects=False
+            request.method, url, headers=forwarded_headers(request.scope), data=body, allow_redirects=False
         )
         return Forwarded(answer)
 
@@ -196,15 +206,33 @@ def asgi_proxy(upstream: str, port: int) -> None:
                     await state["client"].close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in scope["headers"]
-            if k.decode("latin-1") not in DROP_REQUEST
-        ]
-        query = scope["query_string"].decode("latin-1")
-        url = upstream + scope["path"] + ("?" + query if query else "")
-        answer = await state["client"].request(scope["method"], url, headers=headers, allow_redirects=False)
-        await relay(answer, send)
+        url = upstream + scope["path"] + query_suffix(scope)
+        answer = await state["client"].request(
+            scope["method"], url, headers=forwarded_headers(scope), allow_redirects=False
+        )
+        await relay(answer, send, answer.content.iter_chunked(CHUNK))
+
+    run_uvicorn(app, port)
+
+
+def asgi_http1(upstream: str, port: int) -> None:
+    """The floor of the gateway's own stack: uvicorn and bffgate.http1, with no security work."""
+    from starlette.types import Receive, Scope, Send
+
+    from bffgate.http1 import Http1Pool
+
+    client = Http1Pool(upstream, connect_timeout=5.0, read_timeout=30.0)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await client.close()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        target = scope["raw_path"].decode("latin-1") + query_suffix(scope)
+        answer = await client.request(scope["method"], target, forwarded_headers(scope))
+        await relay(answer, send, answer.iter_chunks())
 
     run_uvicorn(app, port)
 
@@ -268,7 +296,8 @@ def demo_api(access_ttl: float, port: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="bffgate benchmark baselines (127.0.0.1 only)")
     parser.add_argument(
-        "kind", choices=["aiohttp-proxy", "starlette-proxy", "asgi-proxy", "fastapi-httpx", "demo-api"]
+        "kind",
+        choices=["aiohttp-proxy", "starlette-proxy", "asgi-proxy", "asgi-http1", "fastapi-httpx", "demo-api"],
     )
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", default="http://127.0.0.1:8001")
@@ -281,6 +310,8 @@ def main() -> None:
         starlette_proxy(upstream, args.port)
     elif args.kind == "asgi-proxy":
         asgi_proxy(upstream, args.port)
+    elif args.kind == "asgi-http1":
+        asgi_http1(upstream, args.port)
     elif args.kind == "fastapi-httpx":
         fastapi_httpx(upstream, args.port)
     else:

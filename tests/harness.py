@@ -41,7 +41,7 @@ class ReadyServer(uvicorn.Server):
         self._exit = asyncio.Event()
         super().__init__(config)
 
-    @property  # type: ignore[override]  # uvicorn declares a plain attribute
+    @property
     def should_exit(self) -> bool:
         return self._exit.is_set()
 

@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 from .harness import SECRET_A, SECRET_R, bind_loopback
@@ -34,7 +34,9 @@ class GatewayProcess:
 
 
 @contextlib.asynccontextmanager
-async def gateway_process(api_url: str, *, workers: int = 1, **env: str) -> AsyncIterator[GatewayProcess]:
+async def gateway_process(
+    api_url: str, env: Mapping[str, str] | None = None, *, workers: int = 1
+) -> AsyncIterator[GatewayProcess]:
     """`bffgate serve` in its own process; ready once it listens and every worker has started."""
     port = free_port()
     environment = {
@@ -42,7 +44,7 @@ async def gateway_process(api_url: str, *, workers: int = 1, **env: str) -> Asyn
         "REMOTE_API": api_url,
         "ETLS_ACCESS": SECRET_A,
         "ETLS_REFRESH": SECRET_R,
-        **env,
+        **(env or {}),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,

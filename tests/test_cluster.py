@@ -105,7 +105,7 @@ async def spread(
 @contextlib.asynccontextmanager
 async def gateways(api_url: str, count: int, **env: str) -> AsyncIterator[list[str]]:
     async with contextlib.AsyncExitStack() as stack:
-        processes = [await stack.enter_async_context(gateway_process(api_url, **env)) for _ in range(count)]
+        processes = [await stack.enter_async_context(gateway_process(api_url, env)) for _ in range(count)]
         yield [p.url for p in processes]
 
 
@@ -154,8 +154,8 @@ async def test_killed_lock_holder_lease_expires_and_another_instance_refreshes(
     """A gateway killed while refreshing leaves the lock to expire; another one then refreshes, no session lost."""
     env = {"REDIS_URL": redis_server.url, "BFF_UPSTREAM_TIMEOUT": "2"}  # lease = timeout + 5 s
     async with (
-        gateway_process(upstream.url, **env) as doomed,
-        gateway_process(upstream.url, **env) as survivor,
+        gateway_process(upstream.url, env) as doomed,
+        gateway_process(upstream.url, env) as survivor,
     ):
         browser = Browser(client, doomed.url)
         await browser.login()
@@ -200,7 +200,7 @@ async def test_redis_store_answers_503_while_redis_is_down_and_recovers(
 ) -> None:
     """Redis store: 503 store_unavailable during the outage (never 500), the same session works after it."""
     async with gateway_process(
-        upstream.url, REDIS_URL=redis_server.url, BFF_SESSION_STORE="redis"
+        upstream.url, {"REDIS_URL": redis_server.url, "BFF_SESSION_STORE": "redis"}
     ) as gateway:
         browser = Browser(client, gateway.url)
         await browser.login()
@@ -223,7 +223,7 @@ async def test_two_workers_share_the_refresh(
     upstream: Upstream, redis_server: RedisProcess, client: aiohttp.ClientSession
 ) -> None:
     """`bffgate serve --workers 2` with Redis: a storm spread over both workers refreshes once."""
-    async with gateway_process(upstream.url, workers=2, REDIS_URL=redis_server.url) as gateway:
+    async with gateway_process(upstream.url, {"REDIS_URL": redis_server.url}, workers=2) as gateway:
         browser = Browser(client, gateway.url)
         await browser.login()
         browser.forget_access_cookie()

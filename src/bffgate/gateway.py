@@ -8,7 +8,6 @@ way: a rotated refresh token must reach the browser even when the API call after
 
 from __future__ import annotations
 
-import aiohttp
 from starlette.requests import Request
 from yarl import URL
 
@@ -16,9 +15,10 @@ from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
 from .errors import Unauthenticated
+from .http1 import Http1Pool, Response
 from .metrics import PROXIED
 from .providers import TokenProvider
-from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers, send_upstream
+from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers
 from .refresh import RefreshCoordinator
 from .session import Session, SessionStore
 
@@ -53,13 +53,13 @@ class Gateway:
         settings: Settings,
         store: SessionStore,
         provider: TokenProvider,
-        http: aiohttp.ClientSession,
+        api_client: Http1Pool,
         cluster: ClusterCoordination | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.provider = provider
-        self.http = http
+        self.api_client = api_client
         self.cluster = cluster
         self.refresher = RefreshCoordinator(
             provider,
@@ -133,6 +133,12 @@ class Gateway:
 
     async def _send(
         self, method: str, url: URL, headers: list[tuple[str, str]], body: RequestBody, session: Session
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         authorized = [*headers, ("Authorization", f"Bearer {session.access_token}")]
-        return await send_upstream(self.http, method, url, authorized, body)
+        return await self.api_client.request(
+            method,
+            url.raw_path_qs,
+            authorized,
+            body.payload(),
+            content_length=None if body.replayable else body.length,
+        )

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-import aiohttp
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from .errors import HeadersTooLarge, InvalidUrl, PayloadTooLarge, UpstreamError, UpstreamTimeout
+from . import http1
+from .errors import HeadersTooLarge, InvalidUrl, PayloadTooLarge, UpstreamError
 
 log = logging.getLogger("bffgate.proxy")
 
@@ -58,7 +58,6 @@ RESPONSE_DROP_KEEP_COOKIES_BYTES = frozenset(name.encode() for name in RESPONSE_
 REQUEST_DROP_BYTES = frozenset(name.encode() for name in REQUEST_DROP)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
-STREAM_CHUNK = 64 * 1024
 # The ASGI server (httptools) sets no limit of its own; APIs behind us commonly reject above 8-64 KB.
 MAX_REQUEST_HEADER_BYTES = 64 * 1024
 
@@ -171,7 +170,7 @@ def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> l
 
 
 def browser_response_headers(
-    upstream: aiohttp.ClientResponse, *, pass_cookies: bool, set_cookies: list[str]
+    upstream: http1.Response, *, pass_cookies: bool, set_cookies: list[str]
 ) -> list[tuple[bytes, bytes]]:
     """The upstream's end-to-end headers for the browser, plus our Set-Cookie headers.
 
@@ -208,7 +207,6 @@ class RequestBody:
     data: bytes | None = None
     rest: AsyncIterator[bytes] | None = None
     length: int | None = None
-    too_large: bool = False
 
     @property
     def replayable(self) -> bool:
@@ -236,22 +234,20 @@ async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> R
             raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
         chunks.append(chunk)
         if size > replay_bytes:
-            body = RequestBody(length=length)
-            body.rest = _continue(body, chunks, stream, size, max_bytes)
-            return body
+            return RequestBody(rest=_continue(chunks, stream, size, max_bytes), length=length)
     return RequestBody(data=b"".join(chunks))
 
 
 async def _continue(
-    body: RequestBody, head: list[bytes], stream: AsyncIterator[bytes], size: int, max_bytes: int
+    head: list[bytes], stream: AsyncIterator[bytes], size: int, max_bytes: int
 ) -> AsyncIterator[bytes]:
+    """The body read so far, then the rest; ``PayloadTooLarge`` (413) once it passes ``max_bytes``."""
     for chunk in head:
         yield chunk
     async for chunk in stream:
         size += len(chunk)
         if size > max_bytes:
-            body.too_large = True  # the gateway reports 413 once aiohttp gives up on the upload
-            raise PayloadTooLarge()
+            raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
         yield chunk
 
 
@@ -259,30 +255,12 @@ async def _continue(
 # Sending and streaming
 
 
-async def send_upstream(
-    http: aiohttp.ClientSession, method: str, url: URL, headers: list[tuple[str, str]], body: RequestBody
-) -> aiohttp.ClientResponse:
-    """Send the request. The client's read timeout (BFF_UPSTREAM_TIMEOUT) bounds the wait for the answer."""
-    if body.length is not None and not body.replayable:
-        headers = [*headers, ("Content-Length", str(body.length))]
-    try:
-        return await http.request(method, url, headers=headers, data=body.payload(), allow_redirects=False)
-    except TimeoutError as exc:  # aiohttp's ServerTimeoutError is a TimeoutError too
-        raise UpstreamTimeout() from exc
-    except (aiohttp.ClientError, OSError, PayloadTooLarge) as exc:
-        if body.too_large:
-            raise PayloadTooLarge() from exc
-        raise UpstreamError(f"the remote API could not be reached ({type(exc).__name__})") from exc
-
-
 class UpstreamResponse:
-    """An ASGI response that streams an aiohttp answer to the browser and always releases it."""
+    """An ASGI response that streams the API's answer to the browser and always releases it."""
 
     SMALL_BODY = 64 * 1024  # read at once and sent in one ASGI message
 
-    def __init__(
-        self, upstream: aiohttp.ClientResponse, headers: list[tuple[bytes, bytes]], method: str
-    ) -> None:
+    def __init__(self, upstream: http1.Response, headers: list[tuple[bytes, bytes]], method: str) -> None:
         self.upstream = upstream
         self.status_code = upstream.status
         self.raw_headers = headers
@@ -301,10 +279,10 @@ class UpstreamResponse:
             if length is not None and length <= self.SMALL_BODY:
                 await send({"type": "http.response.body", "body": await upstream.read()})
                 return
-            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
+            async for chunk in upstream.iter_chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except UpstreamError as exc:
             # The status line is gone already: all we can do is cut the connection (the server
             # does, as the response is incomplete) so the browser sees a broken answer, not a
             # silently truncated one.

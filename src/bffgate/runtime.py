@@ -1,4 +1,4 @@
-"""The gateway's long-lived parts (HTTP client, Redis, store, provider), built once per process."""
+"""The gateway's long-lived parts (HTTP clients, Redis, store, provider), built once per process."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from . import cluster
 from .config import Settings
 from .cookies import CookieJar
 from .gateway import Gateway
+from .http1 import Http1Pool
 from .providers import create_provider
 from .stores import create_store
 from .upstream import create_http_client
@@ -23,6 +24,7 @@ class Runtime:
         self.jar = CookieJar(secure=settings.bff_cookie_secure)
         self._gateway: Gateway | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._api: Http1Pool | None = None
         self._redis: cluster.RedisClient | None = None
         self._lock = asyncio.Lock()
 
@@ -40,6 +42,7 @@ class Runtime:
         settings = self.settings
         timeout = settings.bff_upstream_timeout
         self._http = create_http_client(connect_timeout=timeout, read_timeout=timeout)
+        self._api = Http1Pool(settings.remote_api, connect_timeout=timeout, read_timeout=timeout)
         self._redis = cluster.connect(settings.redis_url) if settings.redis_url else None
         coordination = None
         if self._redis is not None:
@@ -49,13 +52,16 @@ class Runtime:
             )
         store = create_store(settings, self.jar, self._redis)
         provider = create_provider(settings, self._http)
-        return Gateway(settings, store, provider, self._http, coordination)
+        return Gateway(settings, store, provider, self._api, coordination)
 
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+        if self._api is not None:
+            await self._api.close()
         if self._redis is not None:
             await cluster.close(self._redis)
         self._gateway = None
         self._http = None
+        self._api = None
         self._redis = None

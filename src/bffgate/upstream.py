@@ -1,7 +1,8 @@
-"""The one outbound HTTP client (aiohttp), and JSON calls for the providers.
+"""The providers' HTTP client (aiohttp) and their JSON calls: login, refresh, discovery, JWKS, revocation.
 
 aiohttp's exceptions are translated here into ``UpstreamError`` / ``UpstreamTimeout`` and nowhere
-else. The client is created once per process in the app lifespan: one keep-alive pool for everything.
+else. The client is created once per process: one keep-alive pool for every provider call. Proxied
+API calls, the hot path, go through ``http1.py`` instead.
 """
 
 from __future__ import annotations

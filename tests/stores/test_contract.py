@@ -137,7 +137,7 @@ async def test_session_ends_after_its_lifetime(store: SessionStore) -> None:
 
 async def test_every_cookie_is_secure_and_bounded(store: SessionStore) -> None:
     """Every cookie set by a store has the security attributes and fits in 4096 bytes."""
-    big_user = {"sub": "u1", "groups": [f"group-{i:04d}" for i in range(600)]}
+    big_user: dict[str, object] = {"sub": "u1", "groups": [f"group-{i:04d}" for i in range(600)]}
     session = new_session(big_user)
     await store.save(session)
     headers = store.set_cookies(session, {})
