@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -69,6 +70,25 @@ async def test_large_upload_streams_to_the_api(make_stack: StackFactory) -> None
         assert answer.status == 200
         assert answer.json() == {"received": size}
         assert peak - baseline < 8 * MiB, f"memory grew by {(peak - baseline) / MiB:.1f} MiB"
+
+
+async def test_a_browser_that_leaves_mid_download_stops_the_api_download(stack: Stack) -> None:
+    """Closing an endless download in the browser makes the gateway hang up on the API too."""
+    browser = await stack.logged_in()
+    cookies = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    async with stack.http.get(
+        f"{stack.gateway_url}/api/rest/proxy/endless", headers={"X-CSRF": "1", "Cookie": cookies}
+    ) as response:
+        assert response.status == 200
+        assert len(await response.content.readexactly(256 * 1024)) == 256 * 1024
+        response.close()  # the browser's tab goes away: its connection closes
+    # Without the gateway noticing, it would pull from the API for ever; the guard only stops a hang.
+    try:
+        await asyncio.wait_for(stack.recorder.endless_stopped.wait(), timeout=10)
+    finally:
+        stack.recorder.end_endless.set()  # should the gateway still be pulling, let it finish
+    # And the gateway still serves this session's next request.
+    assert (await browser.request("GET", "/api/rest/proxy/items")).status == 200
 
 
 async def test_small_bodies_and_content_length_pass_through(stack: Stack) -> None:

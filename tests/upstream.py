@@ -37,6 +37,8 @@ class Recorder:
     refresh_answer: Response | None = None
     login_answer: Response | None = None
     release_slow: asyncio.Event = field(default_factory=asyncio.Event)
+    endless_stopped: asyncio.Event = field(default_factory=asyncio.Event)  # /endless was hung up on
+    end_endless: asyncio.Event = field(default_factory=asyncio.Event)  # a test ends /endless itself
 
     def to(self, path_prefix: str) -> list[Recorded]:
         return [r for r in self.requests if r.raw_path.startswith(path_prefix)]
@@ -125,6 +127,19 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
+    async def endless(request: Request) -> Response:
+        async def chunks() -> Any:
+            try:
+                while not recorder.end_endless.is_set():
+                    yield b"e" * 65536
+                    # uvicorn's send returns at once after a disconnect: give the loop a turn so
+                    # Starlette's disconnect listener can end this generator.
+                    await asyncio.sleep(0)
+            finally:  # the gateway hung up on us
+                recorder.endless_stopped.set()
+
+        return StreamingResponse(chunks(), media_type="application/octet-stream")
+
     app = Starlette(
         routes=[
             Route(
@@ -138,6 +153,7 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
             Route("/upload", upload, methods=["POST", "PUT"]),
             Route("/text", text),
             Route("/broken-stream", broken_stream),
+            Route("/endless", endless),
             Mount("/", app=demo),
         ]
     )

@@ -378,8 +378,9 @@ class Response:
         self._connection.finish(self)
 
     def close(self) -> None:
-        """Drop the connection, whatever state the answer is in."""
+        """Drop the connection, whatever state the answer is in; a reader still waiting gets an error."""
         self.reusable = False
+        self._fail(UpstreamError("the answer was abandoned"))
         self._connection.finish(self)
 
     async def _wait_for_data(self) -> None:

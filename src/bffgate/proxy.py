@@ -5,6 +5,7 @@ Nothing here knows about sessions; ``gateway.py`` decides which token to attach 
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -279,9 +280,7 @@ class UpstreamResponse:
             if length is not None and length <= self.SMALL_BODY:
                 await send({"type": "http.response.body", "body": await upstream.read()})
                 return
-            async for chunk in upstream.iter_chunks():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await self._stream(receive, send)
         except UpstreamError as exc:
             # The status line is gone already: all we can do is cut the connection (the server
             # does, as the response is incomplete) so the browser sees a broken answer, not a
@@ -290,3 +289,34 @@ class UpstreamResponse:
             upstream.close()
         finally:
             upstream.release()
+
+    async def _stream(self, receive: Receive, send: Send) -> None:
+        """A long answer, piece by piece, until its end or until the browser goes away.
+
+        ASGI servers drop what we send after the browser has gone, so only ``receive`` tells: without
+        this watch, a cancelled 1 GB download would still be pulled from the API to the last byte.
+        """
+        upstream = self.upstream
+        watch = asyncio.ensure_future(_until_disconnect(receive))
+
+        def browser_left(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and not upstream.complete:
+                upstream.close()  # wakes the read below with an UpstreamError
+
+        watch.add_done_callback(browser_left)
+        try:
+            async for chunk in upstream.iter_chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        except UpstreamError:
+            if not (watch.done() and not watch.cancelled()):
+                raise
+            log.debug("the browser went away mid-stream; the API's answer was dropped")
+        finally:
+            watch.cancel()
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    # Whatever else arrives (the rest of a request body the API did not wait for) is dropped.
+    while (await receive())["type"] != "http.disconnect":
+        pass
