@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -228,6 +228,14 @@ class Stack:
         browser = self.browser()
         await browser.login()
         return browser
+
+
+@contextlib.contextmanager
+def nothing_goes_upstream(stack: Stack) -> Iterator[None]:
+    """Asserts that whatever the block sends, no request reaches the API."""
+    before = len(stack.recorder.requests)
+    yield
+    assert stack.recorder.requests[before:] == [], "a request reached the API"
 
 
 @contextlib.asynccontextmanager

@@ -28,6 +28,7 @@ from .harness import (
     Answer,
     Browser,
     Stack,
+    nothing_goes_upstream,
     parse_set_cookie,
     running_gateway,
     settings_for,
@@ -368,12 +369,11 @@ async def test_hostile_customfetch_envelope_is_a_400_problem(
     stack: Stack, browser: Browser, raw: bytes, code: str
 ) -> None:
     """A malformed or hostile customfetch envelope gets a 400 problem and nothing goes upstream."""
-    before = len(stack.recorder.requests)
-    answer = await send(
-        browser, "POST", "/api/rest/customfetch", data=raw, headers={"Content-Type": "application/json"}
-    )
-    assert_clean_problem(answer, stack, 400, code)
-    assert len(stack.recorder.requests) == before
+    with nothing_goes_upstream(stack):
+        answer = await send(
+            browser, "POST", "/api/rest/customfetch", data=raw, headers={"Content-Type": "application/json"}
+        )
+        assert_clean_problem(answer, stack, 400, code)
     assert cleared(answer) == set()
     await assert_still_works(browser, stack)
 
@@ -446,10 +446,9 @@ ESCAPING_PATHS = [
 @pytest.mark.parametrize("raw_path", ESCAPING_PATHS)
 async def test_hostile_proxy_path_is_400_invalid_url(stack: Stack, browser: Browser, raw_path: str) -> None:
     """A proxy path that could leave REMOTE_API (raw, un-normalised on the wire) is refused upstream-free."""
-    before = len(stack.recorder.requests)
-    answer = await send(browser, "GET", "/api/rest/proxy/" + raw_path)
-    assert_clean_problem(answer, stack, 400, "invalid_url")
-    assert len(stack.recorder.requests) == before
+    with nothing_goes_upstream(stack):
+        answer = await send(browser, "GET", "/api/rest/proxy/" + raw_path)
+        assert_clean_problem(answer, stack, 400, "invalid_url")
     await assert_still_works(browser, stack)
 
 
@@ -503,10 +502,9 @@ async def test_encoded_line_breaks_in_the_path_never_split_headers(
 @pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "MKCOL", "PURGE"])
 async def test_unsupported_proxy_method_is_405(stack: Stack, browser: Browser, method: str) -> None:
     """A method the proxy does not forward gets a 405 problem and nothing goes upstream."""
-    before = len(stack.recorder.requests)
-    answer = await send(browser, method, "/api/rest/proxy/echo/x")
-    assert_clean_problem(answer, stack, 405, "method_not_allowed")
-    assert len(stack.recorder.requests) == before
+    with nothing_goes_upstream(stack):
+        answer = await send(browser, method, "/api/rest/proxy/echo/x")
+        assert_clean_problem(answer, stack, 405, "method_not_allowed")
     await assert_still_works(browser, stack)
 
 
@@ -531,17 +529,16 @@ async def test_declared_content_length_over_the_limit_is_413_before_the_body_is_
     """A Content-Length over the limit gets 413 at once (the body is not even sent) and nothing goes upstream."""
     async with make_stack(bff_max_body_bytes=LIMIT) as stack:
         browser = await stack.logged_in()
-        before = len(stack.recorder.requests)
-        answer = await send(
-            browser,
-            "POST",
-            path,
-            data=body,
-            headers={"Content-Type": "application/json"},
-            expect100=True,  # the client waits for "100 Continue", which a 413 replaces
-        )
-        assert_clean_problem(answer, stack, 413, "payload_too_large")
-        assert len(stack.recorder.requests) == before
+        with nothing_goes_upstream(stack):
+            answer = await send(
+                browser,
+                "POST",
+                path,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                expect100=True,  # the client waits for "100 Continue", which a 413 replaces
+            )
+            assert_clean_problem(answer, stack, 413, "payload_too_large")
         assert stack.recorder.bodies == []
         await assert_still_works(browser, stack)
 

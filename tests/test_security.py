@@ -44,6 +44,7 @@ from .harness import (
     Browser,
     Stack,
     closed_port,
+    nothing_goes_upstream,
     parse_set_cookie,
     running_gateway,
     serve,
@@ -444,17 +445,16 @@ BAD_VALUES: dict[str, Callable[[str], str]] = {
 async def test_bad_cookies_are_no_session_never_500(stack: Stack, kind: str) -> None:
     """Tampered, truncated or garbage session cookies give 401 unauthenticated and are cleared."""
     browser = await stack.logged_in()
-    before = len(stack.recorder.requests)
-    for name in SESSION_COOKIES:
-        browser.cookies[name] = BAD_VALUES[kind](browser.cookies[name])
-    for path in ("/api/rest/proxy/me", "/api/auth/user"):
-        answer = await browser.request("GET", path, keep_cookies=False)
-        assert answer.status == 401, answer.body
-        assert answer.code == "unauthenticated"
-        assert parsed_cookies(answer).get(REFRESH, ("", {}))[1].get("max-age") == "0"
-    answer = await browser.request("POST", "/api/rest/refreshresttokens")
-    assert answer.status == 401
-    assert len(stack.recorder.requests) == before  # nothing went upstream
+    with nothing_goes_upstream(stack):
+        for name in SESSION_COOKIES:
+            browser.cookies[name] = BAD_VALUES[kind](browser.cookies[name])
+        for path in ("/api/rest/proxy/me", "/api/auth/user"):
+            answer = await browser.request("GET", path, keep_cookies=False)
+            assert answer.status == 401, answer.body
+            assert answer.code == "unauthenticated"
+            assert parsed_cookies(answer).get(REFRESH, ("", {}))[1].get("max-age") == "0"
+        answer = await browser.request("POST", "/api/rest/refreshresttokens")
+        assert answer.status == 401
 
 
 async def test_expired_cookies_are_no_session(make_stack: StackFactory) -> None:
@@ -499,14 +499,15 @@ async def test_key_rotation_retired_key_no_longer_opens(make_stack: StackFactory
     """A gateway configured with only NEW treats cookies sealed with OLD as no session."""
     async with make_stack(etls_access=OLD_A, etls_refresh=OLD_R) as stack:
         browser = await stack.logged_in()
-        before = len(stack.recorder.requests)
-        async with running_gateway(settings_for(stack.api_url, etls_access=NEW_A, etls_refresh=NEW_R)) as url:
-            moved = browser.clone()
-            moved.base = url
-            answer = await moved.request("GET", "/api/rest/proxy/me")
-        assert answer.status == 401
-        assert answer.code == "unauthenticated"
-        assert len(stack.recorder.requests) == before
+        with nothing_goes_upstream(stack):
+            async with running_gateway(
+                settings_for(stack.api_url, etls_access=NEW_A, etls_refresh=NEW_R)
+            ) as url:
+                moved = browser.clone()
+                moved.base = url
+                answer = await moved.request("GET", "/api/rest/proxy/me")
+            assert answer.status == 401
+            assert answer.code == "unauthenticated"
 
 
 # === 3. Each cookie <= 4096 bytes; chunking; bounded chunk count; stale chunks expired ==============
@@ -581,12 +582,11 @@ async def test_proxy_without_csrf_is_403_and_nothing_goes_upstream(stack: Stack,
     """Every proxied method without X-CSRF is refused before any refresh or upstream call."""
     browser = await stack.logged_in()
     browser.forget_access_cookie()  # would need a refresh: that must not happen either
-    before = len(stack.recorder.requests)
-    answer = await browser.request(method, "/api/rest/proxy/echo/x", csrf=False, data=b"body")
-    assert answer.status == 403
-    if method != "HEAD":
-        assert answer.code == "csrf_failed"
-    assert len(stack.recorder.requests) == before
+    with nothing_goes_upstream(stack):
+        answer = await browser.request(method, "/api/rest/proxy/echo/x", csrf=False, data=b"body")
+        assert answer.status == 403
+        if method != "HEAD":
+            assert answer.code == "csrf_failed"
 
 
 async def test_blank_csrf_header_is_refused(stack: Stack) -> None:
@@ -615,12 +615,11 @@ async def test_gateway_endpoints_without_csrf_are_403(
         browser = await stack.logged_in()
         browser.forget_access_cookie()
         cookies = dict(browser.cookies)
-        before = len(stack.recorder.requests)
-        answer = await browser.request(method, path, csrf=False, json_body=body)
-        assert answer.status == 403
-        assert answer.code == "csrf_failed"
-        assert answer.set_cookies == []
-        assert len(stack.recorder.requests) == before
+        with nothing_goes_upstream(stack):
+            answer = await browser.request(method, path, csrf=False, json_body=body)
+            assert answer.status == 403
+            assert answer.code == "csrf_failed"
+            assert answer.set_cookies == []
         assert browser.cookies == cookies
         assert (await browser.request("GET", "/api/rest/proxy/me")).status == 200
 
@@ -642,12 +641,11 @@ async def test_foreign_origin_is_403_even_with_csrf_header(
 ) -> None:
     """A request whose Origin is not the gateway's own is refused although it carries X-CSRF."""
     browser = await stack.logged_in()
-    before = len(stack.recorder.requests)
-    for origin in FOREIGN_ORIGINS:
-        answer = await browser.request(method, path, json_body=body, headers={"Origin": origin})
-        assert answer.status == 403, origin
-        assert answer.code == "csrf_failed"
-    assert len(stack.recorder.requests) == before
+    with nothing_goes_upstream(stack):
+        for origin in FOREIGN_ORIGINS:
+            answer = await browser.request(method, path, json_body=body, headers={"Origin": origin})
+            assert answer.status == 403, origin
+            assert answer.code == "csrf_failed"
 
 
 async def test_own_origin_is_accepted(stack: Stack) -> None:
@@ -839,11 +837,10 @@ HOSTILE_PROXY_PATHS = [
 async def test_hostile_proxy_paths_are_400_and_nothing_goes_upstream(stack: Stack, path: str) -> None:
     """Traversal, encoded or double-encoded separators, backslashes, authority tricks: 400 invalid_url."""
     browser = await stack.logged_in()
-    before = len(stack.recorder.requests)
-    answer = await raw_request(stack.gateway_url, "/api/rest/proxy/" + path, browser.cookies)
-    assert answer.status == 400, answer.body
-    assert answer.code == "invalid_url"
-    assert len(stack.recorder.requests) == before
+    with nothing_goes_upstream(stack):
+        answer = await raw_request(stack.gateway_url, "/api/rest/proxy/" + path, browser.cookies)
+        assert answer.status == 400, answer.body
+        assert answer.code == "invalid_url"
 
 
 async def test_raw_request_helper_reaches_the_upstream(stack: Stack) -> None:
@@ -886,11 +883,10 @@ HOSTILE_FETCH_URLS = [
 async def test_hostile_customfetch_urls_are_400_and_nothing_goes_upstream(stack: Stack, url: str) -> None:
     """customfetch's ``url`` must be a relative path that stays under REMOTE_API."""
     browser = await stack.logged_in()
-    before = len(stack.recorder.requests)
-    answer = await browser.request("POST", "/api/rest/customfetch", json_body={"url": url})
-    assert answer.status == 400, answer.body
-    assert answer.code == "invalid_url"
-    assert len(stack.recorder.requests) == before
+    with nothing_goes_upstream(stack):
+        answer = await browser.request("POST", "/api/rest/customfetch", json_body={"url": url})
+        assert answer.status == 400, answer.body
+        assert answer.code == "invalid_url"
 
 
 async def test_remote_api_with_base_path_is_never_escaped(stack: Stack) -> None:
@@ -904,16 +900,17 @@ async def test_remote_api_with_base_path_is_never_escaped(stack: Stack) -> None:
     async with running_gateway(settings) as url:
         assert (await raw_request(url, "/api/rest/proxy/inside", browser.cookies)).status == 200
         assert stack.recorder.requests[-1].raw_path == "/echo/inside"
-        before = len(stack.recorder.requests)
-        for path in ("../status/200", "%2e%2e/status/200", "..%2fstatus%2f200", "%252e%252e/status/200"):
-            answer = await raw_request(url, "/api/rest/proxy/" + path, browser.cookies)
-            assert answer.status == 400, path
-            assert answer.code == "invalid_url"
-        moved = browser.clone()
-        moved.base = url
-        fetched = await moved.request("POST", "/api/rest/customfetch", json_body={"url": "/../status/200"})
-        assert fetched.status == 400
-        assert len(stack.recorder.requests) == before
+        with nothing_goes_upstream(stack):
+            for path in ("../status/200", "%2e%2e/status/200", "..%2fstatus%2f200", "%252e%252e/status/200"):
+                answer = await raw_request(url, "/api/rest/proxy/" + path, browser.cookies)
+                assert answer.status == 400, path
+                assert answer.code == "invalid_url"
+            moved = browser.clone()
+            moved.base = url
+            fetched = await moved.request(
+                "POST", "/api/rest/customfetch", json_body={"url": "/../status/200"}
+            )
+            assert fetched.status == 400
 
 
 BASE = "http://api.test/v1"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import aiohttp
@@ -10,6 +10,7 @@ import aiohttp
 from ..config import Settings
 from ..session import Session
 from ..tokens import TokenSet
+from ..upstream import JsonAnswer
 
 
 class TokenProvider(Protocol):
@@ -46,6 +47,30 @@ class RedirectLogin(Protocol):
 
     async def logout_url(self, session: Session | None) -> str | None:
         """Where the browser ends its session at the provider, or None; never raises."""
+
+
+def read_tokens(
+    answer: JsonAnswer,
+    parse: Callable[[Any], TokenSet],
+    *,
+    endpoint: str,
+    rejection: Callable[[JsonAnswer], Exception | None],
+    failure: Callable[[str], Exception],
+) -> TokenSet:
+    """A token endpoint's answer, read the same way by every flow of every provider.
+
+    ``rejection`` says whether the answer is a refusal (and what to raise: the flows differ there);
+    any other non-2xx answer, or one without usable tokens, raises ``failure``.
+    """
+    refused = rejection(answer)
+    if refused is not None:
+        raise refused
+    if not answer.ok:
+        raise failure(f"the {endpoint} answered {answer.status}")
+    try:
+        return parse(answer.body)
+    except ValueError as exc:
+        raise failure(f"the {endpoint}'s answer is unusable: {exc}") from None
 
 
 def create_provider(settings: Settings, http: aiohttp.ClientSession) -> TokenProvider:

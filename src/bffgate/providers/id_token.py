@@ -85,19 +85,31 @@ async def verified_jwt(
     raise invalid(f"the {what}'s signature does not verify")
 
 
-def _check_claims(claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str | None) -> None:
+def check_registered_claims(
+    claims: dict[str, Any],
+    *,
+    issuer: str,
+    client_id: str,
+    required: tuple[str, ...],
+    what: str = "ID token",
+    invalid: type[Exception] = InvalidIdToken,
+) -> None:
+    """``iss`` is the provider, ``aud`` names this client, ``required`` are present, the times hold
+    (with ``CLOCK_LEEWAY``). Shared by the ID token and the back-channel logout token."""
     registry = JWTClaimsRegistry(
         leeway=CLOCK_LEEWAY,
         iss={"essential": True, "value": issuer},
         aud={"essential": True, "value": client_id},
-        sub={"essential": True},
-        exp={"essential": True},
-        iat={"essential": True},
     )
+    registry.options.update({name: {"essential": True} for name in required})
     try:
         registry.validate(claims)
     except ClaimError as exc:
-        raise InvalidIdToken(f"the ID token's {exc.claim!r} claim is missing or wrong") from None
+        raise invalid(f"the {what}'s {exc.claim!r} claim is missing or wrong") from None
+
+
+def _check_claims(claims: dict[str, Any], *, issuer: str, client_id: str, nonce: str | None) -> None:
+    check_registered_claims(claims, issuer=issuer, client_id=client_id, required=("sub", "exp", "iat"))
     audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
     azp = claims.get("azp")
     if (len(audiences) > 1 and azp is None) or (azp is not None and azp != client_id):

@@ -16,12 +16,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from joserfc.errors import ClaimError
-from joserfc.jwt import JWTClaimsRegistry
-
 from ..errors import InvalidLogoutToken
 from .discovery import JwksCache
-from .id_token import CLOCK_LEEWAY, verified_jwt
+from .id_token import CLOCK_LEEWAY, check_registered_claims, verified_jwt
 
 BACKCHANNEL_LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 MAX_AGE = 300  # seconds: a logout token issued longer ago (by its iat) is refused
@@ -55,17 +52,14 @@ async def validate_logout_token(
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
         raise InvalidLogoutToken(f"the logout token's type {typ!r} is not logout+jwt")
-    registry = JWTClaimsRegistry(
-        leeway=CLOCK_LEEWAY,
-        iss={"essential": True, "value": issuer},
-        aud={"essential": True, "value": client_id},
-        iat={"essential": True},
-        jti={"essential": True},
+    check_registered_claims(
+        claims,
+        issuer=issuer,
+        client_id=client_id,
+        required=("iat", "jti"),
+        what="logout token",
+        invalid=InvalidLogoutToken,
     )
-    try:
-        registry.validate(claims)
-    except ClaimError as exc:
-        raise InvalidLogoutToken(f"the logout token's {exc.claim!r} claim is missing or wrong") from None
     now = time.time() if now is None else now
     if claims["iat"] < now - MAX_AGE - CLOCK_LEEWAY:
         raise InvalidLogoutToken(f"the logout token was issued more than {MAX_AGE} seconds ago")

@@ -33,6 +33,7 @@ from ..errors import LoginRejected, RefreshFailed, RefreshRejected, UpstreamErro
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt
 from ..upstream import JsonAnswer, call_json
+from . import read_tokens
 from .discovery import Discovery, JwksCache, ProviderMetadata
 from .id_token import InvalidIdToken, validate_id_token
 from .logout_token import LogoutToken, validate_logout_token
@@ -126,14 +127,13 @@ class OidcProvider:
                 "code_verifier": str(transaction.get("verifier", "")),
             },
         )
-        if 400 <= answer.status < 500:
-            raise LoginRejected(f"the provider refused the code exchange ({_answer_error(answer)})")
-        if not answer.ok:
-            raise UpstreamError(f"the token endpoint answered {answer.status}")
-        try:
-            tokens = parse_token_answer(answer.body)
-        except ValueError as exc:
-            raise UpstreamError(f"the token endpoint's answer is unusable: {exc}") from None
+        tokens = read_tokens(
+            answer,
+            parse_token_answer,
+            endpoint="token endpoint",
+            rejection=_code_exchange_refused,
+            failure=UpstreamError,
+        )
         if tokens.id_token is None:
             raise LoginRejected("the provider sent no ID token (is 'openid' in OIDC_SCOPES?)")
         try:
@@ -178,15 +178,13 @@ class OidcProvider:
             )
         except UpstreamError as exc:
             raise RefreshFailed(exc.detail) from None
-        error = _answer_error(answer)
-        if answer.status in TERMINAL_REFRESH_STATUSES or (answer.status == 400 and error == "invalid_grant"):
-            raise RefreshRejected(f"the token endpoint answered {answer.status} ({error})")
-        if not answer.ok:
-            raise RefreshFailed(f"the token endpoint answered {answer.status} ({error})")
-        try:
-            tokens = parse_token_answer(answer.body)
-        except ValueError as exc:
-            raise RefreshFailed(f"the token endpoint's answer is unusable: {exc}") from None
+        tokens = read_tokens(
+            answer,
+            parse_token_answer,
+            endpoint="token endpoint",
+            rejection=_refresh_refused,
+            failure=RefreshFailed,
+        )
         if tokens.id_token is not None:
             try:
                 await self._validate(metadata, tokens, nonce=None)
@@ -325,6 +323,19 @@ def _number(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
+
+
+def _code_exchange_refused(answer: JsonAnswer) -> LoginRejected | None:
+    if 400 <= answer.status < 500:
+        return LoginRejected(f"the provider refused the code exchange ({_answer_error(answer)})")
+    return None
+
+
+def _refresh_refused(answer: JsonAnswer) -> RefreshRejected | None:
+    error = _answer_error(answer)
+    if answer.status in TERMINAL_REFRESH_STATUSES or (answer.status == 400 and error == "invalid_grant"):
+        return RefreshRejected(f"the token endpoint answered {answer.status} ({error})")
+    return None
 
 
 def _answer_error(answer: JsonAnswer) -> str:

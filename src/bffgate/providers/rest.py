@@ -16,6 +16,7 @@ from ..errors import LoginFailed, RefreshFailed, RefreshRejected, UpstreamError
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt, user_from_jwt
 from ..upstream import JsonAnswer, call_json
+from . import read_tokens
 
 log = logging.getLogger("bffgate.provider")
 
@@ -37,16 +38,13 @@ class RestProvider:
 
     async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]]:
         answer = await self._post(self._settings.login_url, credentials)
-        if 400 <= answer.status < 500:
-            raise LoginFailed(
-                answer.status, answer.body if answer.body is not None else {"error": "login_failed"}
-            )
-        if not answer.ok:
-            raise UpstreamError(f"the login endpoint answered {answer.status}")
-        try:
-            tokens = self.parse_tokens(answer.body)
-        except ValueError as exc:
-            raise UpstreamError(f"the login endpoint's answer is unusable: {exc}") from None
+        tokens = read_tokens(
+            answer,
+            self.parse_tokens,
+            endpoint="login endpoint",
+            rejection=_login_refused,
+            failure=UpstreamError,
+        )
         return tokens, await self.user_data(tokens)
 
     async def refresh(self, refresh_token: str) -> TokenSet:
@@ -54,14 +52,13 @@ class RestProvider:
             answer = await self._post(self._settings.refresh_url, {self._fields[1]: refresh_token})
         except UpstreamError as exc:
             raise RefreshFailed(exc.detail) from None
-        if answer.status in TERMINAL_REFRESH_STATUSES:
-            raise RefreshRejected(f"the refresh endpoint answered {answer.status}")
-        if not answer.ok:
-            raise RefreshFailed(f"the refresh endpoint answered {answer.status}")
-        try:
-            return self.parse_tokens(answer.body)
-        except ValueError as exc:
-            raise RefreshFailed(f"the refresh endpoint's answer is unusable: {exc}") from None
+        return read_tokens(
+            answer,
+            self.parse_tokens,
+            endpoint="refresh endpoint",
+            rejection=_refresh_refused,
+            failure=RefreshFailed,
+        )
 
     async def revoke(self, session: Session) -> None:
         url = self._settings.logout_url
@@ -114,6 +111,21 @@ class RestProvider:
         return await call_json(
             self._http, "POST", url, timeout=self._timeout, json_body=body, headers=headers
         )
+
+
+def _login_refused(answer: JsonAnswer) -> LoginFailed | None:
+    """A 4xx from the login endpoint goes back to the browser as it is (wrong password and the like)."""
+    if 400 <= answer.status < 500:
+        return LoginFailed(
+            answer.status, answer.body if answer.body is not None else {"error": "login_failed"}
+        )
+    return None
+
+
+def _refresh_refused(answer: JsonAnswer) -> RefreshRejected | None:
+    if answer.status in TERMINAL_REFRESH_STATUSES:
+        return RefreshRejected(f"the refresh endpoint answered {answer.status}")
+    return None
 
 
 def _user_fields(body: dict[str, Any], token_fields: tuple[str, ...]) -> dict[str, Any]:
