@@ -88,3 +88,11 @@ def test_all_problems_are_reported_at_once() -> None:
     lines = str(caught.value).splitlines()
     assert {line.split(":")[0] for line in lines} == {"REMOTE_API", "ETLS_ACCESS", "ETLS_REFRESH"}
     assert "bffgate keygen" in str(caught.value)
+
+
+def test_endpoint_urls_are_used_as_written() -> None:
+    """An absolute endpoint URL keeps its trailing slash (Django's /api/token/ is not /api/token)."""
+    settings = load_settings(**GOOD, bff_login_url="https://auth.example.com/api/token/")
+    assert settings.login_url == "https://auth.example.com/api/token/"
+    settings = load_settings(**GOOD, bff_refresh_url="/api/token/refresh/")
+    assert settings.refresh_url == "https://api.example.com/v1/api/token/refresh/"

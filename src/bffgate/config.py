@@ -39,7 +39,7 @@ def _http_url(value: str) -> str:
         raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ValueError(f"must not contain credentials, a query or a fragment: {value!r}")
-    return value.rstrip("/")
+    return value  # as written: /api/token/ and /api/token are different endpoints (Django, DRF)
 
 
 def _origin(url: str) -> str:
@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     @field_validator("remote_api", "bff_public_url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
-        return _http_url(value)
+        # Bases that paths are appended to: without the trailing slash, "/auth/login" joins cleanly.
+        return _http_url(value).rstrip("/")
 
     @field_validator("oidc_issuer", "bff_login_url", "bff_refresh_url", "bff_logout_url", "bff_userinfo_url")
     @classmethod
