@@ -68,7 +68,7 @@ async def _steps(api: RunningPeer, record: ProxyRecord, settings: Settings, brow
     got = await browser.request("GET", echo + "?q=caf%C3%A9&page=2")
     assert got.status == 200, got.body
     assert got.json()["method"] == "GET"
-    assert got.json()["query"] == "q=caf%C3%A9&page=2"
+    assert got.json()["query"] == "q=caf%C3%A9&page=2", got.json()
     posted = await browser.request("POST", echo, json_body={"note": "hello", "n": [1, 2]})
     assert posted.status == 200, posted.body
     assert (posted.json()["method"], posted.json()["json"]) == ("POST", {"note": "hello", "n": [1, 2]})
