@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 from .redis_url import parse_redis_url
+from .session import DEFAULT_SESSION_ABSOLUTE
 
 MIN_SECRET_LENGTH = 32
 
@@ -89,7 +90,7 @@ class Settings(BaseSettings):
 
     # Beyond the contract's table: lifetimes and the grace window, with the defaults DESIGN.md names.
     bff_session_idle: int = Field(default=7 * 24 * 3600, gt=0)  # refresh cookie, renewed on refresh
-    bff_session_absolute: int = Field(default=30 * 24 * 3600, gt=0)  # hard cap from login
+    bff_session_absolute: int = Field(default=DEFAULT_SESSION_ABSOLUTE, gt=0)  # hard cap from login
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
 

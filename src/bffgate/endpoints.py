@@ -105,7 +105,7 @@ class Endpoints:
         everywhere = await _wants_everywhere(request)
         ended = 0
         if session is not None:
-            session = gateway.refresher.newest(session)
+            session = await gateway.refresher.end(session)  # tombstone first: see RefreshCoordinator.end
             await gateway.provider.revoke(session)
             await gateway.store.delete(session)
             ended = 1
@@ -251,9 +251,10 @@ class Endpoints:
         return problem_page(error) if is_navigation(request.headers) else problem_response(error)
 
     async def _end_previous_session(self, request: Request, gateway: Gateway) -> None:
-        """A login replaces any session the browser had (server-side state included)."""
+        """A login replaces any session the browser had: ended like a logout, its refresh token revoked."""
         previous = await gateway.store.load(request.cookies)
-        if previous is not None:
+        if previous is not None and not gateway.refresher.ended_here(previous.sid):
+            await gateway.provider.revoke(await gateway.refresher.end(previous))
             await gateway.store.delete(previous)
 
 

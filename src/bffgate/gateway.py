@@ -65,6 +65,7 @@ class Gateway:
             provider,
             store,
             grace_seconds=settings.bff_grace_seconds,
+            absolute_seconds=settings.bff_session_absolute,
             cluster=cluster,
             cluster_required=settings.bff_session_store == "redis",
         )
@@ -75,7 +76,7 @@ class Gateway:
     async def open(self, request: Request, *, csrf: bool = True) -> RequestSession:
         """The request's session (else ``Unauthenticated``), then the CSRF check."""
         session = await self.store.load(request.cookies)
-        if session is None:
+        if session is None or self.refresher.ended_here(session.sid):
             raise Unauthenticated()
         if csrf:
             verify_csrf(request.scope["headers"], self.settings.allowed_origins)
@@ -89,7 +90,7 @@ class Gateway:
 
     async def fresh(self, tracked: RequestSession) -> Session:
         """The newest tokens for this session, refreshed ahead of expiry (single-flight)."""
-        session = self.refresher.newest(tracked.current)
+        session = await self.refresher.current(tracked.current)
         if session.needs_refresh(self._skew):
             session = await self.refresher.refresh(session)
         tracked.current = session
@@ -105,8 +106,8 @@ class Gateway:
 
     def cookies_for(self, request: Request, tracked: RequestSession) -> list[str]:
         """Set-Cookie headers when the session changed during this request, else none."""
-        if not tracked.changed or tracked.ended:
-            return []
+        if not tracked.changed or tracked.ended or self.refresher.ended_here(tracked.current.sid):
+            return []  # unchanged, or logged out while this request was on its way
         return self.store.set_cookies(tracked.current, request.cookies)
 
     async def forward(

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from .tokens import TokenSet
 
 ACCESS_COOKIE_MAX_AGE = 15 * 60  # the access cookie never outlives 15 minutes (DESIGN.md)
+DEFAULT_SESSION_ABSOLUTE = 30 * 24 * 3600  # BFF_SESSION_ABSOLUTE's default
 
 
 def new_session_id() -> str:
