@@ -14,7 +14,7 @@ from yarl import URL
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
-from .errors import Unauthenticated
+from .errors import SessionExpired, Unauthenticated
 from .http1 import Http1Pool, Response
 from .metrics import PROXIED
 from .providers import TokenProvider
@@ -76,8 +76,10 @@ class Gateway:
     async def open(self, request: Request, *, csrf: bool = True) -> RequestSession:
         """The request's session (else ``Unauthenticated``), then the CSRF check."""
         session = await self.store.load(request.cookies)
-        if session is None or self.refresher.ended_here(session.sid):
+        if session is None:
             raise Unauthenticated()
+        if self.refresher.ended_here(session.sid):  # a copy of a logged-out session's cookies
+            raise SessionExpired("the session was logged out")
         if csrf:
             verify_csrf(request.scope["headers"], self.settings.allowed_origins)
         return self.track(request, session)

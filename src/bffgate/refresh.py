@@ -35,6 +35,7 @@ from .logouts import Tombstones
 from .metrics import REFRESHES
 from .providers import TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
+from .tokens import TokenSet, identity_of, same_user
 
 log = logging.getLogger("bffgate.refresh")
 
@@ -229,6 +230,14 @@ class RefreshCoordinator:
             log.warning("refresh failed for session %s, session kept: %s", session.sid[:6], exc)
             raise RefreshUnavailable() from None
         refreshed = session.with_tokens(tokens)
+        if not _same_user(session, tokens):
+            REFRESHES.labels("rejected").inc()
+            log.warning(
+                "refresh for session %s returned another user's ID token: session ended", session.sid[:6]
+            )
+            await self._provider.revoke(refreshed)
+            await self._store.delete(session)
+            raise SessionExpired("the provider's refreshed ID token is about another user")
         try:
             await self._store.save(refreshed, existing=True)
         except SessionExpired:  # logged out (Redis store) while the provider answered
@@ -246,6 +255,15 @@ class RefreshCoordinator:
             raise
         REFRESHES.labels("ok").inc()
         return refreshed
+
+
+def _same_user(session: Session, tokens: TokenSet) -> bool:
+    """Whether a refresh's ID token (if any) is about the user who signed in (OIDC Core 12.2)."""
+    login = session.login_identity
+    if tokens.id_token is None or login is None:
+        return True
+    refreshed = identity_of(tokens.id_token)
+    return refreshed is not None and same_user(login, refreshed)
 
 
 def _retrieve_exception(task: asyncio.Task[Session]) -> None:

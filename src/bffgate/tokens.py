@@ -60,6 +60,33 @@ USER_CLAIMS = (
 )
 
 
+IDENTITY_CLAIMS = ("iss", "sub", "aud", "sid")
+
+
+def identity_of(id_token: str) -> dict[str, Any] | None:
+    """Who an ID token is about: its ``iss``, ``sub``, ``aud`` (and the provider session ``sid``).
+
+    Read without a signature check: only ever called on ID tokens the provider module validated.
+    """
+    claims = unverified_claims(id_token)
+    if claims is None or not isinstance(claims.get("iss"), str) or not isinstance(claims.get("sub"), str):
+        return None
+    return {key: claims[key] for key in IDENTITY_CLAIMS if key in claims}
+
+
+def same_user(login: dict[str, Any], refreshed: dict[str, Any]) -> bool:
+    """OIDC Core 12.2: a refreshed ID token has the login's ``iss``, ``sub`` and ``aud`` (``sid`` may go)."""
+    return (
+        login.get("iss") == refreshed.get("iss")
+        and login.get("sub") == refreshed.get("sub")
+        and _audiences(login.get("aud")) == _audiences(refreshed.get("aud"))
+    )
+
+
+def _audiences(aud: Any) -> frozenset[str]:
+    return frozenset([aud] if isinstance(aud, str) else aud if isinstance(aud, list) else [])
+
+
 def user_from_jwt(token: str) -> dict[str, Any]:
     """Display claims of a JWT access token (no signature check: the API, not bffgate, trusts it)."""
     claims = unverified_claims(token) or {}

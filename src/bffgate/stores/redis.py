@@ -35,7 +35,6 @@ from ..cookies import CookieJar
 from ..errors import SessionExpired, StoreUnavailable
 from ..sealing import Sealer
 from ..session import Session, token_fingerprint
-from ..tokens import unverified_claims
 
 SESSION_COOKIE = "sessionEtls"
 PREFIX = "bffgate:"
@@ -63,10 +62,11 @@ def provider_key(kind: str, issuer: str, value: str) -> str:
 def provider_keys(session: Session) -> list[str]:
     """The provider-session and subject indexes of an OpenID Connect session (none for others).
 
-    Read from the session's ID token, which was validated when the provider sent it (the store only
-    holds validated ones), so its ``sid`` and ``sub`` are the provider's, whatever the user data says.
+    Read from the login's ID token (validated when the provider sent it), so its ``sid`` and ``sub``
+    are the provider's, whatever the user data says; a refreshed ID token without ``sid`` does not
+    drop the session from the ``sid`` index.
     """
-    claims = unverified_claims(session.id_token) if session.id_token else None
+    claims = session.login_identity
     issuer = claims.get("iss") if claims else None
     if not claims or not isinstance(issuer, str):
         return []
