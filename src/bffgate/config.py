@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from .errors import ConfigError
 from .redis_url import parse_redis_url
 from .session import DEFAULT_SESSION_ABSOLUTE
+from .tokens import USER_CLAIMS
 
 MIN_SECRET_LENGTH = 32
 
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     bff_session_absolute: int = Field(default=DEFAULT_SESSION_ABSOLUTE, gt=0)  # hard cap from login
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
+    bff_user_claims: str | None = None  # comma-separated allow-list for /api/auth/user (tokens.USER_CLAIMS)
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod
@@ -183,6 +185,12 @@ class Settings(BaseSettings):
         if not self.bff_allowed_origins:
             return frozenset({self.public_origin})
         return frozenset(_origin(o.strip()) for o in self.bff_allowed_origins.split(",") if o.strip())
+
+    @cached_property
+    def user_claims(self) -> frozenset[str]:
+        if self.bff_user_claims is None:
+            return frozenset(USER_CLAIMS)
+        return frozenset(claim.strip() for claim in self.bff_user_claims.split(",") if claim.strip())
 
     @cached_property
     def post_logout_redirect(self) -> str:

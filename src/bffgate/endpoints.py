@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,6 +27,7 @@ from .errors import (
     Unauthenticated,
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
+from .logout_redirect import REDIRECT_PATH
 from .metrics import LOGINS, LOGOUTS, PROBLEMS
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
@@ -37,6 +38,7 @@ from .proxy import forwardable_request_headers, read_body
 from .runtime import Runtime
 from .session import Session
 from .stores import RedisSessionStore
+from .tokens import visible_claims
 from .transaction import MAX_RETURN_TO, LoginTransactions
 
 log = logging.getLogger("bffgate")
@@ -77,7 +79,7 @@ class Endpoints:
         session = Session.start(tokens, user)
         await gateway.store.save(session)
         LOGINS.inc()
-        response = JSONResponse({"user": user})
+        response = JSONResponse({"user": visible_claims(user, self.settings.user_claims)})
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
 
     async def callback(self, request: Request) -> Response:
@@ -114,9 +116,40 @@ class Endpoints:
             LOGOUTS.inc()
         body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
         if isinstance(gateway.provider, RedirectLogin):  # the browser goes on to end the provider's session
-            body["logoutUrl"] = await gateway.provider.logout_url(session)
+            body["logoutUrl"] = await self._logout_url(gateway, gateway.provider, session)
         response = JSONResponse(body)
         return with_cookies(response, gateway.store.clear_cookies(request.cookies))
+
+    async def _logout_url(
+        self, gateway: Gateway, provider: RedirectLogin, session: Session | None
+    ) -> str | None:
+        """The end-session URL; when it needs the ID token as a hint, the gateway's redirect to it."""
+        url = await provider.end_session_url(None)
+        if url is None or session is None or not session.id_token:
+            return url
+        reference = gateway.logout_references.issue(session.id_token)
+        return f"{self.settings.bff_public_url}{REDIRECT_PATH}?{urlencode({'ref': reference})}"
+
+    async def logout_redirect(self, request: Request) -> Response:
+        """``GET /api/auth/logout/redirect?ref=…``: 302 to the provider's end-session URL with the hint."""
+        gateway = await self.runtime.gateway()
+        provider = gateway.provider
+        if not isinstance(provider, RedirectLogin):
+            raise NotFound("the logout redirect needs BFF_PROVIDER=oidc")
+        id_token = await gateway.logout_references.redeem(request.query_params.get("ref", ""))
+        url = await provider.end_session_url(id_token) if id_token else None
+        if url is None:
+            error = InvalidRequest("this logout link is unknown, expired or already used; sign out again")
+            PROBLEMS.labels(error.code).inc()
+            headers = {"Cache-Control": "no-store"}
+            return (
+                problem_page(error, headers)
+                if is_navigation(request.headers)
+                else problem_response(error, headers)
+            )
+        return RedirectResponse(
+            url, 302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     async def backchannel_logout(self, request: Request) -> Response:
         """OpenID Connect Back-Channel Logout 1.0: the provider says a user's session there has ended.
@@ -153,13 +186,15 @@ class Endpoints:
         session = await gateway.fresh(tracked)
         s = self.settings
         body = {
-            "user": session.user,
+            "user": visible_claims(session.user, s.user_claims),
             "expiresAt": int(session.access_expires_at),
             "sessionExpiresAt": int(
                 session.session_expires_at(s.bff_session_idle, s.bff_session_absolute, time.time())
             ),
         }
-        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+        # no-store even without new cookies: a shared cache must never hand one user's data to another
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+        return with_cookies(response, gateway.cookies_for(request, tracked))
 
     async def refresh_tokens(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()

@@ -16,6 +16,7 @@ from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, Unauthenticated
 from .http1 import Http1Pool, Response
+from .logout_redirect import LogoutReferences
 from .metrics import PROXIED
 from .providers import TokenProvider
 from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers
@@ -69,6 +70,7 @@ class Gateway:
             cluster=cluster,
             cluster_required=settings.bff_session_store == "redis",
         )
+        self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
         self.api = UpstreamBase(settings.remote_api)
         self._skew = settings.bff_refresh_skew
         self._pass_cookies = settings.bff_pass_upstream_cookies

@@ -47,17 +47,39 @@ def lifetime_from_jwt(token: str) -> float | None:
     return None
 
 
+# The claims JavaScript may see (``GET /api/auth/user``, the login answer) unless BFF_USER_CLAIMS says
+# otherwise: profile claims of OIDC Core 5.1, plus ``id`` (REST APIs) and ``roles``/``groups``.
 USER_CLAIMS = (
     "sub",
     "id",
     "name",
     "given_name",
     "family_name",
-    "email",
+    "middle_name",
+    "nickname",
     "preferred_username",
+    "email",
+    "email_verified",
     "picture",
+    "locale",
+    "zoneinfo",
+    "updated_at",
     "roles",
+    "groups",
 )
+# Never shown, whatever BFF_USER_CLAIMS lists: OIDC aggregated/distributed claims (``_claim_sources``
+# carries access tokens), the provider's ``session_state``, and anything named like a token.
+_HIDDEN_PREFIX = "_"
+_HIDDEN_CLAIMS = frozenset({"session_state"})
+
+
+def visible_claims(user: dict[str, Any], allowed: frozenset[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The part of a session's user data that may be given to the page."""
+    return {key: value for key, value in user.items() if key in allowed and not _hidden(key)}
+
+
+def _hidden(claim: str) -> bool:
+    return claim.startswith(_HIDDEN_PREFIX) or claim in _HIDDEN_CLAIMS or "token" in claim.lower()
 
 
 IDENTITY_CLAIMS = ("iss", "sub", "aud", "sid")

@@ -143,7 +143,7 @@ class OidcProvider:
         user = await self._user(metadata, claims, tokens.access_token)
         return replace(tokens, user=user), user
 
-    async def logout_url(self, session: Session | None) -> str | None:
+    async def end_session_url(self, id_token_hint: str | None) -> str | None:
         """The provider's end-session URL (RP-initiated logout), or None when it has none."""
         try:
             metadata = await self.discovery.metadata()
@@ -153,8 +153,8 @@ class OidcProvider:
         if metadata.end_session_endpoint is None:
             return None
         params = [("client_id", self._client_id), ("post_logout_redirect_uri", self._post_logout_redirect)]
-        if session is not None and session.id_token:
-            params.insert(0, ("id_token_hint", session.id_token))
+        if id_token_hint:
+            params.insert(0, ("id_token_hint", id_token_hint))
         return str(add_params_to_uri(metadata.end_session_endpoint, params))
 
     async def logout_token(self, token: str) -> LogoutToken:
