@@ -7,6 +7,7 @@ Secrets are ``SecretStr``: they print as ``'**********'`` in reprs, logs and tra
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -44,6 +45,27 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_problem(url: str, *, allow_insecure_http: bool) -> str | None:
+    """Why ``url`` must not be used for OpenID Connect (plain http off loopback), or None."""
+    if urlsplit(url).scheme == "https" or allow_insecure_http or is_loopback(url):
+        return None
+    return "is plain http (https is required except for loopback addresses, unless OIDC_ALLOW_INSECURE_HTTP=true)"
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -76,6 +98,9 @@ class Settings(BaseSettings):
     )
     oidc_auth_params: str | None = None
     oidc_post_logout_redirect: str | None = None
+    oidc_allow_insecure_http: bool = (
+        False  # plain-http issuer and endpoints off loopback (never in production)
+    )
 
     bff_public_url: str = "http://127.0.0.1:8000"
     bff_allowed_origins: str | None = None
@@ -137,6 +162,11 @@ class Settings(BaseSettings):
         problems = []
         if self.bff_provider == "oidc" and not self.oidc_issuer:
             problems.append("OIDC_ISSUER: is required when BFF_PROVIDER=oidc")
+        insecure = self.oidc_issuer and transport_problem(
+            self.oidc_issuer, allow_insecure_http=self.oidc_allow_insecure_http
+        )
+        if self.bff_provider == "oidc" and insecure:
+            problems.append(f"OIDC_ISSUER: {insecure}")
         if self.bff_provider == "oidc" and not self.oidc_client_id:
             problems.append("OIDC_CLIENT_ID: is required when BFF_PROVIDER=oidc")
         if self.bff_session_store == "redis" and not self.redis_url:

@@ -78,7 +78,15 @@ class OidcProvider:
         self._extra_params = _auth_params(settings.oidc_auth_params)
         self._post_logout_redirect = settings.post_logout_redirect
         self._custom_userinfo = settings.userinfo_url
-        self.discovery = Discovery(http, settings.oidc_issuer or "", timeout=min(self._timeout, 10.0))
+        insecure = settings.oidc_allow_insecure_http
+        if insecure:
+            log.warning(
+                "OIDC_ALLOW_INSECURE_HTTP=true: plain-http OpenID Connect issuer and endpoints are accepted "
+                "off loopback; codes, client secrets and tokens may cross the network in clear"
+            )
+        self.discovery = Discovery(
+            http, settings.oidc_issuer or "", timeout=min(self._timeout, 10.0), allow_insecure_http=insecure
+        )
         self.keys = JwksCache(self._fetch_jwks)
 
     def __repr__(self) -> str:
