@@ -194,14 +194,14 @@ class Endpoints:
         }
         # no-store even without new cookies: a shared cache must never hand one user's data to another
         response = JSONResponse(body, headers={"Cache-Control": "no-store"})
-        return with_cookies(response, gateway.cookies_for(request, tracked))
+        return with_cookies(response, await gateway.answer_cookies(request, tracked))
 
     async def refresh_tokens(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
         tracked = await gateway.open(request)
         session = await gateway.force_refresh(tracked)
         body = {"message": "Tokens refreshed", "expiresAt": int(session.access_expires_at)}
-        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+        return with_cookies(JSONResponse(body), await gateway.answer_cookies(request, tracked))
 
     # -- the API -----------------------------------------------------------------------------------
 
@@ -260,7 +260,7 @@ class Endpoints:
                 return with_cookies(response, gateway.store.clear_cookies(request.cookies))
             return response
         tracked = _tracked(request)
-        return with_cookies(response, gateway.cookies_for(request, tracked) if tracked else [])
+        return with_cookies(response, await gateway.answer_cookies(request, tracked) if tracked else [])
 
     async def on_http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500

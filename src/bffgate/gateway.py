@@ -108,6 +108,13 @@ class Gateway:
         )
         return tracked.current
 
+    async def answer_cookies(self, request: Request, tracked: RequestSession) -> list[str]:
+        """``cookies_for``, after asking every process (Redis) whether the session was logged out
+        meanwhile: only done when there are cookies to set, i.e. after a refresh or grace upgrade."""
+        if tracked.changed and not tracked.ended and not await self.refresher.is_live(tracked.current):
+            tracked.ended = True
+        return self.cookies_for(request, tracked)
+
     def cookies_for(self, request: Request, tracked: RequestSession) -> list[str]:
         """Set-Cookie headers when the session changed during this request, else none."""
         if not tracked.changed or tracked.ended or self.refresher.ended_here(tracked.current.sid):
@@ -131,8 +138,13 @@ class Gateway:
             session = await self.force_refresh(tracked, rejected_access_token=session.access_token)
             upstream = await self._send(method, url, headers, body, session)
         PROXIED_BY_CLASS.get(upstream.status // 100, PROXIED_OTHER).inc()
+        try:
+            set_cookies = await self.answer_cookies(request, tracked)
+        except BaseException:
+            upstream.release()
+            raise
         browser_headers = browser_response_headers(
-            upstream, pass_cookies=self._pass_cookies, set_cookies=self.cookies_for(request, tracked)
+            upstream, pass_cookies=self._pass_cookies, set_cookies=set_cookies
         )
         return UpstreamResponse(upstream, browser_headers, method)
 

@@ -181,6 +181,16 @@ class RefreshCoordinator:
         self._cluster_down = False
         return newer
 
+    async def is_live(self, session: Session) -> bool:
+        """Whether no logout of ``session`` is known here or (with Redis) in any process."""
+        try:
+            await self._ensure_live(session)
+        except SessionExpired:
+            return False
+        except StoreUnavailable:  # Redis down (Redis store): this process's record is all there is
+            return True
+        return True
+
     async def _ensure_live(self, session: Session) -> None:
         """Raise ``SessionExpired`` if ``session`` was logged out here or (with Redis) anywhere."""
         if session.sid in self._ended:
