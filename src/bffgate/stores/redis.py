@@ -7,8 +7,9 @@ Keys (all under ``bffgate:``):
 * ``u:{user}``  the ids of a user's sessions (user = fingerprint of ``sub``/``id``/``email``), for
   "log out everywhere".
 * ``oidc-sid:{f}``, ``oidc-sub:{f}``  OpenID Connect: the ids of the sessions signed in with a provider
-  session (f = fingerprint of the ID token's ``iss`` and ``sid``) and of a provider subject (``iss``
-  and ``sub``), for back-channel logout. Each lives as long as the longest session in it.
+  session (f = fingerprint of the login ID token's ``iss`` and ``sid``, kept across refreshes) and of a
+  provider subject (``iss`` and ``sub``), for back-channel logout. Each lives as long as the longest
+  session in it.
 * ``oidc-jti:{f}``  the logout tokens already used (replay protection), for ``REPLAY_WINDOW``.
 
 On one server (or a Sentinel-managed master) the index updates that go with a save or a delete run in
