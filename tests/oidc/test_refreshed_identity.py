@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis.asyncio as redis
 
 from bffgate.cookies import CookieJar
@@ -16,12 +17,16 @@ from .test_backchannel import backchannel_client
 REDIS_DB8 = "redis://127.0.0.1:6379/8"
 
 
-async def test_refresh_returning_another_subjects_id_token_ends_the_session(oidc: OidcStack) -> None:
-    """The provider answers a refresh with a validly signed ID token for "mallory": the new tokens are
-    discarded and revoked, the session ends (401 session_expired) and no cookie carries them."""
+@pytest.mark.parametrize("mode", ["other-subject", "foreign-key", "alg-none"])
+async def test_refresh_with_an_id_token_not_proven_to_be_the_users_ends_the_session(
+    oidc: OidcStack, mode: str
+) -> None:
+    """The provider answers a refresh with a validly signed ID token for "mallory", or an ID token that
+    does not validate: the new tokens are discarded and revoked, the session ends (401
+    session_expired) and no cookie carries them."""
     browser = oidc.browser()
     await oidc.login(browser, login="alice")
-    await oidc.provider.forge_next_id_token(oidc.client.client_id, "other-subject")
+    await oidc.provider.forge_next_id_token(oidc.client.client_id, mode)
     answer = await browser.request("POST", "/api/rest/refreshresttokens")
     assert answer.status == 401
     assert answer.code == "session_expired"

@@ -9,7 +9,8 @@ validates a back-channel logout token (``logout_token.py``).
 
 Authlib builds the protocol messages (authorization URL, PKCE challenge), joserfc checks the JOSE;
 HTTP goes through ``upstream.call_json`` like every other provider call. Refresh answers: 400
-``invalid_grant``, 401 and 403 are terminal; the rest (network, 5xx, other 4xx) transient.
+``invalid_grant``, 401 and 403 are terminal, and so is an invalid refreshed ID token (its tokens are
+revoked); the rest (network, 5xx, other 4xx) transient.
 """
 
 from __future__ import annotations
@@ -196,17 +197,26 @@ class OidcProvider:
         if tokens.id_token is not None:
             try:
                 await self._validate(metadata, tokens, nonce=None)
-            except (InvalidIdToken, UpstreamError) as exc:
-                # The new refresh token is already issued (rotation): failing here would lose it.
-                log.warning("refreshed ID token ignored, the previous one is kept: %s", exc)
+            except UpstreamError as exc:  # the JWKS could not be read: the tokens are kept, unchecked
+                log.warning("refreshed ID token ignored, the previous one is kept: %s", exc.detail)
                 tokens = replace(tokens, id_token=None)
+            except InvalidIdToken as exc:
+                # Whose tokens these are is unknown (OIDC Core 12.2): none of them is used.
+                await self._revoke_tokens(tokens)
+                raise RefreshRejected(f"the refreshed ID token is invalid: {exc}") from None
         return tokens
 
     async def revoke(self, session: Session) -> None:
         """RFC 7009: revoke the refresh token (else the access token); best effort, never raises."""
-        token, hint = (session.refresh_token, "refresh_token")
+        await self._revoke(session.refresh_token, session.access_token)
+
+    async def _revoke_tokens(self, tokens: TokenSet) -> None:
+        await self._revoke(tokens.refresh_token, tokens.access_token)
+
+    async def _revoke(self, refresh_token: str | None, access_token: str | None) -> None:
+        token, hint = (refresh_token, "refresh_token")
         if not token:
-            token, hint = (session.access_token, "access_token")
+            token, hint = (access_token, "access_token")
         if not token:
             return
         try:
