@@ -106,11 +106,7 @@ class RefreshCoordinator:
     async def current(self, session: Session) -> Session:
         """``session``, or the newer one this process's grace window knows, if it was not logged out."""
         newer = self._grace.newest(session)
-        if newer is None:
-            return session
-        await self._ensure_live(newer)
-        REFRESHES.labels("grace").inc()
-        return newer
+        return session if newer is None else await self._from_grace(newer)
 
     async def end(self, session: Session) -> Session:
         """Logout: tombstone the session everywhere, then the newest tokens it has (to revoke).
@@ -140,9 +136,7 @@ class RefreshCoordinator:
         """
         newer = self._grace.newest(session)
         if newer is not None and newer.access_token != rejected_access_token:
-            await self._ensure_live(newer)
-            REFRESHES.labels("grace").inc()
-            return newer
+            return await self._from_grace(newer)
         session = newer or session
         if not session.refresh_token:
             raise SessionExpired("the session has no refresh token")
@@ -175,10 +169,14 @@ class RefreshCoordinator:
                 newer = await cluster.newest(session)  # re-read: did the previous holder refresh it?
                 if newer is None:
                     return await self._refresh_once(session)
-        await self._ensure_live(newer)
-        REFRESHES.labels("grace").inc()
         self._grace.remember(session.refresh_token or "", newer)
         self._cluster_down = False
+        return await self._from_grace(newer)
+
+    async def _from_grace(self, newer: Session) -> Session:
+        """A grace window's answer, unless its session was logged out."""
+        await self._ensure_live(newer)
+        REFRESHES.labels("grace").inc()
         return newer
 
     async def is_live(self, session: Session) -> bool:
