@@ -146,6 +146,18 @@ def parse_set_cookie(header: str) -> tuple[str, str, dict[str, str]]:
     return name, value, attributes
 
 
+def session_cookies_set(answer: Answer) -> list[str]:
+    """The session cookies (cookie or Redis store) that ``answer`` sets; clearing ones do not count."""
+    names = []
+    for header in answer.set_cookies:
+        name, _, attributes = parse_set_cookie(header)
+        if attributes.get("max-age") != "0" and any(
+            part in name for part in ("TokenEtls", "userDataEtls", "sessionEtls")
+        ):
+            names.append(name)
+    return names
+
+
 @dataclass
 class Browser:
     """Keeps cookies like a browser (Max-Age=0 deletes), sends X-CSRF unless told not to."""

@@ -37,6 +37,7 @@ class Recorder:
     refresh_answer: Response | None = None
     login_answer: Response | None = None
     release_slow: asyncio.Event = field(default_factory=asyncio.Event)
+    slow_entered: asyncio.Event = field(default_factory=asyncio.Event)  # /slow is waiting for release_slow
     endless_stopped: asyncio.Event = field(default_factory=asyncio.Event)  # /endless was hung up on
     end_endless: asyncio.Event = field(default_factory=asyncio.Event)  # a test ends /endless itself
 
@@ -108,6 +109,7 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
         return response
 
     async def slow(request: Request) -> Response:
+        recorder.slow_entered.set()
         await recorder.release_slow.wait()
         return JSONResponse({"slow": True})
 

@@ -17,6 +17,7 @@ from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
 from .errors import BffError
 from .fastpath import GatewayApp
+from .logout_redirect import REDIRECT_PATH
 from .metrics import metrics_endpoint
 from .runtime import Runtime
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/auth/login", endpoints.login, methods=["GET", "POST"]),
         Route("/api/auth/callback", endpoints.callback, methods=["GET"]),
         Route("/api/auth/logout", endpoints.logout, methods=["POST"]),
+        Route(REDIRECT_PATH, endpoints.logout_redirect, methods=["GET"]),
         Route("/api/auth/user", endpoints.user, methods=["GET"]),
         *(  # OpenID Connect only: with BFF_PROVIDER=rest nobody sends logout tokens (404)
             [Route(BACKCHANNEL_LOGOUT_PATH, endpoints.backchannel_logout, methods=["POST"])]

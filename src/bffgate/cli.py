@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from .accesslog import log_config
 from .config import Settings, load_settings
 from .errors import BffError, ConfigError
 
@@ -94,6 +95,7 @@ def serve_command(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
         access_log=args.access_log,
+        log_config=log_config(),  # the access log never records the callback's code and state
         proxy_headers=False,
         server_header=False,
         log_level="info",

@@ -1,10 +1,12 @@
 """Coordination between gateway processes and instances over Redis (``REDIS_URL``).
 
-Two things cross process boundaries:
+Three things cross process boundaries:
 
 * **The refresh lock**, one per session (redis-py's ``Lock``: a random owner token, a lease that
   expires if the holder dies, release only by the owner). The holder re-checks the grace window after
   acquiring it and skips the provider call when another process already refreshed.
+* **Logout tombstones**: a logged-out session's id (fingerprinted), kept until the session could have
+  ended anyway, so that no process upgrades or refreshes it again (``mark_ended`` / ``is_ended``).
 * **The grace window**: the newer session stored under a fingerprint of the refresh token it replaced,
   for ``BFF_GRACE_SECONDS``. It is sealed with a key derived from that old refresh token, so only a
   request that holds the old token can open it, and Redis alone reveals nothing.
@@ -190,6 +192,30 @@ class ClusterCoordination:
             except (RedisError, LockError) as exc:  # the lease ran out: nothing left to release
                 log.warning("refresh lock release failed: %s", exc)
 
+    async def mark_ended(self, sid: str, seconds: float) -> None:
+        """Record, for ``seconds``, that session ``sid`` was logged out (a tombstone every process sees)."""
+        try:
+            await self._redis.set(_ended_key(sid), b"1", px=max(1, int(seconds * 1000)))
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+    async def is_ended(self, sid: str) -> bool:
+        """Whether any process recorded a logout of session ``sid``."""
+        try:
+            return bool(await self._redis.exists(_ended_key(sid)))
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+
+    async def first_use(self, name: str, seconds: float) -> bool:
+        """True the first time ``name`` is presented within ``seconds`` (single-use references)."""
+        try:
+            fresh = await self._redis.set(
+                f"{PREFIX}used:{token_fingerprint(name)}", b"1", nx=True, px=max(1, int(seconds * 1000))
+            )
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        return bool(fresh)
+
     async def ping(self) -> None:
         try:
             await self._redis.ping()
@@ -214,6 +240,10 @@ def as_text(value: bytes | str) -> str:
 
 def _grace_key(refresh_token: str) -> str:
     return f"{PREFIX}grace:{token_fingerprint(refresh_token)}"
+
+
+def _ended_key(sid: str) -> str:
+    return f"{PREFIX}ended:{token_fingerprint(sid)}"
 
 
 def _grace_sealer(refresh_token: str) -> Sealer:

@@ -7,6 +7,7 @@ Secrets are ``SecretStr``: they print as ``'**********'`` in reprs, logs and tra
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -16,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 from .redis_url import parse_redis_url
+from .session import DEFAULT_SESSION_ABSOLUTE
+from .tokens import USER_CLAIMS
 
 MIN_SECRET_LENGTH = 32
 
@@ -58,6 +61,27 @@ def _http_url(value: str) -> str:
     return value  # as written: /api/token/ and /api/token are different endpoints (Django, DRF)
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "127.0.0.1", "::1"})
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url``'s host is this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_problem(url: str, *, allow_insecure_http: bool) -> str | None:
+    """Why ``url`` must not be used for OpenID Connect (plain http off loopback), or None."""
+    if urlsplit(url).scheme == "https" or allow_insecure_http or is_loopback(url):
+        return None
+    return "is plain http (https is required except for loopback addresses, unless OIDC_ALLOW_INSECURE_HTTP=true)"
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -97,6 +121,9 @@ class Settings(BaseSettings):
     )
     oidc_auth_params: str | None = None
     oidc_post_logout_redirect: str | None = None
+    oidc_allow_insecure_http: bool = (
+        False  # plain-http issuer and endpoints off loopback (never in production)
+    )
 
     bff_public_url: str = "http://127.0.0.1:8000"
     bff_allowed_origins: str | None = None
@@ -112,9 +139,10 @@ class Settings(BaseSettings):
 
     # Beyond the contract's table: lifetimes and the grace window, with the defaults DESIGN.md names.
     bff_session_idle: int = Field(default=7 * 24 * 3600, gt=0)  # refresh cookie, renewed on refresh
-    bff_session_absolute: int = Field(default=30 * 24 * 3600, gt=0)  # hard cap from login
+    bff_session_absolute: int = Field(default=DEFAULT_SESSION_ABSOLUTE, gt=0)  # hard cap from login
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
+    bff_user_claims: str | None = None  # comma-separated allow-list for /api/auth/user (tokens.USER_CLAIMS)
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod
@@ -180,6 +208,11 @@ class Settings(BaseSettings):
         problems = []
         if self.bff_provider == "oidc" and not self.oidc_issuer:
             problems.append("OIDC_ISSUER: is required when BFF_PROVIDER=oidc")
+        insecure = self.oidc_issuer and transport_problem(
+            self.oidc_issuer, allow_insecure_http=self.oidc_allow_insecure_http
+        )
+        if self.bff_provider == "oidc" and insecure:
+            problems.append(f"OIDC_ISSUER: {insecure}")
         if self.bff_provider == "oidc" and not self.oidc_client_id:
             problems.append("OIDC_CLIENT_ID: is required when BFF_PROVIDER=oidc")
         if self.bff_session_store == "redis" and not self.redis_url:
@@ -266,6 +299,12 @@ class Settings(BaseSettings):
         if not self.bff_allowed_origins:
             return frozenset({self.public_origin})
         return frozenset(_origin(o.strip()) for o in self.bff_allowed_origins.split(",") if o.strip())
+
+    @cached_property
+    def user_claims(self) -> frozenset[str]:
+        if self.bff_user_claims is None:
+            return frozenset(USER_CLAIMS)
+        return frozenset(claim.strip() for claim in self.bff_user_claims.split(",") if claim.strip())
 
     @cached_property
     def post_logout_redirect(self) -> str:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -27,6 +27,7 @@ from .errors import (
     Unauthenticated,
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
+from .logout_redirect import REDIRECT_PATH
 from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
@@ -38,6 +39,7 @@ from .proxy import forwardable_request_headers, read_body
 from .runtime import Runtime
 from .session import Session
 from .stores import RedisSessionStore
+from .tokens import visible_claims
 from .transaction import MAX_RETURN_TO, LoginTransactions
 
 log = logging.getLogger("bffgate")
@@ -78,7 +80,7 @@ class Endpoints:
         session = Session.start(tokens, user)
         await gateway.store.save(session)
         LOGINS.inc()
-        response = JSONResponse({"user": user})
+        response = JSONResponse({"user": visible_claims(user, self.settings.user_claims)})
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
 
     async def callback(self, request: Request) -> Response:
@@ -106,10 +108,10 @@ class Endpoints:
         everywhere = await _wants_everywhere(request)
         ended = 0
         if session is not None:
-            session = gateway.refresher.newest(session)
+            # A refresh the API's logout needs happens before the tombstone, which stops refreshes.
             revocable = await _ready_for_revocation(gateway, session)
+            session = await gateway.refresher.end(revocable or session)  # see RefreshCoordinator.end
             if revocable is not None:
-                session = revocable
                 await gateway.provider.revoke(session)
             await gateway.store.delete(session)
             ended = 1
@@ -118,9 +120,40 @@ class Endpoints:
             LOGOUTS.inc()
         body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
         if isinstance(gateway.provider, RedirectLogin):  # the browser goes on to end the provider's session
-            body["logoutUrl"] = await gateway.provider.logout_url(session)
+            body["logoutUrl"] = await self._logout_url(gateway, gateway.provider, session)
         response = JSONResponse(body)
         return with_cookies(response, gateway.store.clear_cookies(request.cookies))
+
+    async def _logout_url(
+        self, gateway: Gateway, provider: RedirectLogin, session: Session | None
+    ) -> str | None:
+        """The end-session URL; when it needs the ID token as a hint, the gateway's redirect to it."""
+        url = await provider.end_session_url(None)
+        if url is None or session is None or not session.id_token:
+            return url
+        reference = gateway.logout_references.issue(session.id_token)
+        return f"{self.settings.bff_public_url}{REDIRECT_PATH}?{urlencode({'ref': reference})}"
+
+    async def logout_redirect(self, request: Request) -> Response:
+        """``GET /api/auth/logout/redirect?ref=…``: 302 to the provider's end-session URL with the hint."""
+        gateway = await self.runtime.gateway()
+        provider = gateway.provider
+        if not isinstance(provider, RedirectLogin):
+            raise NotFound("the logout redirect needs BFF_PROVIDER=oidc")
+        id_token = await gateway.logout_references.redeem(request.query_params.get("ref", ""))
+        url = await provider.end_session_url(id_token) if id_token else None
+        if url is None:
+            error = InvalidRequest("this logout link is unknown, expired or already used; sign out again")
+            PROBLEMS.labels(error.code).inc()
+            headers = {"Cache-Control": "no-store"}
+            return (
+                problem_page(error, headers)
+                if is_navigation(request.headers)
+                else problem_response(error, headers)
+            )
+        return RedirectResponse(
+            url, 302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     async def backchannel_logout(self, request: Request) -> Response:
         """OpenID Connect Back-Channel Logout 1.0: the provider says a user's session there has ended.
@@ -157,20 +190,22 @@ class Endpoints:
         session = await gateway.fresh(tracked)
         s = self.settings
         body = {
-            "user": session.user,
+            "user": visible_claims(session.user, s.user_claims),
             "expiresAt": int(session.access_expires_at),
             "sessionExpiresAt": int(
                 session.session_expires_at(s.bff_session_idle, s.bff_session_absolute, time.time())
             ),
         }
-        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+        # no-store even without new cookies: a shared cache must never hand one user's data to another
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+        return with_cookies(response, await gateway.answer_cookies(request, tracked))
 
     async def refresh_tokens(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
         tracked = await gateway.open(request)
         session = await gateway.force_refresh(tracked)
         body = {"message": "Tokens refreshed", "expiresAt": int(session.access_expires_at)}
-        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+        return with_cookies(JSONResponse(body), await gateway.answer_cookies(request, tracked))
 
     # -- the API -----------------------------------------------------------------------------------
 
@@ -229,7 +264,7 @@ class Endpoints:
                 return with_cookies(response, gateway.store.clear_cookies(request.cookies))
             return response
         tracked = _tracked(request)
-        return with_cookies(response, gateway.cookies_for(request, tracked) if tracked else [])
+        return with_cookies(response, await gateway.answer_cookies(request, tracked) if tracked else [])
 
     async def on_http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -255,9 +290,10 @@ class Endpoints:
         return problem_page(error) if is_navigation(request.headers) else problem_response(error)
 
     async def _end_previous_session(self, request: Request, gateway: Gateway) -> None:
-        """A login replaces any session the browser had (server-side state included)."""
+        """A login replaces any session the browser had: ended like a logout, its refresh token revoked."""
         previous = await gateway.store.load(request.cookies)
-        if previous is not None:
+        if previous is not None and not gateway.refresher.ended_here(previous.sid):
+            await gateway.provider.revoke(await gateway.refresher.end(previous))
             await gateway.store.delete(previous)
 
 

@@ -14,8 +14,9 @@ from yarl import URL
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
-from .errors import Unauthenticated
+from .errors import SessionExpired, Unauthenticated
 from .http1 import Http1Pool, Response
+from .logout_redirect import LogoutReferences
 from .metrics import PROXIED
 from .providers import TokenProvider
 from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers
@@ -65,9 +66,11 @@ class Gateway:
             provider,
             store,
             grace_seconds=settings.bff_grace_seconds,
+            absolute_seconds=settings.bff_session_absolute,
             cluster=cluster,
             cluster_required=settings.bff_session_store == "redis",
         )
+        self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
         self.api = UpstreamBase(settings.remote_api)
         self._skew = settings.bff_refresh_skew
         self._pass_cookies = settings.bff_pass_upstream_cookies
@@ -77,6 +80,8 @@ class Gateway:
         session = await self.store.load(request.cookies)
         if session is None:
             raise Unauthenticated()
+        if self.refresher.ended_here(session.sid):  # a copy of a logged-out session's cookies
+            raise SessionExpired("the session was logged out")
         if csrf:
             verify_csrf(request.scope["headers"], self.settings.allowed_origins)
         return self.track(request, session)
@@ -89,7 +94,7 @@ class Gateway:
 
     async def fresh(self, tracked: RequestSession) -> Session:
         """The newest tokens for this session, refreshed ahead of expiry (single-flight)."""
-        session = self.refresher.newest(tracked.current)
+        session = await self.refresher.current(tracked.current)
         if session.needs_refresh(self._skew):
             session = await self.refresher.refresh(session)
         tracked.current = session
@@ -103,10 +108,17 @@ class Gateway:
         )
         return tracked.current
 
+    async def answer_cookies(self, request: Request, tracked: RequestSession) -> list[str]:
+        """``cookies_for``, after asking every process (Redis) whether the session was logged out
+        meanwhile: only done when there are cookies to set, i.e. after a refresh or grace upgrade."""
+        if tracked.changed and not tracked.ended and not await self.refresher.is_live(tracked.current):
+            tracked.ended = True
+        return self.cookies_for(request, tracked)
+
     def cookies_for(self, request: Request, tracked: RequestSession) -> list[str]:
         """Set-Cookie headers when the session changed during this request, else none."""
-        if not tracked.changed or tracked.ended:
-            return []
+        if not tracked.changed or tracked.ended or self.refresher.ended_here(tracked.current.sid):
+            return []  # unchanged, or logged out while this request was on its way
         return self.store.set_cookies(tracked.current, request.cookies)
 
     async def forward(
@@ -126,8 +138,13 @@ class Gateway:
             session = await self.force_refresh(tracked, rejected_access_token=session.access_token)
             upstream = await self._send(method, url, headers, body, session)
         PROXIED_BY_CLASS.get(upstream.status // 100, PROXIED_OTHER).inc()
+        try:
+            set_cookies = await self.answer_cookies(request, tracked)
+        except BaseException:
+            upstream.release()
+            raise
         browser_headers = browser_response_headers(
-            upstream, pass_cookies=self._pass_cookies, set_cookies=self.cookies_for(request, tracked)
+            upstream, pass_cookies=self._pass_cookies, set_cookies=set_cookies
         )
         return UpstreamResponse(upstream, browser_headers, method)
 

@@ -14,6 +14,10 @@ Three rules keep providers with refresh-token rotation and reuse detection from 
   token (in memory, and in Redis when configured): a request arriving later with superseded cookies
   gets the newest tokens instead of sending a used refresh token.
 
+**Logout sticks.** ``end`` tombstones the session (``logouts.py``; in Redis too); a grace upgrade or a
+refresh result of a tombstoned session is never handed out, and tokens a refresh obtained for one are
+revoked.
+
 A rejection is terminal only if the refresh token we sent is still the current one: when the grace
 window shows that another flight has rotated it meanwhile, that newer session is used instead.
 """
@@ -27,9 +31,11 @@ from collections import OrderedDict
 
 from .cluster import ClusterCoordination, ClusterUnavailable
 from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
+from .logouts import Tombstones
 from .metrics import REFRESHES
 from .providers import TokenProvider
-from .session import Session, SessionStore, token_fingerprint
+from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
+from .tokens import TokenSet, identity_of, same_user
 
 log = logging.getLogger("bffgate.refresh")
 
@@ -79,19 +85,47 @@ class RefreshCoordinator:
         store: SessionStore,
         *,
         grace_seconds: float,
+        absolute_seconds: float = DEFAULT_SESSION_ABSOLUTE,
         cluster: ClusterCoordination | None = None,
         cluster_required: bool = False,
     ) -> None:
         self._provider = provider
         self._store = store
         self._grace = GraceWindow(grace_seconds)
+        self._absolute = absolute_seconds
         self._cluster = cluster
         self._cluster_required = cluster_required  # Redis store: no Redis, no sessions
         self._cluster_down = False
         self._flights: dict[str, asyncio.Task[Session]] = {}
+        self._ended = Tombstones()
 
-    def newest(self, session: Session) -> Session:
-        """``session``, or the newer one this process's grace window knows for its refresh token."""
+    def ended_here(self, sid: str) -> bool:
+        """Whether this process knows that session ``sid`` was logged out (no I/O: every request asks)."""
+        return sid in self._ended
+
+    async def current(self, session: Session) -> Session:
+        """``session``, or the newer one this process's grace window knows, if it was not logged out."""
+        newer = self._grace.newest(session)
+        return session if newer is None else await self._from_grace(newer)
+
+    async def end(self, session: Session) -> Session:
+        """Logout: tombstone the session everywhere, then the newest tokens it has (to revoke).
+
+        The tombstone is written *before* the grace windows are read, and a refresh publishes its
+        result *before* it checks for a tombstone: so either the logout sees the refreshed tokens and
+        revokes them, or the refresh sees the logout and revokes them itself.
+        """
+        until = session.created_at + self._absolute
+        self._ended.add(session.sid, until)
+        if self._cluster is not None:
+            try:
+                await self._cluster.mark_ended(session.sid, until - time.time())
+                newest = await self._cluster.newest(self._grace.newest(session) or session)
+            except ClusterUnavailable as exc:
+                self._note_cluster_down(exc)
+            else:
+                if newest is not None:
+                    return newest
         return self._grace.newest(session) or session
 
     async def refresh(self, session: Session, *, rejected_access_token: str | None = None) -> Session:
@@ -102,8 +136,7 @@ class RefreshCoordinator:
         """
         newer = self._grace.newest(session)
         if newer is not None and newer.access_token != rejected_access_token:
-            REFRESHES.labels("grace").inc()
-            return newer
+            return await self._from_grace(newer)
         session = newer or session
         if not session.refresh_token:
             raise SessionExpired("the session has no refresh token")
@@ -119,6 +152,7 @@ class RefreshCoordinator:
 
     async def _fly(self, key: str, session: Session) -> Session:
         try:
+            await self._ensure_live(session)  # a copy of a logged-out session's cookies: no provider call
             if self._cluster is not None:
                 try:
                     return await self._refresh_in_cluster(self._cluster, session)
@@ -134,13 +168,41 @@ class RefreshCoordinator:
             async with cluster.lock(session.sid):
                 newer = await cluster.newest(session)  # re-read: did the previous holder refresh it?
                 if newer is None:
-                    refreshed = await self._refresh_once(session)
-                    await self._share(cluster, session, refreshed)
-                    return refreshed
-        REFRESHES.labels("grace").inc()
+                    return await self._refresh_once(session)
         self._grace.remember(session.refresh_token or "", newer)
         self._cluster_down = False
+        return await self._from_grace(newer)
+
+    async def _from_grace(self, newer: Session) -> Session:
+        """A grace window's answer, unless its session was logged out."""
+        await self._ensure_live(newer)
+        REFRESHES.labels("grace").inc()
         return newer
+
+    async def is_live(self, session: Session) -> bool:
+        """Whether no logout of ``session`` is known here or (with Redis) in any process."""
+        try:
+            await self._ensure_live(session)
+        except SessionExpired:
+            return False
+        except StoreUnavailable:  # Redis down (Redis store): this process's record is all there is
+            return True
+        return True
+
+    async def _ensure_live(self, session: Session) -> None:
+        """Raise ``SessionExpired`` if ``session`` was logged out here or (with Redis) anywhere."""
+        if session.sid in self._ended:
+            raise SessionExpired("the session was logged out")
+        if self._cluster is None:
+            return
+        try:
+            ended = await self._cluster.is_ended(session.sid)
+        except ClusterUnavailable as exc:
+            self._note_cluster_down(exc)
+            return
+        if ended:
+            self._ended.add(session.sid, session.created_at + self._absolute)
+            raise SessionExpired("the session was logged out")
 
     async def _share(self, cluster: ClusterCoordination, old: Session, refreshed: Session) -> None:
         """Publish the result to other processes. The refresh itself is done: Redis failing now must
@@ -165,6 +227,7 @@ class RefreshCoordinator:
         except RefreshRejected as exc:
             newer = self._grace.newest(session)
             if newer is not None:  # someone rotated it meanwhile: not a dead session
+                await self._ensure_live(newer)
                 return newer
             REFRESHES.labels("rejected").inc()
             log.info("refresh rejected for session %s: %s", session.sid[:6], exc)
@@ -175,10 +238,40 @@ class RefreshCoordinator:
             log.warning("refresh failed for session %s, session kept: %s", session.sid[:6], exc)
             raise RefreshUnavailable() from None
         refreshed = session.with_tokens(tokens)
-        await self._store.save(refreshed, existing=True)
+        if not _same_user(session, tokens):
+            REFRESHES.labels("rejected").inc()
+            log.warning(
+                "refresh for session %s returned another user's ID token: session ended", session.sid[:6]
+            )
+            await self._provider.revoke(refreshed)
+            await self._store.delete(session)
+            raise SessionExpired("the provider's refreshed ID token is about another user")
+        try:
+            await self._store.save(refreshed, existing=True)
+        except SessionExpired:  # logged out (Redis store) while the provider answered
+            await self._provider.revoke(refreshed)
+            raise
         self._grace.remember(refresh_token, refreshed)
+        if self._cluster is not None:
+            await self._share(self._cluster, session, refreshed)
+        try:
+            await self._ensure_live(refreshed)  # after publishing: see ``end``
+        except SessionExpired:
+            REFRESHES.labels("rejected").inc()
+            log.info("session %s was logged out during its refresh: new tokens revoked", session.sid[:6])
+            await self._provider.revoke(refreshed)
+            raise
         REFRESHES.labels("ok").inc()
         return refreshed
+
+
+def _same_user(session: Session, tokens: TokenSet) -> bool:
+    """Whether a refresh's ID token (if any) is about the user who signed in (OIDC Core 12.2)."""
+    login = session.login_identity
+    if tokens.id_token is None or login is None:
+        return True
+    refreshed = identity_of(tokens.id_token)
+    return refreshed is not None and same_user(login, refreshed)
 
 
 def _retrieve_exception(task: asyncio.Task[Session]) -> None:

@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .tokens import TokenSet
+from .tokens import TokenSet, identity_of
 
 ACCESS_COOKIE_MAX_AGE = 15 * 60  # the access cookie never outlives 15 minutes (DESIGN.md)
+DEFAULT_SESSION_ABSOLUTE = 30 * 24 * 3600  # BFF_SESSION_ABSOLUTE's default
 
 
 def new_session_id() -> str:
@@ -35,6 +36,8 @@ class Session:
     refresh_token: str | None = None
     id_token: str | None = None
     user: dict[str, Any] = field(default_factory=dict)
+    # OpenID Connect: the login ID token's iss, sub, aud and sid; a refresh never changes it.
+    identity: dict[str, Any] | None = None
 
     def __repr__(self) -> str:  # tokens must never reach a log line
         return (
@@ -45,7 +48,17 @@ class Session:
     def start(cls, tokens: TokenSet, user: dict[str, Any], now: float | None = None) -> Session:
         """A brand-new session (fresh id: no fixation) from a login's tokens."""
         now = time.time() if now is None else now
-        return cls(sid=new_session_id(), created_at=now, user=user).with_tokens(tokens, now)
+        identity = identity_of(tokens.id_token) if tokens.id_token else None
+        return cls(sid=new_session_id(), created_at=now, user=user, identity=identity).with_tokens(
+            tokens, now
+        )
+
+    @property
+    def login_identity(self) -> dict[str, Any] | None:
+        """Who signed in (sessions sealed before ``identity`` existed: their ID token's)."""
+        if self.identity is not None:
+            return self.identity
+        return identity_of(self.id_token) if self.id_token else None
 
     def with_tokens(self, tokens: TokenSet, now: float | None = None) -> Session:
         """This session after a refresh; keeps the old refresh/ID token when the provider sent none."""
@@ -57,6 +70,7 @@ class Session:
             access_expires_at=now + max(tokens.expires_in, 0.0),
             refresh_token=tokens.refresh_token or self.refresh_token,
             id_token=tokens.id_token or self.id_token,
+            identity=self.login_identity,  # the login's, before the new ID token replaces it
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +84,7 @@ class Session:
             "rt": self.refresh_token,
             "it": self.id_token,
             "u": self.user,
+            "id": self.identity,
         }
 
     @classmethod
@@ -85,6 +100,7 @@ class Session:
                 refresh_token=data.get("rt"),
                 id_token=data.get("it"),
                 user=dict(data.get("u") or {}),
+                identity=_identity(data.get("id")),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
@@ -135,3 +151,7 @@ class SessionStore(Protocol):
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the store cannot be reached (readiness)."""
+
+
+def _identity(value: Any) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, dict) else None

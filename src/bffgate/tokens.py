@@ -47,17 +47,66 @@ def lifetime_from_jwt(token: str) -> float | None:
     return None
 
 
+# The claims JavaScript may see (``GET /api/auth/user``, the login answer) unless BFF_USER_CLAIMS says
+# otherwise: profile claims of OIDC Core 5.1, plus ``id`` (REST APIs) and ``roles``/``groups``.
 USER_CLAIMS = (
     "sub",
     "id",
     "name",
     "given_name",
     "family_name",
-    "email",
+    "middle_name",
+    "nickname",
     "preferred_username",
+    "email",
+    "email_verified",
     "picture",
+    "locale",
+    "zoneinfo",
+    "updated_at",
     "roles",
+    "groups",
 )
+# Never shown, whatever BFF_USER_CLAIMS lists: OIDC aggregated/distributed claims (``_claim_sources``
+# carries access tokens), the provider's ``session_state``, and anything named like a token.
+_HIDDEN_PREFIX = "_"
+_HIDDEN_CLAIMS = frozenset({"session_state"})
+
+
+def visible_claims(user: dict[str, Any], allowed: frozenset[str] | tuple[str, ...]) -> dict[str, Any]:
+    """The part of a session's user data that may be given to the page."""
+    return {key: value for key, value in user.items() if key in allowed and not _hidden(key)}
+
+
+def _hidden(claim: str) -> bool:
+    return claim.startswith(_HIDDEN_PREFIX) or claim in _HIDDEN_CLAIMS or "token" in claim.lower()
+
+
+IDENTITY_CLAIMS = ("iss", "sub", "aud", "sid")
+
+
+def identity_of(id_token: str) -> dict[str, Any] | None:
+    """Who an ID token is about: its ``iss``, ``sub``, ``aud`` (and the provider session ``sid``).
+
+    Read without a signature check: only ever called on ID tokens the provider module validated.
+    """
+    claims = unverified_claims(id_token)
+    if claims is None or not isinstance(claims.get("iss"), str) or not isinstance(claims.get("sub"), str):
+        return None
+    return {key: claims[key] for key in IDENTITY_CLAIMS if key in claims}
+
+
+def same_user(login: dict[str, Any], refreshed: dict[str, Any]) -> bool:
+    """OIDC Core 12.2: a refreshed ID token has the login's ``iss``, ``sub`` and ``aud`` (``sid`` may go)."""
+    return (
+        login.get("iss") == refreshed.get("iss")
+        and login.get("sub") == refreshed.get("sub")
+        and _audiences(login.get("aud")) == _audiences(refreshed.get("aud"))
+    )
+
+
+def _audiences(aud: Any) -> frozenset[str]:
+    return frozenset([aud] if isinstance(aud, str) else aud if isinstance(aud, list) else [])
 
 
 def user_from_jwt(token: str) -> dict[str, Any]:

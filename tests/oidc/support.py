@@ -28,6 +28,7 @@ PROVIDER_DIR = Path(__file__).parent / "provider"
 ISSUER_MARKER = "BFFGATE_TEST_ISSUER "
 START_TIMEOUT = 60.0
 MAX_HOPS = 12
+HELD_TIMEOUT = aiohttp.ClientTimeout(total=30)  # a refresh that never comes fails the test, not the run
 MIN_NODE_MAJOR = 20  # oidc-provider 9 (the maintained line) runs on 20 and supports 22+ officially
 
 
@@ -153,6 +154,31 @@ class ProviderApi:
         params = {"client_id": client_id, "mode": mode}
         async with self.http.post(f"{self.issuer}/__test/forge", params=params) as response:
             assert response.status == 200
+
+    async def hold_next_refresh(self, client_id: str) -> None:
+        """The client's next successful refresh grant issues its tokens but answers only on ``release``."""
+        async with self.http.post(f"{self.issuer}/__test/hold", params={"client_id": client_id}) as response:
+            assert response.status == 200
+
+    async def refresh_held(self, client_id: str) -> None:
+        """Returns once the held refresh answer exists (the provider has rotated the token)."""
+        async with self.http.get(
+            f"{self.issuer}/__test/held", params={"client_id": client_id}, timeout=HELD_TIMEOUT
+        ) as response:
+            assert response.status == 200
+
+    async def release(self, client_id: str) -> None:
+        async with self.http.post(
+            f"{self.issuer}/__test/release", params={"client_id": client_id}
+        ) as response:
+            assert response.status == 200
+
+    async def last_tokens(self, client_id: str) -> dict[str, Any]:
+        """The body of the client's last successful token answer (tokens the gateway never showed)."""
+        async with self.http.get(
+            f"{self.issuer}/__test/last-tokens", params={"client_id": client_id}
+        ) as response:
+            return dict(await response.json())
 
     async def end_session_endpoint(self) -> str:
         """The provider's RP-initiated logout endpoint, from its discovery document."""

@@ -77,6 +77,10 @@ async def test_logout_revokes_and_answers_the_end_session_url(oidc: OidcStack) -
     assert answer.headers["Cache-Control"] == "no-store"
     assert browser.cookies == {}
     logout_url = answer.json()["logoutUrl"]
+    assert logout_url.startswith(f"{oidc.gateway_url}/api/auth/logout/redirect?")  # no ID token for the page
+    redirect = await browser.request("GET", logout_url.removeprefix(oidc.gateway_url), csrf=False)
+    assert redirect.status == 302
+    logout_url = redirect.headers["Location"]
     assert logout_url.startswith(f"{oidc.provider.issuer}/session/end?")
     assert query(logout_url) == {
         "id_token_hint": session.id_token,

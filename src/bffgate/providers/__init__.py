@@ -45,8 +45,11 @@ class RedirectLogin(Protocol):
     ) -> tuple[TokenSet, dict[str, Any]]:
         """Tokens and user data from the callback's query; raises ``LoginRejected`` or ``UpstreamError``."""
 
-    async def logout_url(self, session: Session | None) -> str | None:
-        """Where the browser ends its session at the provider, or None; never raises."""
+    async def end_session_url(self, id_token_hint: str | None) -> str | None:
+        """Where the browser ends its session at the provider, or None; never raises.
+
+        The URL carries ``id_token_hint`` when given: only the gateway's logout redirect asks for that,
+        never a page (``logout_redirect.py``)."""
 
 
 def read_tokens(

@@ -24,6 +24,7 @@ import aiohttp
 from joserfc.errors import JoseError
 from joserfc.jwk import Key, KeySet
 
+from ..config import transport_problem
 from ..errors import UpstreamError
 from ..upstream import call_json
 
@@ -67,8 +68,15 @@ class ProviderMetadata:
     iss_parameter_supported: bool
 
 
-def parse_metadata(document: Any, configured_issuer: str) -> ProviderMetadata:
-    """Check a discovery document; raises ``UpstreamError`` listing every problem it has."""
+def parse_metadata(
+    document: Any, configured_issuer: str, *, allow_insecure_http: bool = False
+) -> ProviderMetadata:
+    """Check a discovery document; raises ``UpstreamError`` listing every problem it has.
+
+    Every URL must be https unless it is on a loopback address or ``allow_insecure_http``: an https
+    issuer that lists a plain-http token or JWKS endpoint would send codes, secrets and tokens (or
+    take its signing keys) in clear.
+    """
     if not isinstance(document, dict):
         raise UpstreamError("the OIDC discovery document is not a JSON object")
     problems: list[str] = []
@@ -80,6 +88,10 @@ def parse_metadata(document: Any, configured_issuer: str) -> ProviderMetadata:
         parts = urlsplit(value) if isinstance(value, str) else None
         if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
             problems.append(f"{name} is {'missing' if value is None else 'not an http(s) URL'}")
+            return None
+        insecure = transport_problem(str(value), allow_insecure_http=allow_insecure_http)
+        if insecure:
+            problems.append(f"{name} {value!r} {insecure}")
             return None
         return str(value)
 
@@ -127,9 +139,12 @@ def parse_metadata(document: Any, configured_issuer: str) -> ProviderMetadata:
 class Discovery:
     """The provider's metadata, fetched on first use and kept for ``METADATA_TTL``."""
 
-    def __init__(self, http: aiohttp.ClientSession, issuer: str, *, timeout: float) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, issuer: str, *, timeout: float, allow_insecure_http: bool = False
+    ) -> None:
         self._http = http
         self._issuer = issuer
+        self._allow_insecure_http = allow_insecure_http
         self._url = issuer.rstrip("/") + DISCOVERY_PATH
         self._timeout = timeout
         self._metadata: ProviderMetadata | None = None
@@ -160,7 +175,7 @@ class Discovery:
             raise type(exc)(f"OIDC discovery: {exc.detail}; check OIDC_ISSUER") from None
         if not answer.ok:
             raise UpstreamError(f"OIDC discovery: {self._url} answered {answer.status}; check OIDC_ISSUER")
-        return parse_metadata(answer.body, self._issuer)
+        return parse_metadata(answer.body, self._issuer, allow_insecure_http=self._allow_insecure_http)
 
 
 class JwksCache:

@@ -9,7 +9,8 @@ validates a back-channel logout token (``logout_token.py``).
 
 Authlib builds the protocol messages (authorization URL, PKCE challenge), joserfc checks the JOSE;
 HTTP goes through ``upstream.call_json`` like every other provider call. Refresh answers: 400
-``invalid_grant``, 401 and 403 are terminal; the rest (network, 5xx, other 4xx) transient.
+``invalid_grant``, 401 and 403 are terminal, and so is an invalid refreshed ID token (its tokens are
+revoked); the rest (network, 5xx, other 4xx) transient.
 """
 
 from __future__ import annotations
@@ -78,7 +79,15 @@ class OidcProvider:
         self._extra_params = _auth_params(settings.oidc_auth_params)
         self._post_logout_redirect = settings.post_logout_redirect
         self._custom_userinfo = settings.userinfo_url
-        self.discovery = Discovery(http, settings.oidc_issuer or "", timeout=min(self._timeout, 10.0))
+        insecure = settings.oidc_allow_insecure_http
+        if insecure:
+            log.warning(
+                "OIDC_ALLOW_INSECURE_HTTP=true: plain-http OpenID Connect issuer and endpoints are accepted "
+                "off loopback; codes, client secrets and tokens may cross the network in clear"
+            )
+        self.discovery = Discovery(
+            http, settings.oidc_issuer or "", timeout=min(self._timeout, 10.0), allow_insecure_http=insecure
+        )
         self.keys = JwksCache(self._fetch_jwks)
 
     def __repr__(self) -> str:
@@ -143,7 +152,7 @@ class OidcProvider:
         user = await self._user(metadata, claims, tokens.access_token)
         return replace(tokens, user=user), user
 
-    async def logout_url(self, session: Session | None) -> str | None:
+    async def end_session_url(self, id_token_hint: str | None) -> str | None:
         """The provider's end-session URL (RP-initiated logout), or None when it has none."""
         try:
             metadata = await self.discovery.metadata()
@@ -153,8 +162,8 @@ class OidcProvider:
         if metadata.end_session_endpoint is None:
             return None
         params = [("client_id", self._client_id), ("post_logout_redirect_uri", self._post_logout_redirect)]
-        if session is not None and session.id_token:
-            params.insert(0, ("id_token_hint", session.id_token))
+        if id_token_hint:
+            params.insert(0, ("id_token_hint", id_token_hint))
         return str(add_params_to_uri(metadata.end_session_endpoint, params))
 
     async def logout_token(self, token: str) -> LogoutToken:
@@ -188,17 +197,26 @@ class OidcProvider:
         if tokens.id_token is not None:
             try:
                 await self._validate(metadata, tokens, nonce=None)
-            except (InvalidIdToken, UpstreamError) as exc:
-                # The new refresh token is already issued (rotation): failing here would lose it.
-                log.warning("refreshed ID token ignored, the previous one is kept: %s", exc)
+            except UpstreamError as exc:  # the JWKS could not be read: the tokens are kept, unchecked
+                log.warning("refreshed ID token ignored, the previous one is kept: %s", exc.detail)
                 tokens = replace(tokens, id_token=None)
+            except InvalidIdToken as exc:
+                # Whose tokens these are is unknown (OIDC Core 12.2): none of them is used.
+                await self._revoke_tokens(tokens)
+                raise RefreshRejected(f"the refreshed ID token is invalid: {exc}") from None
         return tokens
 
     async def revoke(self, session: Session) -> None:
         """RFC 7009: revoke the refresh token (else the access token); best effort, never raises."""
-        token, hint = (session.refresh_token, "refresh_token")
+        await self._revoke(session.refresh_token, session.access_token)
+
+    async def _revoke_tokens(self, tokens: TokenSet) -> None:
+        await self._revoke(tokens.refresh_token, tokens.access_token)
+
+    async def _revoke(self, refresh_token: str | None, access_token: str | None) -> None:
+        token, hint = (refresh_token, "refresh_token")
         if not token:
-            token, hint = (session.access_token, "access_token")
+            token, hint = (access_token, "access_token")
         if not token:
             return
         try:

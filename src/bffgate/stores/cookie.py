@@ -107,6 +107,7 @@ class CookieSessionStore:
             refresh_token=durable.get("rt") if durable else None,
             id_token=durable.get("it") if durable else None,
             user=dict(user_data),
+            identity=(durable or {}).get("id"),
         )
 
     async def save(self, session: Session, *, existing: bool = False) -> None:
@@ -143,6 +144,8 @@ class CookieSessionStore:
         }
         if session.id_token:
             durable["it"] = session.id_token
+        if session.identity:
+            durable["id"] = session.identity
         headers = self._write(cookies, refresh_name, self._refresh, durable, now, session_end)
         access_end = now + session.access_max_age(now)
         if session.access_token and access_end > now:

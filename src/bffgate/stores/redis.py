@@ -7,8 +7,9 @@ Keys (all under ``bffgate:``):
 * ``u:{user}``  the ids of a user's sessions (user = fingerprint of ``sub``/``id``/``email``), for
   "log out everywhere".
 * ``oidc-sid:{f}``, ``oidc-sub:{f}``  OpenID Connect: the ids of the sessions signed in with a provider
-  session (f = fingerprint of the ID token's ``iss`` and ``sid``) and of a provider subject (``iss``
-  and ``sub``), for back-channel logout. Each lives as long as the longest session in it.
+  session (f = fingerprint of the login ID token's ``iss`` and ``sid``, kept across refreshes) and of a
+  provider subject (``iss`` and ``sub``), for back-channel logout. Each lives as long as the longest
+  session in it.
 * ``oidc-jti:{f}``  the logout tokens already used (replay protection), for ``REPLAY_WINDOW``.
 
 On one server (or a Sentinel-managed master) the index updates that go with a save or a delete run in
@@ -35,7 +36,6 @@ from ..cookies import CookieJar
 from ..errors import SessionExpired, StoreUnavailable
 from ..sealing import Sealer
 from ..session import Session, token_fingerprint
-from ..tokens import unverified_claims
 
 SESSION_COOKIE = "sessionEtls"
 PREFIX = "bffgate:"
@@ -63,10 +63,11 @@ def provider_key(kind: str, issuer: str, value: str) -> str:
 def provider_keys(session: Session) -> list[str]:
     """The provider-session and subject indexes of an OpenID Connect session (none for others).
 
-    Read from the session's ID token, which was validated when the provider sent it (the store only
-    holds validated ones), so its ``sid`` and ``sub`` are the provider's, whatever the user data says.
+    Read from the login's ID token (validated when the provider sent it), so its ``sid`` and ``sub``
+    are the provider's, whatever the user data says; a refreshed ID token without ``sid`` does not
+    drop the session from the ``sid`` index.
     """
-    claims = unverified_claims(session.id_token) if session.id_token else None
+    claims = session.login_identity
     issuer = claims.get("iss") if claims else None
     if not claims or not isinstance(issuer, str):
         return []

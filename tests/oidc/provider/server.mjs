@@ -14,7 +14,13 @@
 //                                     and back-channel logout deliveries (backchannel_ok / _error)
 //   POST /__test/forge?client_id=&mode=
 //        the client's next token answer carries a bad ID token: mode = foreign-key | unknown-kid |
-//        alg-none | hs256-public-key
+//        alg-none | hs256-public-key | other-subject (validly signed, sub "mallory") |
+//        no-sid (validly signed, without the sid claim)
+//   POST /__test/hold?client_id=      the client's next successful refresh_token answer is held (the
+//                                     tokens are issued, the answer not yet sent) until /__test/release
+//   GET  /__test/held?client_id=      answers once such an answer is being held (an event, not a poll)
+//   POST /__test/release?client_id=   sends the held answer
+//   GET  /__test/last-tokens?client_id=  the tokens of the client's last token answer (to introspect)
 
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
@@ -54,6 +60,14 @@ const accounts = {
 
 const stats = new Map(); // client_id -> {"<grant_type> <status>": count, grants_revoked: count}
 const forgeries = new Map(); // client_id -> mode for its next token answer
+const lastTokens = new Map(); // client_id -> the body of its last token answer
+const holds = new Map(); // client_id -> {used, held, release}: from /__test/hold to /__test/release
+
+function deferred() {
+  let resolve;
+  const promise = new Promise((r) => { resolve = r; });
+  return { promise, resolve };
+}
 
 function count(clientId, key) {
   if (!clientId) return;
@@ -76,6 +90,12 @@ async function forge(idToken, mode) {
     case 'hs256-public-key': { // algorithm confusion: HMAC keyed with the provider's public key
       const publicKey = JSON.stringify({ e: signing.jwk.e, kty: 'RSA', n: signing.jwk.n });
       return new SignJWT(claims).setProtectedHeader({ alg: 'HS256', kid }).sign(Buffer.from(publicKey));
+    }
+    case 'other-subject': // another user's identity, signed with the provider's own key
+      return new SignJWT({ ...claims, sub: 'mallory' }).setProtectedHeader({ alg: 'RS256', kid }).sign(signing.privateKey);
+    case 'no-sid': { // a valid refresh ID token that carries no sid (allowed by OIDC Core 12.2)
+      const { sid, ...rest } = claims;
+      return new SignJWT(rest).setProtectedHeader({ alg: 'RS256', kid }).sign(signing.privateKey);
     }
     default:
       throw new Error(`unknown forge mode ${mode}`);
@@ -149,6 +169,13 @@ server.listen(port, '127.0.0.1', () => {
       forgeries.delete(clientId);
       ctx.body = { ...ctx.body, id_token: await forge(ctx.body.id_token, mode) };
     }
+    if (ctx.status === 200) lastTokens.set(clientId, ctx.body);
+    const hold = holds.get(clientId);
+    if (hold && !hold.used && ctx.status === 200 && ctx.oidc?.params?.grant_type === 'refresh_token') {
+      hold.used = true;
+      hold.held.resolve();
+      await hold.release.promise; // the tokens exist; the gateway has not received them yet
+    }
   });
 
   const handle = provider.callback();
@@ -166,6 +193,27 @@ server.listen(port, '127.0.0.1', () => {
     }
     if (url.pathname === '/__test/stats') {
       return json(200, stats.get(url.searchParams.get('client_id')) ?? {});
+    }
+    const testClient = url.searchParams.get('client_id');
+    if (url.pathname === '/__test/hold' && req.method === 'POST') {
+      holds.set(testClient, { used: false, held: deferred(), release: deferred() });
+      return json(200, { ok: true });
+    }
+    if (url.pathname === '/__test/held') {
+      const hold = holds.get(testClient);
+      if (!hold) return json(404, { error: 'no hold armed' });
+      await hold.held.promise;
+      return json(200, { ok: true });
+    }
+    if (url.pathname === '/__test/release' && req.method === 'POST') {
+      const hold = holds.get(testClient);
+      holds.delete(testClient);
+      if (!hold) return json(404, { error: 'nothing held' });
+      hold.release.resolve();
+      return json(200, { ok: true });
+    }
+    if (url.pathname === '/__test/last-tokens') {
+      return json(200, lastTokens.get(testClient) ?? {});
     }
     if (url.pathname === '/__test/forge' && req.method === 'POST') {
       forgeries.set(url.searchParams.get('client_id'), url.searchParams.get('mode'));
