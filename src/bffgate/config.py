@@ -7,6 +7,7 @@ Secrets are ``SecretStr``: they print as ``'**********'`` in reprs, logs and tra
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 from .redis_url import parse_redis_url
+from .secret_files import values_from_files
 
 MIN_SECRET_LENGTH = 32
 
@@ -202,9 +204,13 @@ def _explain(error: dict[str, Any]) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment (and ``overrides``), or raise ``ConfigError`` listing all problems."""
+    """Build settings from the environment (and ``overrides``), or raise ``ConfigError`` listing all problems.
+
+    A setting can also come from a file named by ``NAME_FILE`` (see ``secret_files.py``).
+    """
+    from_files = values_from_files(Settings.model_fields, os.environ, given=overrides)
     try:
-        return Settings(**overrides)
+        return Settings(**{**from_files, **overrides})
     except ValidationError as exc:
         lines = [_explain(dict(error)) for error in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
