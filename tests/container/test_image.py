@@ -184,7 +184,7 @@ async def test_the_container_logs_in_proxies_and_stops_on_sigterm(
 
             async with http.get(
                 container.url + "/api/rest/proxy/endless",
-                headers={"X-CSRF": "1", "Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())},
+                headers={"X-CSRF": "1", "Cookie": browser.cookie_header()},
             ) as download:
                 assert download.status == 200
                 await download.content.readexactly(65536)  # a download is in flight
