@@ -165,7 +165,16 @@ def _debian_mirror() -> str:
 
 
 def fill_wheelhouse(base: str) -> None:
-    """Wheels of bffgate's dependencies and build backend, for the base image's Python, in deploy/wheels."""
+    """Wheels of bffgate's dependencies and build backend, for the base image's Python, in deploy/wheels.
+
+    A stamp file records for which base image and requirements the folder is complete: later runs
+    skip pip (seconds) until either changes.
+    """
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    requirements = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
+    stamp, filled_for = WHEELS / ".filled-for", "\n".join([base, *requirements])
+    if stamp.exists() and stamp.read_text() == filled_for:
+        return
     target = podman(
         "run",
         "--rm",
@@ -175,8 +184,6 @@ def fill_wheelhouse(base: str) -> None:
         "import platform; print(platform.python_version(), platform.machine(), platform.libc_ver()[1])",
     ).stdout.split()
     python_version, machine, glibc = target
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    requirements = [*project["project"]["dependencies"], *project["build-system"]["requires"]]
     options = _download_options(python_version, machine, glibc)
     with _locked(CACHE / "wheels.lock"):
         _pip_download(requirements, options)
@@ -184,6 +191,7 @@ def fill_wheelhouse(base: str) -> None:
         # the image's Python needs on top, until nothing is missing.
         while missing := _missing_for(python_version):
             _pip_download(missing, options)
+        stamp.write_text(filled_for)
 
 
 def _download_options(python_version: str, machine: str, glibc: str) -> list[str]:
