@@ -97,10 +97,23 @@ def check_podman() -> None:
     for tool in ("podman", "debootstrap"):
         if shutil.which(tool) is None:
             raise PodmanUnavailable(f"{tool} is not installed (scripts/test-services installs it on Debian)")
-    info = podman("info", "--format", "{{.Host.OCIRuntime.Name}}", check=False, timeout=60)
-    if info.returncode != 0:
-        last = (info.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PodmanUnavailable(f"podman cannot run here: {last}")
+    if os.geteuid() != 0:
+        raise PodmanUnavailable(
+            "debootstrap needs root to make the base image (make test runs as root in CI)"
+        )
+    _works("info", "--format", "{{.Host.OCIRuntime.Name}}")
+
+
+def check_runs(image: str) -> None:
+    """Raise ``PodmanUnavailable`` when podman cannot start a container of ``image`` at all."""
+    _works("run", "--rm", "--entrypoint", "true", image)
+
+
+def _works(*args: str) -> None:
+    result = podman(*args, check=False, timeout=120)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PodmanUnavailable(f"podman cannot run here (podman {args[0]}): {last}")
 
 
 def base_image() -> str:

@@ -25,6 +25,7 @@ from .podman import (
     base_image,
     build_image,
     check_podman,
+    check_runs,
     fill_wheelhouse,
     podman,
     podman_environment,
@@ -42,9 +43,10 @@ def image() -> Image:
     """The image of this checkout (the first run also makes the Debian base image: minutes)."""
     try:
         check_podman()
+        base = base_image()
+        check_runs(base)
     except PodmanUnavailable as exc:
         pytest.skip(str(exc))
-    base = base_image()
     fill_wheelhouse(base)
     built = build_image(base)
     print(f"\nimage {built.tag}: {built.size_bytes / 1e6:.0f} MB, built in {built.build_seconds:.1f} s")
