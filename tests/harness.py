@@ -181,7 +181,7 @@ class Browser:
         if csrf:
             sent.setdefault("X-CSRF", "1")
         if self.cookies:
-            sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+            sent["Cookie"] = self.cookie_header()
         async with self.http.request(
             method, self.base + path, headers=sent, json=json_body, data=data, allow_redirects=False
         ) as response:
@@ -189,6 +189,10 @@ class Browser:
         if keep_cookies:
             self.absorb(answer.set_cookies)
         return answer
+
+    def cookie_header(self) -> str:
+        """The ``Cookie`` header this browser sends (for requests made without ``request``)."""
+        return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
 
     def absorb(self, set_cookies: list[str]) -> None:
         for header in set_cookies:

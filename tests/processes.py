@@ -9,7 +9,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .harness import SECRET_A, SECRET_R, bind_loopback
@@ -35,7 +35,7 @@ class GatewayProcess:
 
 @contextlib.asynccontextmanager
 async def gateway_process(
-    api_url: str, env: Mapping[str, str] | None = None, *, workers: int = 1
+    api_url: str, env: Mapping[str, str] | None = None, *, workers: int = 1, args: Sequence[str] = ()
 ) -> AsyncIterator[GatewayProcess]:
     """`bffgate serve` in its own process; ready once it listens and every worker has started."""
     port = free_port()
@@ -55,6 +55,7 @@ async def gateway_process(
         str(port),
         "--workers",
         str(workers),
+        *args,
         env=environment,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,

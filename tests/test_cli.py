@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from .harness import SECRET_A, SECRET_R, Browser, bind_loopback, closed_port, serve
+from .processes import gateway_process
 from .upstream import create_test_upstream
 
 BFFGATE = [sys.executable, "-m", "bffgate.cli"]
@@ -130,3 +131,37 @@ def test_check_reaches_redis_when_configured() -> None:
     assert down.returncode == 1
     assert "bffgate: REDIS_URL: Redis does not answer" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+async def test_sigterm_stops_serve_during_a_download_after_the_graceful_timeout(
+    http: aiohttp.ClientSession,
+) -> None:
+    """SIGTERM stops `bffgate serve` (exit 0) even while a download streams: requests in flight get
+    --graceful-timeout seconds, so a container stops before its runtime's SIGKILL."""
+    upstream, _, recorder = create_test_upstream()
+    async with (
+        serve(upstream, lifespan="off") as api_url,
+        gateway_process(api_url, args=["--graceful-timeout", "0.5"]) as gateway,
+    ):
+        browser = Browser(http, gateway.url)
+        await browser.login()
+        headers = {"X-CSRF": "1", "Cookie": browser.cookie_header()}
+        async with http.get(gateway.url + "/api/rest/proxy/endless", headers=headers) as download:
+            await download.content.readexactly(65536)  # the download is in flight
+            gateway.process.send_signal(signal.SIGTERM)
+            # After its clean shutdown uvicorn re-raises the signal: -SIGTERM here, exit 0 as a
+            # container's PID 1 (which the kernel shields from default signal actions).
+            assert await asyncio.wait_for(gateway.process.wait(), 20) in (0, -signal.SIGTERM)
+        await asyncio.wait_for(recorder.endless_stopped.wait(), 10)  # the API was hung up on too
+
+
+def test_serve_listens_where_bff_host_and_bff_port_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    """BFF_HOST and BFF_PORT are serve's defaults (the image sets 0.0.0.0:8000); flags still win."""
+    from bffgate.cli import _parser
+
+    monkeypatch.setenv("BFF_HOST", "0.0.0.0")  # noqa: S104  # only parsed, never bound
+    monkeypatch.setenv("BFF_PORT", "8123")
+    from_env = _parser().parse_args(["serve"])
+    flags = _parser().parse_args(["serve", "--host", "127.0.0.1", "--port", "9000"])
+    assert (from_env.host, from_env.port) == ("0.0.0.0", 8123)  # noqa: S104
+    assert (flags.host, flags.port) == ("127.0.0.1", 9000)

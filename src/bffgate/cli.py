@@ -38,10 +38,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="run the gateway (settings from the environment)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    # BFF_HOST / BFF_PORT: the container image listens on 0.0.0.0:8000 through them.
+    serve.add_argument("--host", default=os.environ.get("BFF_HOST", "127.0.0.1"), help="default: BFF_HOST")
+    serve.add_argument(
+        "--port", type=int, default=os.environ.get("BFF_PORT", "8000"), help="default: BFF_PORT"
+    )
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--access-log", action="store_true", help="log every request (off: it costs time)")
+    serve.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="on SIGTERM, how long requests in flight (downloads, long polls) may go on (default: 5)",
+    )
     serve.set_defaults(run=serve_command)
 
     demo = commands.add_parser("demo", help="run the gateway with a bundled demo API and page, no setup")
@@ -99,6 +109,8 @@ def serve_command(args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
         log_level="info",
+        # Without a bound, one endless download would keep a stopping container alive until SIGKILL.
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
     return 0
 

@@ -8,6 +8,7 @@ Secrets are ``SecretStr``: they print as ``'**********'`` in reprs, logs and tra
 from __future__ import annotations
 
 import ipaddress
+import os
 from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 from .redis_url import parse_redis_url
+from .secret_files import values_from_files
 from .session import DEFAULT_SESSION_ABSOLUTE
 from .tokens import USER_CLAIMS
 
@@ -325,9 +327,13 @@ def _explain(error: dict[str, Any]) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment (and ``overrides``), or raise ``ConfigError`` listing all problems."""
+    """Build settings from the environment (and ``overrides``), or raise ``ConfigError`` listing all problems.
+
+    A setting can also come from a file named by ``NAME_FILE`` (see ``secret_files.py``).
+    """
+    from_files = values_from_files(Settings.model_fields, os.environ, given=overrides)
     try:
-        return Settings(**overrides)
+        return Settings(**{**from_files, **overrides})
     except ValidationError as exc:
         lines = [_explain(dict(error)) for error in exc.errors()]
         raise ConfigError("\n".join(lines)) from None
