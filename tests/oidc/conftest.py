@@ -12,11 +12,9 @@ import aiohttp
 import pytest
 
 from bffgate import Settings, create_app
-from bffgate.cookies import CookieJar
 from bffgate.session import Session
-from bffgate.stores.cookie import CookieSessionStore
 
-from ..harness import Answer, Browser, bind_loopback, serve, settings_for
+from ..harness import Answer, Browser, bind_loopback, cookie_session, serve, settings_for
 from .support import Client, ProviderApi, ProviderProcess, ProviderUser
 
 
@@ -77,10 +75,7 @@ class OidcStack:
 
     async def session_of(self, browser: Browser) -> Session:
         """The session the browser's cookies hold (tests may open them: they know the secrets)."""
-        store = CookieSessionStore(self.settings, CookieJar(secure=self.settings.bff_cookie_secure))
-        session = await store.load(browser.cookies)
-        assert session is not None
-        return session
+        return await cookie_session(self.settings, browser)
 
 
 def query(url: str) -> dict[str, str]:

@@ -2,9 +2,10 @@
 
 ``ProviderProcess`` installs the pinned provider (``npm ci`` into the ignored ``provider/node_modules``
 when it is missing), starts ``node provider/server.mjs`` on an ephemeral port and reads the issuer from
-the line it prints. ``ProviderApi`` is what tests ask the running provider (client registration,
-introspection, the refresh counters). ``ProviderUser`` is the person at the browser: it follows the
-provider's redirects and submits its login and consent forms over plain HTTP.
+the line it prints (``read_until``, also used for other servers' start-up lines). ``ProviderApi`` is
+what tests ask the running provider (client registration, introspection, the refresh counters).
+``ProviderUser`` is the person at the browser: it follows the provider's redirects and submits its login
+and consent forms over plain HTTP (any provider's: the login form's field names are ``credentials``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,22 @@ ISSUER_MARKER = "BFFGATE_TEST_ISSUER "
 START_TIMEOUT = 60.0
 MAX_HOPS = 12
 MIN_NODE_MAJOR = 20  # oidc-provider 9 (the maintained line) runs on 20 and supports 22+ officially
+
+
+def read_until(stream: IO[str], marker: str, timeout: float) -> str | None:
+    """The first line of a child's output that contains ``marker``; None when it exits or times out."""
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=deadline - time.monotonic()):
+                return None
+            line = stream.readline()
+            if not line:  # it exited
+                return None
+            if marker in line:
+                return line
+    return None
 
 
 class ProviderProcess:
@@ -75,17 +92,9 @@ class ProviderProcess:
     def _read_issuer(self) -> str:
         assert self._process is not None
         assert self._process.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._process.stdout, selectors.EVENT_READ)
-            while time.monotonic() < deadline:
-                if not selector.select(timeout=deadline - time.monotonic()):
-                    break
-                line = self._process.stdout.readline()
-                if not line:  # it exited
-                    break
-                if line.startswith(ISSUER_MARKER):
-                    return line[len(ISSUER_MARKER) :].strip()
+        line = read_until(self._process.stdout, ISSUER_MARKER, START_TIMEOUT)
+        if line is not None:
+            return line[len(ISSUER_MARKER) :].strip()
         self.stop()
         raise RuntimeError(f"the OIDC test provider did not start; see {self.log_path}")
 
@@ -226,9 +235,14 @@ def parse_page(html: str) -> FormParser:
 class ProviderUser:
     """A person signing in at the provider: its cookies, its forms, its redirects."""
 
-    def __init__(self, gateway_url: str, login: str = "alice") -> None:
+    def __init__(
+        self, gateway_url: str, login: str = "alice", credentials: Mapping[str, str] | None = None
+    ) -> None:
+        """``credentials`` are the login form's fields by name, the first naming the user (Django's
+        ``{"username": ..., "password": ...}``); by default oidc-provider's ``login`` and ``password``."""
         self.gateway_url = gateway_url
         self.login = login
+        self.credentials = dict(credentials or {"login": login, "password": "any password"})
         # The provider's own cookies (host 127.0.0.1 needs ``unsafe``); the gateway's are the Browser's.
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
@@ -253,8 +267,8 @@ class ProviderUser:
                 url = urljoin(url, next(link for link in page.links if link.endswith("/abort")))
                 continue
             form = page.forms[0]
-            if "login" in form.fields:
-                form.fields.update(login=self.login, password="any password")
+            if next(iter(self.credentials)) in form.fields:  # the login form, not the consent form
+                form.fields.update(self.credentials)
             url, method, data = urljoin(url, form.action), form.method.upper(), form.fields
         raise AssertionError(f"no redirect back to the gateway after {MAX_HOPS} pages")
 

@@ -1,4 +1,4 @@
-"""Test-only: how many calls DOT's token endpoint answered, by grant type and status."""
+"""Test-only: the calls DOT's token and revocation endpoints answered, by grant type and status."""
 
 import threading
 from collections import Counter
@@ -7,7 +7,8 @@ from urllib.parse import parse_qs
 
 from django.http import HttpRequest, HttpResponse
 
-TOKEN_PATH = "/o/token/"
+# The paths of DOT's TokenView and RevokeTokenView under the "o/" prefix (urls.py).
+COUNTED = {"/o/token/": "grant_type", "/o/revoke_token/": "token_type_hint"}
 _lock = threading.Lock()
 _calls: Counter[str] = Counter()
 
@@ -17,16 +18,25 @@ def snapshot() -> dict[str, int]:
         return dict(_calls)
 
 
+def reset() -> None:
+    with _lock:
+        _calls.clear()
+
+
 class TokenEndpointStats:
+    """Counts ``"refresh_token 200"``, ``"authorization_code 200"``, ``"revoke refresh_token 200"``..."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path != TOKEN_PATH or request.method != "POST":
+        field = COUNTED.get(request.path)
+        if field is None or request.method != "POST":
             return self.get_response(request)
         # request.body first: it is kept, so DOT can still read request.POST afterwards.
-        grant = parse_qs(request.body.decode("latin-1")).get("grant_type", ["?"])[0]
+        value = parse_qs(request.body.decode("latin-1")).get(field, ["?"])[0]
+        name = value if field == "grant_type" else f"revoke {value}"
         response = self.get_response(request)
         with _lock:
-            _calls[f"{grant} {response.status_code}"] += 1
+            _calls[f"{name} {response.status_code}"] += 1
         return response

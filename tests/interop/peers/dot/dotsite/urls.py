@@ -10,6 +10,9 @@ urlpatterns = [
     path("o/", include("oauth2_provider.urls", namespace="oauth2_provider")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("api/echo/", views.Echo.as_view(), name="echo"),
+    # Test-only hooks (a real deployment has none of these).
     path("__test/stats", hooks.stats),
+    path("__test/reset", csrf_exempt(hooks.reset)),
     path("__test/expire-access", csrf_exempt(hooks.expire_access)),
+    path("__test/revoke-refresh", csrf_exempt(hooks.revoke_refresh)),
 ]
