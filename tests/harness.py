@@ -20,10 +20,7 @@ from multidict import CIMultiDictProxy
 from starlette.types import ASGIApp
 
 from bffgate import Settings, create_app
-from bffgate.cookies import CookieJar
 from bffgate.demo.api import DemoState
-from bffgate.session import Session
-from bffgate.stores.cookie import CookieSessionStore
 
 SECRET_A = "a" * 16 + "-test-secret-access-0123456789"
 SECRET_R = "r" * 16 + "-test-secret-refresh-0123456789"
@@ -201,14 +198,6 @@ class Browser:
 
     def clone(self) -> Browser:
         return Browser(self.http, self.base, dict(self.cookies))
-
-
-async def cookie_session(settings: Settings, browser: Browser) -> Session:
-    """The session the browser's cookies hold (tests may open them: they know the secrets)."""
-    store = CookieSessionStore(settings, CookieJar(secure=settings.bff_cookie_secure))
-    session = await store.load(browser.cookies)
-    assert session is not None
-    return session
 
 
 def settings_for(api_url: str, **overrides: Any) -> Settings:

@@ -2,10 +2,11 @@
 
 ``ProviderProcess`` installs the pinned provider (``npm ci`` into the ignored ``provider/node_modules``
 when it is missing), starts ``node provider/server.mjs`` on an ephemeral port and reads the issuer from
-the line it prints (``read_until``, also used for other servers' start-up lines). ``ProviderApi`` is
-what tests ask the running provider (client registration, introspection, the refresh counters).
-``ProviderUser`` is the person at the browser: it follows the provider's redirects and submits its login
-and consent forms over plain HTTP (any provider's: the login form's field names are ``credentials``).
+the line it prints. ``ProviderApi`` is what tests ask the running provider (client registration,
+introspection, the refresh counters). ``ProviderUser`` is the person at the browser: it follows the
+provider's redirects and submits its login and consent forms over plain HTTP (any provider's: the
+login form's field names are its ``credentials``). ``start_login`` and ``callback`` are the gateway's
+side of a sign-in, ``sign_in`` the whole of it.
 """
 
 from __future__ import annotations
@@ -25,27 +26,13 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from ..harness import Answer, Browser
+
 PROVIDER_DIR = Path(__file__).parent / "provider"
 ISSUER_MARKER = "BFFGATE_TEST_ISSUER "
 START_TIMEOUT = 60.0
 MAX_HOPS = 12
 MIN_NODE_MAJOR = 20  # oidc-provider 9 (the maintained line) runs on 20 and supports 22+ officially
-
-
-def read_until(stream: IO[str], marker: str, timeout: float) -> str | None:
-    """The first line of a child's output that contains ``marker``; None when it exits or times out."""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        while time.monotonic() < deadline:
-            if not selector.select(timeout=deadline - time.monotonic()):
-                return None
-            line = stream.readline()
-            if not line:  # it exited
-                return None
-            if marker in line:
-                return line
-    return None
 
 
 class ProviderProcess:
@@ -92,9 +79,17 @@ class ProviderProcess:
     def _read_issuer(self) -> str:
         assert self._process is not None
         assert self._process.stdout is not None
-        line = read_until(self._process.stdout, ISSUER_MARKER, START_TIMEOUT)
-        if line is not None:
-            return line[len(ISSUER_MARKER) :].strip()
+        deadline = time.monotonic() + START_TIMEOUT
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._process.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=deadline - time.monotonic()):
+                    break
+                line = self._process.stdout.readline()
+                if not line:  # it exited
+                    break
+                if line.startswith(ISSUER_MARKER):
+                    return line[len(ISSUER_MARKER) :].strip()
         self.stop()
         raise RuntimeError(f"the OIDC test provider did not start; see {self.log_path}")
 
@@ -282,3 +277,26 @@ class ProviderUser:
         ) as response:
             assert response.status in (302, 303), await response.text()
             return response.headers["Location"]
+
+
+async def start_login(browser: Browser, return_to: str = "/dashboard") -> str:
+    """``GET /api/auth/login``: the provider URL the gateway redirects to."""
+    answer = await browser.request(
+        "GET", f"/api/auth/login?returnTo={return_to}", csrf=False, headers={"Accept": "text/html"}
+    )
+    assert answer.status == 302, answer.body
+    return str(answer.headers["Location"])
+
+
+async def callback(browser: Browser, callback_url: str) -> Answer:
+    """The provider's redirect arriving at the gateway (asking for JSON: failures are problems)."""
+    path = callback_url.removeprefix(browser.base)
+    return await browser.request("GET", path, csrf=False, headers={"Accept": "application/json"})
+
+
+async def sign_in(browser: Browser, user: ProviderUser, return_to: str = "/dashboard") -> Answer:
+    """The whole sign-in: gateway → provider's login and consent forms → gateway callback."""
+    callback_url = await user.sign_in(await start_login(browser, return_to))
+    answer = await callback(browser, callback_url)
+    assert answer.status == 302, answer.body
+    return answer

@@ -2,34 +2,26 @@
 
 import threading
 from collections import Counter
-from collections.abc import Callable
 from urllib.parse import parse_qs
-
-from django.http import HttpRequest, HttpResponse
 
 # The paths of DOT's TokenView and RevokeTokenView under the "o/" prefix (urls.py).
 COUNTED = {"/o/token/": "grant_type", "/o/revoke_token/": "token_type_hint"}
 _lock = threading.Lock()
-_calls: Counter[str] = Counter()
+_calls = Counter()
 
 
-def snapshot() -> dict[str, int]:
+def snapshot():
     with _lock:
         return dict(_calls)
-
-
-def reset() -> None:
-    with _lock:
-        _calls.clear()
 
 
 class TokenEndpointStats:
     """Counts ``"refresh_token 200"``, ``"authorization_code 200"``, ``"revoke refresh_token 200"``..."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+    def __init__(self, get_response):
         self.get_response = get_response
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __call__(self, request):
         field = COUNTED.get(request.path)
         if field is None or request.method != "POST":
             return self.get_response(request)

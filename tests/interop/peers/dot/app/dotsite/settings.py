@@ -1,7 +1,8 @@
 """A Django site with django-oauth-toolkit as an OpenID Connect provider, set up as DOT's docs show.
 
-Everything machine-specific comes from the environment the test fixture sets (``peer.py``): the sqlite
-file in a temporary directory, Django's secret key and the RS256 signing key generated for the run.
+Everything machine-specific comes from the environment ``../../peer.py`` sets: the sqlite file in a
+temporary directory, Django's secret key, the RS256 signing key generated for the run and the
+access tokens' lifetime (a few seconds, so that the scenario sees them expire).
 """
 
 import os
@@ -25,7 +26,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "dotsite.stats.TokenEndpointStats",  # test-only: counts token-endpoint calls by grant and status
+    "dotsite.stats.TokenEndpointStats",  # test-only: counts token and revocation calls by kind and status
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -77,7 +78,7 @@ OAUTH2_PROVIDER = {
         "profile": "Your name",
         "email": "Your e-mail address",
     },
-    "ACCESS_TOKEN_EXPIRE_SECONDS": 300,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": int(os.environ.get("DOT_ACCESS_SECONDS", "300")),
     "ROTATE_REFRESH_TOKEN": True,
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
     "PKCE_REQUIRED": True,
