@@ -6,6 +6,9 @@ then a storm of 20 concurrent requests (exactly one refresh reaches the API, non
 API refusing an access token the gateway still trusts (401 → refresh → retry), logout (revocation
 where the framework has it), and a refused refresh ending the session with 401 ``session_expired``.
 
+An OpenID Connect provider's peer signs in through the provider's own pages and counts refresh grants
+at its token endpoint (the hooks in ``peer.py``); the steps are the same.
+
 The gateway's wall clock is frozen for the whole run: it never refreshes on its own, so every refresh
 the API sees is one the scenario caused; the API's tokens meanwhile expire in real time.
 """

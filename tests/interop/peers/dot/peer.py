@@ -77,6 +77,10 @@ class Dot:
         user = ProviderUser(browser.base, credentials=self.credentials)
         self.users.append(user)
         await sign_in(browser, user)
+        # The session's user: the RS256 ID token's claims (DOT's validator adds name and email).
+        me = await browser.request("GET", "/api/auth/user")
+        assert me.status == 200, me.body
+        assert me.json()["user"]["name"] == "Ann Example"
 
     async def refresh_calls(self) -> int:
         return sum(count for kind, count in (await self.calls()).items() if kind.startswith("refresh_token "))
