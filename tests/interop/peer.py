@@ -76,6 +76,7 @@ class RunningPeer:
 class Peer:
     name: str
     start: Callable[[Path], AbstractAsyncContextManager[RunningPeer]]
+    provider: str = "rest"  # the recipe's BFF_PROVIDER: `check --login` tries rest peers only
 
     def __str__(self) -> str:  # the pytest id
         return self.name

@@ -152,4 +152,4 @@ async def start(tmp: Path) -> AsyncIterator[RunningPeer]:
             await dot.close()
 
 
-PEER = Peer(name="dot", start=start)
+PEER = Peer(name="dot", start=start, provider="oidc")
