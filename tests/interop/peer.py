@@ -26,6 +26,17 @@ What ``RunningPeer`` promises:
 * ``revokes_at_logout``: whether ``BFF_LOGOUT_URL`` revokes the refresh token (the scenario then checks
   that a refresh with it is refused). Without it, ``reject_refresh`` must be given: a coroutine that
   makes the API refuse every refresh token issued so far.
+
+An OpenID Connect provider (``BFF_PROVIDER=oidc``) is a peer too: its API is the resource server
+behind ``REMOTE_API``, its login and token endpoints are not. It gives three hooks more:
+
+* ``sign_in(browser)``: signs the browser in through the gateway and the provider's own pages
+  (instead of posting ``credentials`` to ``/api/auth/login``). The scenario sets ``BFF_PUBLIC_URL``
+  to the gateway's real URL, so the provider's redirects come back to it.
+* ``refresh_calls()``: how many refresh grants the provider's token endpoint has answered (the
+  recording proxy in front of ``REMOTE_API`` does not see them).
+* ``check_logout(answer)``: what the provider shows of the logout the gateway just answered
+  (its revocation, the end-session URL in ``logoutUrl``), checked after the scenario's own checks.
 """
 
 from __future__ import annotations
@@ -39,6 +50,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..harness import Answer, Browser
 
 PEERS_DIR = Path(__file__).parent / "peers"
 START_TIMEOUT = 60.0  # seconds: a cold interpreter importing Django on a busy two-core machine
@@ -54,12 +67,16 @@ class RunningPeer:
     revokes_at_logout: bool = True
     reject_refresh: Callable[[], Awaitable[None]] | None = None
     versions: dict[str, str] = field(default_factory=dict)  # package -> version, for the report
+    sign_in: Callable[[Browser], Awaitable[None]] | None = None
+    refresh_calls: Callable[[], Awaitable[int]] | None = None
+    check_logout: Callable[[Answer], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
 class Peer:
     name: str
     start: Callable[[Path], AbstractAsyncContextManager[RunningPeer]]
+    provider: str = "rest"  # the recipe's BFF_PROVIDER: `check --login` tries rest peers only
 
     def __str__(self) -> str:  # the pytest id
         return self.name

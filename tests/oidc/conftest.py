@@ -17,7 +17,7 @@ from bffgate.session import Session
 from bffgate.stores.cookie import CookieSessionStore
 
 from ..harness import Answer, Browser, bind_loopback, serve, settings_for
-from .support import Client, ProviderApi, ProviderProcess, ProviderUser
+from .support import Client, ProviderApi, ProviderProcess, ProviderUser, callback, sign_in, start_login
 
 
 @pytest.fixture(scope="session")
@@ -56,24 +56,15 @@ class OidcStack:
 
     async def start_login(self, browser: Browser, return_to: str = "/dashboard") -> str:
         """``GET /api/auth/login``: the provider URL the gateway redirects to."""
-        answer = await browser.request(
-            "GET", f"/api/auth/login?returnTo={return_to}", csrf=False, headers={"Accept": "text/html"}
-        )
-        assert answer.status == 302, answer.body
-        return str(answer.headers["Location"])
+        return await start_login(browser, return_to)
 
     async def callback(self, browser: Browser, callback_url: str) -> Answer:
         """The provider's redirect arriving at the gateway (asking for JSON: failures are problems)."""
-        path = callback_url.removeprefix(self.gateway_url)
-        return await browser.request("GET", path, csrf=False, headers={"Accept": "application/json"})
+        return await callback(browser, callback_url)
 
     async def login(self, browser: Browser, return_to: str = "/dashboard", login: str = "alice") -> Answer:
         """The whole sign-in: gateway → provider's login and consent forms → gateway callback."""
-        authorization_url = await self.start_login(browser, return_to)
-        callback_url = await self.user(login).sign_in(authorization_url)
-        answer = await self.callback(browser, callback_url)
-        assert answer.status == 302, answer.body
-        return answer
+        return await sign_in(browser, self.user(login), return_to)
 
     async def session_of(self, browser: Browser) -> Session:
         """The session the browser's cookies hold (tests may open them: they know the secrets)."""

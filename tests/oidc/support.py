@@ -4,7 +4,9 @@
 when it is missing), starts ``node provider/server.mjs`` on an ephemeral port and reads the issuer from
 the line it prints. ``ProviderApi`` is what tests ask the running provider (client registration,
 introspection, the refresh counters). ``ProviderUser`` is the person at the browser: it follows the
-provider's redirects and submits its login and consent forms over plain HTTP.
+provider's redirects and submits its login and consent forms over plain HTTP (any provider's: the
+login form's field names are its ``credentials``). ``start_login`` and ``callback`` are the gateway's
+side of a sign-in, ``sign_in`` the whole of it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import IO, Any
 from urllib.parse import urljoin
 
 import aiohttp
+
+from ..harness import Answer, Browser
 
 PROVIDER_DIR = Path(__file__).parent / "provider"
 ISSUER_MARKER = "BFFGATE_TEST_ISSUER "
@@ -252,9 +256,14 @@ def parse_page(html: str) -> FormParser:
 class ProviderUser:
     """A person signing in at the provider: its cookies, its forms, its redirects."""
 
-    def __init__(self, gateway_url: str, login: str = "alice") -> None:
+    def __init__(
+        self, gateway_url: str, login: str = "alice", credentials: Mapping[str, str] | None = None
+    ) -> None:
+        """``credentials`` are the login form's fields by name, the first naming the user (Django's
+        ``{"username": ..., "password": ...}``); by default oidc-provider's ``login`` and ``password``."""
         self.gateway_url = gateway_url
         self.login = login
+        self.credentials = dict(credentials or {"login": login, "password": "any password"})
         # The provider's own cookies (host 127.0.0.1 needs ``unsafe``); the gateway's are the Browser's.
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
 
@@ -279,8 +288,8 @@ class ProviderUser:
                 url = urljoin(url, next(link for link in page.links if link.endswith("/abort")))
                 continue
             form = page.forms[0]
-            if "login" in form.fields:
-                form.fields.update(login=self.login, password="any password")
+            if next(iter(self.credentials)) in form.fields:  # the login form, not the consent form
+                form.fields.update(self.credentials)
             url, method, data = urljoin(url, form.action), form.method.upper(), form.fields
         raise AssertionError(f"no redirect back to the gateway after {MAX_HOPS} pages")
 
@@ -294,3 +303,26 @@ class ProviderUser:
         ) as response:
             assert response.status in (302, 303), await response.text()
             return response.headers["Location"]
+
+
+async def start_login(browser: Browser, return_to: str = "/dashboard") -> str:
+    """``GET /api/auth/login``: the provider URL the gateway redirects to."""
+    answer = await browser.request(
+        "GET", f"/api/auth/login?returnTo={return_to}", csrf=False, headers={"Accept": "text/html"}
+    )
+    assert answer.status == 302, answer.body
+    return str(answer.headers["Location"])
+
+
+async def callback(browser: Browser, callback_url: str) -> Answer:
+    """The provider's redirect arriving at the gateway (asking for JSON: failures are problems)."""
+    path = callback_url.removeprefix(browser.base)
+    return await browser.request("GET", path, csrf=False, headers={"Accept": "application/json"})
+
+
+async def sign_in(browser: Browser, user: ProviderUser, return_to: str = "/dashboard") -> Answer:
+    """The whole sign-in: gateway → provider's login and consent forms → gateway callback."""
+    callback_url = await user.sign_in(await start_login(browser, return_to))
+    answer = await callback(browser, callback_url)
+    assert answer.status == 302, answer.body
+    return answer

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bffgate.errors import UpstreamError
-from bffgate.providers.discovery import parse_metadata
+from bffgate.providers.discovery import Discovery, parse_metadata
 from bffgate.providers.oidc import OidcProvider
 
 from ..harness import SECRET_A, SECRET_R, closed_port, serve, settings_for
@@ -76,18 +76,36 @@ def test_trailing_slash_of_the_issuer_is_kept_for_id_tokens() -> None:
 
 
 class FakeIssuer:
-    """A discovery endpoint whose document the test controls, counting how often it is read."""
+    """A discovery endpoint whose document the test controls, counting how often it is read.
+
+    ``others`` are more JSON documents by path (an RFC 8414 document, an issuer under a path); every
+    path asked for is kept in ``requested``.
+    """
 
     def __init__(self) -> None:
         self.document: dict[str, Any] = {}
         self.reads = 0
+        self.others: dict[str, Any] = {}
+        self.requested: list[str] = []
 
     async def discovery(self, request: Request) -> Response:
         self.reads += 1
+        self.requested.append(request.url.path)
         return JSONResponse(self.document)
 
+    async def other(self, request: Request) -> Response:
+        self.requested.append(request.url.path)
+        if request.url.path not in self.others:
+            return Response("<h1>Not Found</h1>", status_code=404, media_type="text/html")
+        return JSONResponse(self.others[request.url.path])
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/.well-known/openid-configuration", self.discovery)])
+        return Starlette(
+            routes=[
+                Route("/.well-known/openid-configuration", self.discovery),
+                Route("/{path:path}", self.other),
+            ]
+        )
 
 
 @pytest.fixture
@@ -152,3 +170,89 @@ def test_cli_reports_an_unreachable_issuer(command: str) -> None:
         result.stderr
     )
     assert "check OIDC_ISSUER" in result.stderr
+
+
+def under(url: str, path: str) -> dict[str, Any]:
+    """A discovery document of the issuer ``url + path`` without revocation_endpoint (as DOT's)."""
+    issuer = url + path
+    return document(
+        issuer=issuer,
+        authorization_endpoint=f"{issuer}/authorize/",
+        token_endpoint=f"{issuer}/token/",
+        jwks_uri=f"{issuer}/.well-known/jwks.json",
+        userinfo_endpoint=None,
+    )
+
+
+async def test_revocation_endpoint_comes_from_the_oauth_metadata_after_the_issuer(
+    fake_issuer: tuple[str, FakeIssuer], http: aiohttp.ClientSession
+) -> None:
+    """django-oauth-toolkit under /o names revocation_endpoint only in its RFC 8414 document, which it
+    serves after the issuer: bffgate takes it from there (without it, logout revoked nothing)."""
+    url, issuer = fake_issuer
+    issuer.others = {
+        "/o/.well-known/openid-configuration": under(url, "/o"),
+        "/o/.well-known/oauth-authorization-server": {
+            "issuer": f"{url}/o",
+            "revocation_endpoint": f"{url}/o/revoke_token/",
+        },
+    }
+    discovery = Discovery(http, f"{url}/o", timeout=5)
+    metadata = await discovery.metadata()
+    assert metadata.revocation_endpoint == f"{url}/o/revoke_token/"
+    assert issuer.requested == [
+        "/o/.well-known/openid-configuration",
+        "/.well-known/oauth-authorization-server/o",  # RFC 8414 section 3 first
+        "/o/.well-known/oauth-authorization-server",
+    ]
+
+
+async def test_revocation_endpoint_comes_from_the_rfc8414_well_known_location(
+    fake_issuer: tuple[str, FakeIssuer], http: aiohttp.ClientSession
+) -> None:
+    """The RFC 8414 location (well-known segment before the issuer's path) is read first."""
+    url, issuer = fake_issuer
+    issuer.others = {
+        "/o/.well-known/openid-configuration": under(url, "/o"),
+        "/.well-known/oauth-authorization-server/o": {
+            "issuer": f"{url}/o",
+            "revocation_endpoint": f"{url}/o/revoke/",
+        },
+    }
+    metadata = await Discovery(http, f"{url}/o", timeout=5).metadata()
+    assert metadata.revocation_endpoint == f"{url}/o/revoke/"
+    assert issuer.requested[1:] == ["/.well-known/oauth-authorization-server/o"]
+
+
+async def test_oauth_metadata_of_another_issuer_is_not_used(
+    fake_issuer: tuple[str, FakeIssuer], http: aiohttp.ClientSession
+) -> None:
+    """An RFC 8414 document naming another issuer (section 3.3) gives no revocation endpoint."""
+    url, issuer = fake_issuer
+    issuer.others = {
+        "/o/.well-known/openid-configuration": under(url, "/o"),
+        "/o/.well-known/oauth-authorization-server": {
+            "issuer": "https://elsewhere.example.test/o",
+            "revocation_endpoint": f"{url}/o/revoke_token/",
+        },
+    }
+    metadata = await Discovery(http, f"{url}/o", timeout=5).metadata()
+    assert metadata.revocation_endpoint is None
+    assert metadata.token_endpoint == f"{url}/o/token/"  # the rest of discovery is unaffected
+
+
+async def test_revocation_endpoint_in_discovery_needs_no_oauth_metadata(
+    fake_issuer: tuple[str, FakeIssuer], http: aiohttp.ClientSession
+) -> None:
+    """A discovery document with revocation_endpoint is used alone: no RFC 8414 request."""
+    url, issuer = fake_issuer
+    issuer.document = document(
+        issuer=url,
+        authorization_endpoint=f"{url}/auth",
+        token_endpoint=f"{url}/token",
+        jwks_uri=f"{url}/jwks",
+        revocation_endpoint=f"{url}/revoke",
+    )
+    metadata = await Discovery(http, url, timeout=5).metadata()
+    assert metadata.revocation_endpoint == f"{url}/revoke"
+    assert issuer.requested == ["/.well-known/openid-configuration"]

@@ -5,6 +5,11 @@ configured issuer and has every endpoint bffgate needs (reporting all problems a
 for ``METADATA_TTL``. When a later fetch fails, the last good metadata stays in use: a provider hiccup
 must not stop logins that could still work.
 
+OpenID Connect Discovery does not define ``revocation_endpoint``; RFC 8414 (OAuth 2.0 Authorization
+Server Metadata) does, and some providers (django-oauth-toolkit) publish it only there. When the
+discovery document lacks it, ``Discovery`` reads the RFC 8414 document too, and takes the endpoint
+from it when that document names the same issuer. Without one, logout simply does not revoke.
+
 ``JwksCache`` keeps the provider's public keys. A token signed with a key id it does not know makes it
 fetch the JWKS again (key rotation), at most once per ``JWKS_REFETCH_INTERVAL``, so tokens with
 made-up key ids cannot make bffgate hammer the provider.
@@ -16,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +39,7 @@ METADATA_TTL = 3600.0
 JWKS_TTL = 3600.0
 JWKS_REFETCH_INTERVAL = 10.0
 DISCOVERY_PATH = "/.well-known/openid-configuration"
+OAUTH_METADATA_PATH = "/.well-known/oauth-authorization-server"
 
 # Asymmetric algorithms only: HS* would need the client secret as the key, and accepting them next to
 # RSA/EC keys is the classic "HS256 signed with the public key" confusion. ``none`` is never accepted.
@@ -85,15 +91,15 @@ def parse_metadata(
         value = document.get(name)
         if value is None and not required:
             return None
-        parts = urlsplit(value) if isinstance(value, str) else None
-        if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+        checked = _http_url(value)
+        if checked is None:
             problems.append(f"{name} is {'missing' if value is None else 'not an http(s) URL'}")
             return None
-        insecure = transport_problem(str(value), allow_insecure_http=allow_insecure_http)
+        insecure = transport_problem(checked, allow_insecure_http=allow_insecure_http)
         if insecure:
             problems.append(f"{name} {value!r} {insecure}")
             return None
-        return str(value)
+        return checked
 
     issuer = url("issuer", required=True)
     # Providers differ on a trailing slash (Auth0 has one); the document's exact value is what the
@@ -136,6 +142,39 @@ def parse_metadata(
     )
 
 
+def _http_url(value: Any) -> str | None:
+    """``value`` when it is an absolute http(s) URL, else None."""
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+        return None
+    return str(value)
+
+
+def oauth_metadata_urls(issuer: str) -> list[str]:
+    """Where the RFC 8414 document of ``issuer`` may be, in the order to try.
+
+    RFC 8414 section 3 puts the well-known segment between the host and the issuer's path
+    (``https://host/.well-known/oauth-authorization-server/o``); many providers, DOT mounted under a
+    prefix among them, serve it after the issuer instead, the way OIDC discovery does (section 5).
+    """
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    urls = [f"{parts.scheme}://{parts.netloc}{OAUTH_METADATA_PATH}{path}"]
+    if path:
+        urls.append(f"{parts.scheme}://{parts.netloc}{path}{OAUTH_METADATA_PATH}")
+    return urls
+
+
+def revocation_endpoint_of(document: Any, configured_issuer: str) -> str | None:
+    """The revocation endpoint of an RFC 8414 document that names ``configured_issuer`` (section 3.3)."""
+    if not isinstance(document, dict):
+        return None
+    issuer = document.get("issuer")
+    if not isinstance(issuer, str) or issuer.rstrip("/") != configured_issuer.rstrip("/"):
+        return None
+    return _http_url(document.get("revocation_endpoint"))
+
+
 class Discovery:
     """The provider's metadata, fetched on first use and kept for ``METADATA_TTL``."""
 
@@ -175,7 +214,29 @@ class Discovery:
             raise type(exc)(f"OIDC discovery: {exc.detail}; check OIDC_ISSUER") from None
         if not answer.ok:
             raise UpstreamError(f"OIDC discovery: {self._url} answered {answer.status}; check OIDC_ISSUER")
-        return parse_metadata(answer.body, self._issuer, allow_insecure_http=self._allow_insecure_http)
+        metadata = parse_metadata(answer.body, self._issuer, allow_insecure_http=self._allow_insecure_http)
+        if metadata.revocation_endpoint is None:
+            metadata = replace(metadata, revocation_endpoint=await self._oauth_revocation_endpoint())
+        return metadata
+
+    async def _oauth_revocation_endpoint(self) -> str | None:
+        """The revocation endpoint from the RFC 8414 metadata; None when there is none to be had."""
+        for url in oauth_metadata_urls(self._issuer):
+            try:
+                answer = await call_json(self._http, "GET", url, timeout=self._timeout)
+            except UpstreamError as exc:
+                log.info("no RFC 8414 metadata at %s: %s", url, exc.detail)
+                continue
+            endpoint = revocation_endpoint_of(answer.body, self._issuer) if answer.ok else None
+            if endpoint is not None and transport_problem(
+                endpoint, allow_insecure_http=self._allow_insecure_http
+            ):
+                log.warning("the RFC 8414 revocation endpoint %s is plain http: not used", endpoint)
+                endpoint = None
+            if endpoint is not None:
+                return endpoint
+        log.info("the provider publishes no revocation endpoint: logout will not revoke its tokens")
+        return None
 
 
 class JwksCache:
