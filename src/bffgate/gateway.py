@@ -14,7 +14,7 @@ from yarl import URL
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
-from .errors import Unauthenticated
+from .errors import SessionTooLarge, Unauthenticated
 from .http1 import Http1Pool, Response
 from .metrics import PROXIED
 from .providers import TokenProvider
@@ -104,10 +104,21 @@ class Gateway:
         return tracked.current
 
     def cookies_for(self, request: Request, tracked: RequestSession) -> list[str]:
-        """Set-Cookie headers when the session changed during this request, else none."""
+        """Set-Cookie headers when the session changed during this request, else none.
+
+        ``SessionTooLarge`` when the new tokens do not fit the cookie store's cookies.
+        """
         if not tracked.changed or tracked.ended:
             return []
         return self.store.set_cookies(tracked.current, request.cookies)
+
+    def cookies_for_problem(self, request: Request, tracked: RequestSession) -> list[str]:
+        """Like ``cookies_for``, for a problem answer: when the tokens do not fit, the cookies that keep
+        what does (the rotated refresh token) instead of failing the problem answer too."""
+        try:
+            return self.cookies_for(request, tracked)
+        except SessionTooLarge as exc:
+            return exc.set_cookies
 
     async def forward(
         self,
@@ -118,18 +129,34 @@ class Gateway:
         headers: list[tuple[str, str]],
         body: RequestBody,
     ) -> UpstreamResponse:
-        """Call the API with the session's token; on 401, refresh once and retry once if we can."""
+        """Call the API with the session's token; on 401, refresh once and retry once if we can.
+
+        The cookies are built before each call: a session that no longer fits them fails while no
+        answer of the API is held open.
+        """
         session = await self.fresh(tracked)
+        set_cookies = self.cookies_for(request, tracked)
         upstream = await self._send(method, url, headers, body, session)
         if upstream.status == 401 and body.replayable:
             upstream.release()
             session = await self.force_refresh(tracked, rejected_access_token=session.access_token)
+            set_cookies = self.cookies_for(request, tracked)
             upstream = await self._send(method, url, headers, body, session)
-        PROXIED_BY_CLASS.get(upstream.status // 100, PROXIED_OTHER).inc()
-        browser_headers = browser_response_headers(
-            upstream, pass_cookies=self._pass_cookies, set_cookies=self.cookies_for(request, tracked)
+        try:
+            PROXIED_BY_CLASS.get(upstream.status // 100, PROXIED_OTHER).inc()
+            browser_headers = browser_response_headers(
+                upstream,
+                pass_cookies=self._pass_cookies,
+                set_cookies=set_cookies,
+                bodiless=method == "HEAD" and request.method != "HEAD",
+            )
+        except BaseException:
+            upstream.close()
+            raise
+        # A browser that stops reading gets as long as the API would to answer, then it is dropped.
+        return UpstreamResponse(
+            upstream, browser_headers, request.method, write_timeout=self.settings.bff_upstream_timeout
         )
-        return UpstreamResponse(upstream, browser_headers, method)
 
     async def _send(
         self, method: str, url: URL, headers: list[tuple[str, str]], body: RequestBody, session: Session
@@ -141,4 +168,5 @@ class Gateway:
             authorized,
             body.payload(),
             content_length=None if body.replayable else body.length,
+            partition=session.sid,  # one session's exchanges never share a connection with another's
         )
