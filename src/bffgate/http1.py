@@ -67,7 +67,6 @@ class Http1Pool:
         read_timeout: float | None,
         idle_timeout: float = 15.0,
         max_idle: int = 1024,
-        max_idle_per_partition: int = 8,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         url = URL(base_url)
@@ -81,7 +80,6 @@ class Http1Pool:
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
-        self.max_idle_per_partition = max_idle_per_partition
         # Idle connections by partition (newest last), and all of them oldest first: the global bound
         # and the expiry walk the second, a request takes from the first.
         self._idle: dict[Hashable, list[Connection]] = {}
@@ -203,8 +201,6 @@ class Http1Pool:
         stack = self._idle.setdefault(connection.partition, [])
         stack.append(connection)
         self._idle_order[connection] = None
-        if len(stack) > self.max_idle_per_partition:  # one busy session must not evict everyone's
-            self._forget(stack[0])
         # Amortised clean-up: the oldest idle connection is the first to expire.
         order = self._idle_order
         while order:
