@@ -788,6 +788,77 @@ async def test_max_idle_keeps_the_newest_connections(serve: ServeFactory, pools:
     assert server.requests[-1].connection == by_target["/1"]
 
 
+async def test_a_connection_only_carries_requests_of_its_partition(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """Two sessions one after the other: each gets (and then reuses) a connection of its own."""
+    server = await serve(answering(OK))
+    pool = pools(server.url)
+    for partition in ("alice", "bob", "alice", "bob"):
+        response = await pool.request("GET", f"/{partition}", [], partition=partition)
+        assert await response.read() == b"ok"
+        response.release()
+    by_target: dict[str, set[int]] = {}
+    for request in server.requests:
+        by_target.setdefault(request.line.split()[1], set()).add(request.connection)
+    assert by_target == {"/alice": {1}, "/bob": {2}}
+
+
+async def test_max_idle_bounds_idle_connections_over_all_partitions(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """Three sessions, room for two idle connections: the oldest one (alice's) is closed."""
+    server = await serve(answering(OK))
+    pool = pools(server.url, max_idle=2)
+    for partition in ("alice", "bob", "carol"):
+        response = await pool.request("GET", "/", [], partition=partition)
+        assert await response.read() == b"ok"
+        response.release()
+    assert pool.idle_count == 2
+    await within(server.peers[0].eof.wait())  # alice's
+    response = await pool.request("GET", "/again", [], partition="carol")
+    assert await response.read() == b"ok"
+    response.release()
+    assert server.requests[-1].connection == 3
+
+
+async def test_trailers_never_join_the_answers_headers(serve: ServeFactory, pools: PoolFactory) -> None:
+    """Trailers that arrive together with the head are dropped, not merged into ``raw_headers``."""
+    trailers = b"0\r\nContent-Type: text/html\r\nLocation: https://evil.example/\r\n\r\n"
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+    server = await serve(answering(wire + b"2\r\n{}\r\n" + trailers))
+    pool = pools(server.url)
+    response = await pool.request("GET", "/", [])
+    assert response.raw_headers == [
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Content-Type", b"application/json"),
+    ]
+    assert await response.read() == b"{}"
+    response.release()
+    assert await get(pool) == b"{}"  # the connection stays usable
+    assert [r.connection for r in server.requests] == [1, 1]
+
+
+async def test_a_204_that_declares_a_body_ends_its_connection(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """RFC 9110 forbids a length on a 204; an API that sends one may send the body too, later."""
+
+    async def handler(peer: Peer) -> None:
+        while request := await peer.request():
+            first = request is server.requests[0]
+            peer.writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n" if first else OK)
+
+    server = await serve(handler)
+    pool = pools(server.url)
+    response = await pool.request("GET", "/", [])
+    assert (response.status, await response.read()) == (204, b"")
+    response.release()
+    await within(server.peers[0].eof.wait())
+    assert await get(pool) == b"ok"
+    assert [r.connection for r in server.requests] == [1, 2]
+
+
 # -- HTTPS --------------------------------------------------------------------------------------------
 
 
