@@ -42,7 +42,12 @@ class Runtime:
         settings = self.settings
         timeout = settings.bff_upstream_timeout
         self._http = create_http_client(connect_timeout=timeout, read_timeout=timeout)
-        self._api = Http1Pool(settings.remote_api, connect_timeout=timeout, read_timeout=timeout)
+        self._api = Http1Pool(
+            settings.remote_api,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            max_idle=settings.bff_upstream_max_idle,
+        )
         self._redis = cluster.connect(settings.redis_url) if settings.redis_url else None
         coordination = None
         if self._redis is not None:
