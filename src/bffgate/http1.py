@@ -66,7 +66,7 @@ class Http1Pool:
         connect_timeout: float,
         read_timeout: float | None,
         idle_timeout: float = 15.0,
-        max_idle: int = 1024,
+        max_idle: int = 2048,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         url = URL(base_url)
