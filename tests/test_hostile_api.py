@@ -162,6 +162,34 @@ async def test_late_excess_bytes_never_reach_another_session(gateway: GatewayFac
         assert alice_connections.isdisjoint(others_connections)
 
 
+async def test_a_late_login_answer_never_signs_in_the_next_user(gateway: GatewayFactory) -> None:
+    """The provider client too (the ``rest`` login endpoint here): an extra login answer carrying
+    alice's tokens, arriving after bob's login request, must not make bob alice."""
+    async with gateway() as gw:
+        api = gw.api
+        first_login = True
+
+        async def login(peer: Peer, request: Request) -> None:
+            nonlocal first_login
+            user = json.loads(await peer.read_body(request))["username"]
+            tokens = json_answer({"accessToken": f"at-{user}", "refreshToken": f"rt-{user}"})
+            if not first_login:
+                peer.writer.write(tokens)
+                return
+            first_login = False
+            peer.writer.write(tokens)
+            following = await peer.request(body=False)
+            if following is not None:
+                peer.writer.write(tokens)  # alice's tokens again, now ahead of the next answer
+                await api.dispatch(peer, following)
+
+        api.routes["/auth/login"] = login
+        alice = await gw.signed_in("alice")
+        bob = await gw.signed_in("bob")
+        assert (await whoami(alice)).body == b"Bearer at-alice"
+        assert (await whoami(bob)).body == b"Bearer at-bob"
+
+
 async def test_a_body_the_api_never_read_cannot_swallow_another_users_request(
     gateway: GatewayFactory,
 ) -> None:
