@@ -719,6 +719,29 @@ async def test_an_upload_cut_short_by_an_early_answer_never_reuses_the_connectio
     assert server.requests[-1].connection == 3
 
 
+async def test_an_answer_before_a_buffered_body_was_sent_never_reuses_the_connection(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """CL.0: the API answers after the head, leaving the body unread (its parser would take the body for
+    the next request). The client still holds part of it unsent, so it must not reuse the connection."""
+
+    async def handler(peer: Peer) -> None:
+        if peer.number > 1:
+            await answering(OK)(peer)
+            return
+        await peer.request(body=False)
+        peer.writer.write(OK)
+        await peer.until_eof()
+
+    server = await serve(handler)
+    pool = pools(server.url)
+    response = await pool.request("POST", "/", [], b"b" * (16 * 1024 * 1024))
+    assert await within(response.read()) == b"ok"
+    response.release()
+    assert await within(get(pool)) == b"ok"
+    assert [r.connection for r in server.requests] == [1, 2]
+
+
 async def test_an_early_answer_ends_a_stalled_upload(serve: ServeFactory, pools: PoolFactory) -> None:
     """An upload waiting for a full socket to drain sees the answer's head at once (not only when the
     read timeout fires: then, with the answer unfinished, a 504 instead of the API's 413)."""

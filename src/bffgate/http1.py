@@ -280,6 +280,10 @@ class Connection(asyncio.Protocol):
 
     def answer_began(self) -> None:
         """The answer's head arrived: an upload waiting for the socket stops waiting (and sending)."""
+        if self.transport.get_write_buffer_size():
+            # Part of the request was not even sent yet: the API answered without reading its body
+            # (CL.0), and would take what follows for the next request. Never reuse this connection.
+            self.spent = True
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)
