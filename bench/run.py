@@ -425,6 +425,19 @@ async def login_many(base: str, n: int) -> list[dict[str, str]]:
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
+async def visit_each(url: str, jars: Sequence[dict[str, str]]) -> None:
+    """One call per session (32 at a time): every session is warm before the measurement starts, as
+    it is in a deployment where they are all active, whatever the load generator's warm-up reaches."""
+    gate = asyncio.Semaphore(32)
+
+    async def one(http: aiohttp.ClientSession, jar: dict[str, str]) -> None:
+        async with gate, http.get(url, headers={"Cookie": cookie_header(jar), CSRF[0]: CSRF[1]}) as answer:
+            await answer.read()
+
+    async with client() as http:
+        await asyncio.gather(*(one(http, jar) for jar in jars))
+
+
 async def gateway_checks(base: str, cookies: dict[str, str], upstream: str) -> list[str]:
     """The security features really are on: session required, CSRF required, body unchanged."""
     problems = []
@@ -782,6 +795,7 @@ class Bench:
         try:
             say(f"  logging in {MANY_SESSIONS} sessions")
             jars = asyncio.run(login_many(gateway.url, MANY_SESSIONS))
+            asyncio.run(visit_each(gateway.url + "/api/rest/proxy/items", jars))
             spreads: dict[int, tuple[Target, Path]] = {}
             for count in (1, MANY_SESSIONS):
                 path = self.fleet.logdir / f"cookies-{count}.txt"
