@@ -363,7 +363,7 @@ async def test_customfetch_head_reaches_the_browser_well_framed(gateway: Gateway
 async def test_a_browser_that_stops_reading_releases_the_api(gateway: GatewayFactory) -> None:
     """An endless download to a browser that never reads: once the buffers are full, the gateway waits
     at most the upstream timeout for the browser, then hangs up on the API."""
-    async with gateway(bff_upstream_timeout=0.5) as gw:
+    async with gateway(bff_upstream_timeout=1.0) as gw:
         hung_up = asyncio.Event()
 
         async def endless(peer: Peer, request: Request) -> None:
