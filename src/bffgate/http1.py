@@ -65,9 +65,7 @@ class Http1Pool:
         *,
         connect_timeout: float,
         read_timeout: float | None,
-        # Below the keep-alive timeout of common servers (uvicorn and Node 5 s): a connection kept per
-        # session waits a user's think time, and one the API is closing just then cannot take a POST.
-        idle_timeout: float = 4.0,
+        idle_timeout: float = 15.0,
         max_idle: int = 2048,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
