@@ -71,23 +71,29 @@ def run_load(
     headers: Sequence[tuple[str, str]] = (),
     tool: str = "auto",
     cpus: set[int] | None = None,
+    cookies_file: Path | None = None,
 ) -> LoadResult:
-    """Drive ``url`` for ``duration`` seconds with ``connections`` keep-alive connections."""
+    """Drive ``url`` for ``duration`` seconds with ``connections`` keep-alive connections.
+
+    ``cookies_file``: one Cookie header value per line; each request carries one picked at random
+    (and ``X-CSRF: 1``), so the load spreads over that many sessions.
+    """
     check_loopback(url)
     use_wrk = tool == "wrk" or (tool == "auto" and wrk_available())
     seconds = max(1, round(duration))
     if use_wrk:
         argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
-        argv += ["-s", str(HERE / "report.lua")]
-        for name, value in headers:
-            argv += ["-H", f"{name}: {value}"]
-        argv.append(url)
+        argv += ["-s", str(HERE / ("sessions.lua" if cookies_file else "report.lua"))]
     else:
-        argv = [sys.executable, str(HERE / "load.py"), url, "--connections", str(connections)]
+        argv = [sys.executable, str(HERE / "load.py"), "--connections", str(connections)]
         argv += ["--duration", str(seconds)]
-        for name, value in headers:
-            argv += ["-H", f"{name}: {value}"]
-    output, cpu = _run_measured(argv, cpus, timeout=seconds + 30)
+        if cookies_file:
+            argv += ["--cookies-file", str(cookies_file)]
+    for name, value in headers:
+        argv += ["-H", f"{name}: {value}"]
+    argv.append(url)
+    env = {**os.environ, "BENCH_COOKIES": str(cookies_file)} if cookies_file else None
+    output, cpu = _run_measured(argv, cpus, timeout=seconds + 30, env=env)
     for line in output.splitlines():
         if line.startswith("BENCH_JSON "):
             data = json.loads(line.removeprefix("BENCH_JSON "))
@@ -121,10 +127,12 @@ def pin_to(cpus: set[int] | None) -> Callable[[], None]:
     return pin
 
 
-def _run_measured(argv: list[str], cpus: set[int] | None, *, timeout: float) -> tuple[str, float]:
+def _run_measured(
+    argv: list[str], cpus: set[int] | None, *, timeout: float, env: dict[str, str] | None = None
+) -> tuple[str, float]:
     """Run ``argv`` to completion; its output and the CPU seconds it used (from wait4's rusage)."""
     proc = subprocess.Popen(  # noqa: S603  # argv built here from fixed parts, no shell
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pin_to(cpus)
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=pin_to(cpus), env=env
     )
     watchdog = threading.Timer(timeout, proc.kill)  # bounded even if a server hangs the generator
     watchdog.start()
@@ -146,7 +154,11 @@ def _run_measured(argv: list[str], cpus: set[int] | None, *, timeout: float) -> 
 # -- the bundled generator ---------------------------------------------------------------------------------
 
 
-async def generate(url: str, connections: int, duration: float, headers: dict[str, str]) -> dict[str, float]:
+async def generate(
+    url: str, connections: int, duration: float, headers: dict[str, str], cookies: Sequence[str] = ()
+) -> dict[str, float]:
+    import random
+
     import aiohttp
 
     latencies: list[float] = []
@@ -161,8 +173,11 @@ async def generate(url: str, connections: int, duration: float, headers: dict[st
 
         async def worker() -> None:
             while (now := time.perf_counter()) < stop_at:
+                sent = headers
+                if cookies:  # a session picked at random, as bench/sessions.lua does with wrk
+                    sent = {**headers, "Cookie": random.choice(cookies), "X-CSRF": "1"}
                 try:
-                    async with http.get(url, headers=headers) as answer:
+                    async with http.get(url, headers=sent) as answer:
                         size = 0
                         async for chunk in answer.content.iter_chunked(256 * 1024):
                             size += len(chunk)
@@ -206,16 +221,21 @@ def main() -> None:
     parser.add_argument("--connections", "-c", type=int, default=32)
     parser.add_argument("--duration", "-d", type=float, default=5.0)
     parser.add_argument("-H", "--header", action="append", default=[], help="'Name: value'")
+    parser.add_argument("--cookies-file", type=Path, help="one Cookie value per line, one picked per request")
     args = parser.parse_args()
     check_loopback(args.url)
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
+    cookies = (
+        [line for line in args.cookies_file.read_text().splitlines() if line] if args.cookies_file else []
+    )
+    run = generate(args.url, args.connections, args.duration, headers, cookies)
     try:
         import uvloop
 
-        result = uvloop.run(generate(args.url, args.connections, args.duration, headers))
+        result = uvloop.run(run)
     except ImportError:
-        result = asyncio.run(generate(args.url, args.connections, args.duration, headers))
+        result = asyncio.run(run)
     print("BENCH_JSON " + json.dumps(result), flush=True)
 
 

@@ -49,6 +49,7 @@ STREAM_BYTES = 100 * MIB
 CREDENTIALS = {"username": "demo", "password": "demo"}
 CSRF = ("X-CSRF", "1")
 STORM_SIZES = (50, 500)
+MANY_SESSIONS = 1000  # the sessions phase: wrk picks one of this many sessions per request
 BARE_AIOHTTP = "bare aiohttp.web + aiohttp"
 BARE_STARLETTE = "bare Starlette + aiohttp"
 BARE_ASGI = "bare ASGI on uvicorn + aiohttp"
@@ -330,6 +331,16 @@ class Storm:
 
 
 @dataclass
+class SessionSpread:
+    """The gateway at 32 connections with every request in one session, or spread over many."""
+
+    sessions: int
+    best: LoadResult
+    runs: list[float]  # req/s of every round
+    server_cpu_us: float | None  # the gateway's CPU per request over all rounds (noise-robust)
+
+
+@dataclass
 class Target:
     """A server under load: where its ``/items`` and ``/bytes`` are, and the CPU its runs used."""
 
@@ -401,6 +412,30 @@ async def login(base: str) -> dict[str, str]:
         cookies: dict[str, str] = {}
         absorb(cookies, answer.headers.getall("Set-Cookie", []))
         return cookies
+
+
+async def login_many(base: str, n: int) -> list[dict[str, str]]:
+    """``n`` distinct sessions (32 logins at a time), each as its cookies."""
+    gate = asyncio.Semaphore(32)
+
+    async def one() -> dict[str, str]:
+        async with gate:
+            return await login(base)
+
+    return list(await asyncio.gather(*(one() for _ in range(n))))
+
+
+async def visit_each(url: str, jars: Sequence[dict[str, str]]) -> None:
+    """One call per session (32 at a time): every session is warm before the measurement starts, as
+    it is in a deployment where they are all active, whatever the load generator's warm-up reaches."""
+    gate = asyncio.Semaphore(32)
+
+    async def one(http: aiohttp.ClientSession, jar: dict[str, str]) -> None:
+        async with gate, http.get(url, headers={"Cookie": cookie_header(jar), CSRF[0]: CSRF[1]}) as answer:
+            await answer.read()
+
+    async with client() as http:
+        await asyncio.gather(*(one(http, jar) for jar in jars))
 
 
 async def gateway_checks(base: str, cookies: dict[str, str], upstream: str) -> list[str]:
@@ -525,6 +560,7 @@ class Bench:
             os.sched_setaffinity(0, self.helper_cpus)  # this script's own client work stays off CPU 0
         self.rows: dict[str, Row] = {}
         self.storms: list[Storm] = []
+        self.spreads: list[SessionSpread] = []
         self.profile_md = ""
         self.profile_text = ""
         self.others = ""  # CPU other processes used during the run: the noise floor of these numbers
@@ -565,7 +601,15 @@ class Bench:
 
     # measuring ------------------------------------------------------------------------------------
 
-    def load(self, url: str, connections: int, headers: list[tuple[str, str]], duration: float) -> LoadResult:
+    def load(
+        self,
+        url: str,
+        connections: int,
+        headers: list[tuple[str, str]],
+        duration: float,
+        *,
+        cookies_file: Path | None = None,
+    ) -> LoadResult:
         result = run_load(
             url,
             connections=connections,
@@ -573,11 +617,20 @@ class Bench:
             headers=headers,
             tool=self.o.tool,
             cpus=self.helper_cpus,
+            cookies_file=cookies_file,
         )
         self.tool_used = result.tool
         return result
 
-    def run_on(self, target: Target, path: str, connections: int, *, cpu: bool = False) -> LoadResult:
+    def run_on(
+        self,
+        target: Target,
+        path: str,
+        connections: int,
+        *,
+        cpu: bool = False,
+        cookies_file: Path | None = None,
+    ) -> LoadResult:
         """One load run against ``target``; with ``cpu``, also the CPU it and the helpers used."""
         upstream = self.upstream
         moved = target.direct and self.server_cpus is not None and upstream is not None
@@ -588,7 +641,9 @@ class Bench:
             helper_pids = [upstream.pid] if upstream and not target.direct else []
             cpu0, help0 = cpu_seconds(server_pids), cpu_seconds(helper_pids)
             wall0, busy0 = time.monotonic(), machine_busy()
-            result = self.load(target.base + path, connections, target.headers, self.o.duration)
+            result = self.load(
+                target.base + path, connections, target.headers, self.o.duration, cookies_file=cookies_file
+            )
             wall, busy = time.monotonic() - wall0, machine_busy() - busy0
             server_cpu = cpu_seconds(server_pids) - cpu0
             helper_cpu = cpu_seconds(helper_pids) - help0 + result.cpu_seconds
@@ -726,6 +781,44 @@ class Bench:
             self.server_cpus, self.helper_cpus = saved
             if self.helper_cpus:
                 os.sched_setaffinity(upstream.pid, self.helper_cpus)
+
+    def sessions(self) -> None:
+        """One session vs ``MANY_SESSIONS`` sessions at 32 connections, rounds alternating between them.
+
+        Both runs use the same per-request cookie picking (bench/sessions.lua), so the only difference
+        is how many sessions the gateway serves: its session cache, and its upstream connections,
+        which are kept per session.
+        """
+        upstream = self.upstream or self.start_upstream()
+        self.upstream = upstream
+        gateway = self.start_gateway(upstream.url, "bffgate (sessions)", cpus=self.server_cpus)
+        try:
+            say(f"  logging in {MANY_SESSIONS} sessions")
+            jars = asyncio.run(login_many(gateway.url, MANY_SESSIONS))
+            asyncio.run(visit_each(gateway.url + "/api/rest/proxy/items", jars))
+            spreads: dict[int, tuple[Target, Path]] = {}
+            for count in (1, MANY_SESSIONS):
+                path = self.fleet.logdir / f"cookies-{count}.txt"
+                path.write_text("".join(cookie_header(jar) + "\n" for jar in jars[:count]))
+                target = Target(Row(f"{count} sessions"), gateway, gateway.url + "/api/rest/proxy", [])
+                spreads[count] = target, path
+                self.load(target.base + "/items", 32, [], self.o.warmup, cookies_file=path)
+            results: dict[int, list[LoadResult]] = {count: [] for count in spreads}
+            for index in range(self.o.rounds):
+                say(f"  sessions, round {index + 1}/{self.o.rounds}: 1 and {MANY_SESSIONS} sessions")
+                for count, (target, path) in spreads.items():
+                    run = self.run_on(target, "/items", 32, cpu=True, cookies_file=path)
+                    results[count].append(run)
+        finally:
+            self.fleet.stop(gateway)
+        for count, runs in results.items():
+            target = spreads[count][0]
+            self.account_cpu(target)
+            best = best_by(runs, lambda r: r.rps)
+            cpu_us = target.row.server_cpu_us
+            self.spreads.append(SessionSpread(count, best, [r.rps for r in runs], cpu_us))
+            if any(r.errors for r in runs):
+                say(f"  {count} sessions: {sum(r.errors for r in runs)} failed requests")
 
     def storm(self) -> None:
         port = free_port()
@@ -940,6 +1033,34 @@ class Bench:
                 for s in self.storms
             ],
         )
+        single = next((s for s in self.spreads if s.sessions == 1), None)
+        spreads = table(
+            [
+                "sessions",
+                "req/s c32",
+                "rounds min-max",
+                "p50 ms",
+                "p99 ms",
+                "÷ 1 session",
+                "CPU µs/req",
+                "÷ 1 session by CPU",
+                "failed",
+            ],
+            [
+                [
+                    f"{s.sessions:,}",
+                    fmt(s.best.rps),
+                    f"{min(s.runs):,.0f}-{max(s.runs):,.0f}",
+                    fmt(s.best.p50_ms, 2),
+                    fmt(s.best.p99_ms, 2),
+                    fmt(ratio(s.best.rps, single.best.rps if single else None), 2),
+                    fmt(s.server_cpu_us),
+                    fmt(ratio(single.server_cpu_us if single else None, s.server_cpu_us), 2),
+                    str(s.best.errors),
+                ]
+                for s in self.spreads
+            ],
+        )
         notes = [f"- {r.name}: {note}" for r in present for note in r.notes]
         info = machine()
         pinning = (
@@ -966,6 +1087,10 @@ class Bench:
         if cpu_text:
             text += ["", cpu_text]
             md += ["", cpu_text]
+        if self.spreads:
+            title = "Many sessions (gateway, 32 connections, a random session of the set per request)"
+            text += ["", title, spreads[0]]
+            md += ["", "### Many sessions", "", spreads[1]]
         if self.storms:
             text += [
                 "",
@@ -1065,6 +1190,9 @@ class Bench:
                 # The machine cannot give 1.6x: say so, and how close the gateway came to what it can give.
                 state = f"not provable here ({scale / allowed[0] * 100:.0f}% of what the CPUs allow)"
         add("--workers 2 ÷ 1 worker (both unpinned), c32", scale, goal, ok, state=state)
+        spread = {s.sessions: s.best.rps for s in self.spreads}
+        r4 = ratio(spread.get(MANY_SESSIONS), spread.get(1))
+        add(f"{MANY_SESSIONS:,} sessions ÷ 1 session, c32", r4, "≥ 0.80x", None if r4 is None else r4 >= 0.8)
         for s in self.storms:
             good = s.refreshes == 1 and s.failed == 0
             shown = f"{s.refreshes} refresh, {s.failed} failed"
@@ -1102,8 +1230,8 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the gateway")
     parser.add_argument(
         "--only",
-        default="throughput,workers,storm,profile",
-        help="comma-separated phases: throughput, workers, storm, profile",
+        default="throughput,sessions,workers,storm,profile",
+        help="comma-separated phases: throughput, sessions, workers, storm, profile",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown results file")
     args = parser.parse_args(argv)
@@ -1142,6 +1270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "throughput" in options.phases:
                 say("throughput and latency: gateway, direct and baselines")
                 bench.throughput()
+            if "sessions" in options.phases:
+                say(f"1 session vs {MANY_SESSIONS} sessions through the gateway")
+                bench.sessions()
             if "workers" in options.phases:
                 say("gateway with --workers 2")
                 bench.workers()

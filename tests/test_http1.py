@@ -13,10 +13,9 @@ import datetime
 import hashlib
 import ipaddress
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -34,102 +33,9 @@ from bffgate.http1 import (
 )
 
 from .harness import closed_port
+from .rawserver import Handler, Peer, RawServer, start_raw_server, within
 
-T = TypeVar("T")
-MiB = 1024 * 1024
 SOCKET_READ = 256 * 1024  # the most one read of asyncio's socket transport hands to data_received
-
-
-# -- a raw HTTP/1.1 server ----------------------------------------------------------------------------
-
-
-@dataclass
-class Request:
-    """One request as the server read it off the wire."""
-
-    connection: int  # 1 for the server's first accepted connection, 2 for the next, ...
-    head: bytes
-    body: bytes = b""
-
-    @property
-    def line(self) -> str:
-        return self.head.split(b"\r\n", 1)[0].decode("latin-1")
-
-    @property
-    def headers(self) -> dict[str, str]:
-        lines = self.head.decode("latin-1").split("\r\n")[1:-2]
-        return {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
-
-
-class Peer:
-    """The server's side of one accepted connection, as a handler sees it."""
-
-    def __init__(
-        self, server: RawServer, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        self.server, self.number, self.reader, self.writer = server, number, reader, writer
-        self.eof = asyncio.Event()  # set once a read found that the client closed its side
-
-    async def request(self, *, body: bool = True) -> Request | None:
-        """The next request (its body de-chunked unless ``body=False``), or None once the client closed."""
-        try:
-            head = await self.reader.readuntil(b"\r\n\r\n")
-        except (asyncio.IncompleteReadError, ConnectionResetError):
-            self.eof.set()
-            return None
-        request = Request(self.number, head)
-        self.server.requests.append(request)
-        if body:
-            request.body = await self._body(request.headers)
-        return request
-
-    async def _body(self, headers: dict[str, str]) -> bytes:
-        if headers.get("transfer-encoding") != "chunked":
-            return await self.reader.readexactly(int(headers.get("content-length", "0")))
-        data = bytearray()
-        while size := int((await self.reader.readuntil(b"\r\n"))[:-2], 16):
-            data += (await self.reader.readexactly(size + 2))[:-2]
-        await self.reader.readexactly(2)
-        return bytes(data)
-
-    async def until_eof(self) -> None:
-        """Discard whatever the client sends until it closes the connection."""
-        with contextlib.suppress(ConnectionResetError):
-            while await self.reader.read(MiB):
-                pass
-        self.eof.set()
-
-
-Handler = Callable[[Peer], Coroutine[Any, Any, None]]
-
-
-class RawServer:
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.peers: list[Peer] = []
-        self.requests: list[Request] = []
-        self.errors: list[BaseException] = []
-        self.handlers: list[asyncio.Task[None]] = []  # cancelled when the test ends
-        self.connections: list[asyncio.Task[Any]] = []
-        self.port = 0
-        self.url = ""
-
-    async def accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = Peer(self, len(self.peers) + 1, reader, writer)
-        self.peers.append(peer)
-        connection = asyncio.current_task()
-        assert connection is not None
-        self.connections.append(connection)
-        handler = asyncio.create_task(self.handler(peer))
-        self.handlers.append(handler)
-        try:
-            await asyncio.wait([handler])
-            if not handler.cancelled() and (error := handler.exception()) is not None:
-                self.errors.append(error)  # a broken handler must fail the test
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
 
 
 ServeFactory = Callable[..., Awaitable[RawServer]]
@@ -142,23 +48,7 @@ async def serve() -> AsyncIterator[ServeFactory]:
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> RawServer:
-            server = RawServer(handler)
-            listener = await asyncio.start_server(server.accept, "127.0.0.1", 0, ssl=ssl_context)
-            server.port = listener.sockets[0].getsockname()[1]
-            server.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{server.port}"
-
-            async def stop() -> None:
-                listener.close()
-                for handler in server.handlers:
-                    handler.cancel()
-                for peer in server.peers:  # unsent bytes must not hold up the end of the test
-                    peer.writer.transport.abort()
-                await asyncio.gather(*server.connections, return_exceptions=True)
-                await listener.wait_closed()
-                assert not server.errors, server.errors
-
-            stack.push_async_callback(stop)
-            return server
+            return await start_raw_server(stack, handler, ssl_context=ssl_context)
 
         yield start
 
@@ -176,12 +66,6 @@ async def pools() -> AsyncIterator[PoolFactory]:
     yield make
     for pool in made:
         await pool.close()
-
-
-async def within(awaitable: Awaitable[T]) -> T:
-    """Await something the test relies on; if a bug stops it from happening, fail instead of hanging."""
-    async with asyncio.timeout(5):
-        return await awaitable
 
 
 def answer(status: int = 200, body: bytes = b"", *headers: str) -> bytes:
@@ -835,6 +719,29 @@ async def test_an_upload_cut_short_by_an_early_answer_never_reuses_the_connectio
     assert server.requests[-1].connection == 3
 
 
+async def test_an_answer_before_a_buffered_body_was_sent_never_reuses_the_connection(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """CL.0: the API answers after the head, leaving the body unread (its parser would take the body for
+    the next request). The client still holds part of it unsent, so it must not reuse the connection."""
+
+    async def handler(peer: Peer) -> None:
+        if peer.number > 1:
+            await answering(OK)(peer)
+            return
+        await peer.request(body=False)
+        peer.writer.write(OK)
+        await peer.until_eof()
+
+    server = await serve(handler)
+    pool = pools(server.url)
+    response = await pool.request("POST", "/", [], b"b" * (16 * 1024 * 1024))
+    assert await within(response.read()) == b"ok"
+    response.release()
+    assert await within(get(pool)) == b"ok"
+    assert [r.connection for r in server.requests] == [1, 2]
+
+
 async def test_an_early_answer_ends_a_stalled_upload(serve: ServeFactory, pools: PoolFactory) -> None:
     """An upload waiting for a full socket to drain sees the answer's head at once (not only when the
     read timeout fires: then, with the answer unfinished, a 504 instead of the API's 413)."""
@@ -902,6 +809,77 @@ async def test_max_idle_keeps_the_newest_connections(serve: ServeFactory, pools:
     await within(server.peers[by_target["/0"] - 1].eof.wait())  # the older idle one was closed
     assert await get(pool, "/again") == b"ok"
     assert server.requests[-1].connection == by_target["/1"]
+
+
+async def test_a_connection_only_carries_requests_of_its_partition(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """Two sessions one after the other: each gets (and then reuses) a connection of its own."""
+    server = await serve(answering(OK))
+    pool = pools(server.url)
+    for partition in ("alice", "bob", "alice", "bob"):
+        response = await pool.request("GET", f"/{partition}", [], partition=partition)
+        assert await response.read() == b"ok"
+        response.release()
+    by_target: dict[str, set[int]] = {}
+    for request in server.requests:
+        by_target.setdefault(request.line.split()[1], set()).add(request.connection)
+    assert by_target == {"/alice": {1}, "/bob": {2}}
+
+
+async def test_max_idle_bounds_idle_connections_over_all_partitions(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """Three sessions, room for two idle connections: the oldest one (alice's) is closed."""
+    server = await serve(answering(OK))
+    pool = pools(server.url, max_idle=2)
+    for partition in ("alice", "bob", "carol"):
+        response = await pool.request("GET", "/", [], partition=partition)
+        assert await response.read() == b"ok"
+        response.release()
+    assert pool.idle_count == 2
+    await within(server.peers[0].eof.wait())  # alice's
+    response = await pool.request("GET", "/again", [], partition="carol")
+    assert await response.read() == b"ok"
+    response.release()
+    assert server.requests[-1].connection == 3
+
+
+async def test_trailers_never_join_the_answers_headers(serve: ServeFactory, pools: PoolFactory) -> None:
+    """Trailers that arrive together with the head are dropped, not merged into ``raw_headers``."""
+    trailers = b"0\r\nContent-Type: text/html\r\nLocation: https://evil.example/\r\n\r\n"
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
+    server = await serve(answering(wire + b"2\r\n{}\r\n" + trailers))
+    pool = pools(server.url)
+    response = await pool.request("GET", "/", [])
+    assert response.raw_headers == [
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Content-Type", b"application/json"),
+    ]
+    assert await response.read() == b"{}"
+    response.release()
+    assert await get(pool) == b"{}"  # the connection stays usable
+    assert [r.connection for r in server.requests] == [1, 1]
+
+
+async def test_a_204_that_declares_a_body_ends_its_connection(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """RFC 9110 forbids a length on a 204; an API that sends one may send the body too, later."""
+
+    async def handler(peer: Peer) -> None:
+        while request := await peer.request():
+            first = request is server.requests[0]
+            peer.writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n" if first else OK)
+
+    server = await serve(handler)
+    pool = pools(server.url)
+    response = await pool.request("GET", "/", [])
+    assert (response.status, await response.read()) == (204, b"")
+    response.release()
+    await within(server.peers[0].eof.wait())
+    assert await get(pool) == b"ok"
+    assert [r.connection for r in server.requests] == [1, 2]
 
 
 # -- HTTPS --------------------------------------------------------------------------------------------

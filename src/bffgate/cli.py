@@ -16,6 +16,7 @@ import uvicorn
 from .accesslog import log_config
 from .config import Settings, load_settings
 from .errors import BffError, ConfigError
+from .runtime import raise_descriptor_limit
 
 log = logging.getLogger("bffgate")
 
@@ -96,6 +97,7 @@ def serve_command(args: argparse.Namespace) -> int:
             "one session at once; set REDIS_URL for cluster-wide single-flight refresh",
             args.workers,
         )
+    raise_descriptor_limit()  # before the workers start: they inherit it
     uvicorn.run(
         "bffgate.app:app_from_env",
         factory=True,

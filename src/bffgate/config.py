@@ -135,6 +135,7 @@ class Settings(BaseSettings):
 
     bff_refresh_skew: float = Field(default=30.0, ge=0)
     bff_upstream_timeout: float = Field(default=30.0, gt=0)
+    bff_upstream_max_idle: int = Field(default=2048, ge=0)  # idle API connections kept, all sessions together
     bff_max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     bff_replay_bytes: int = Field(default=1024 * 1024, ge=0)
     bff_cookie_secure: bool = True

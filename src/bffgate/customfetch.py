@@ -15,7 +15,7 @@ from typing import Any
 from yarl import URL
 
 from .errors import InvalidRequest, PayloadTooLarge
-from .proxy import RequestBody, UpstreamBase, forwardable_request_headers
+from .proxy import RequestBody, UpstreamBase, forwardable_request_headers, refuse_body_on
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
@@ -47,6 +47,8 @@ def parse_envelope(envelope: Any, api: UpstreamBase, *, max_body_bytes: int) -> 
         raise InvalidRequest(f'"options.method" must be one of {", ".join(sorted(METHODS))}')
     headers = _headers(options.get("headers"))
     body, content_type = _body(options.get("body"))
+    if body is not None:
+        refuse_body_on(method.upper())
     if body is not None and len(body) > max_body_bytes:
         raise PayloadTooLarge(f"the body is larger than {max_body_bytes} bytes")
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):

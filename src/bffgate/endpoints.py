@@ -264,7 +264,7 @@ class Endpoints:
                 return with_cookies(response, gateway.store.clear_cookies(request.cookies))
             return response
         tracked = _tracked(request)
-        return with_cookies(response, await gateway.answer_cookies(request, tracked) if tracked else [])
+        return with_cookies(response, await gateway.cookies_for_problem(request, tracked) if tracked else [])
 
     async def on_http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500

@@ -104,6 +104,12 @@ class SessionTooLarge(BffError):
     code = "session_too_large"
     title = "The session's tokens are too large for cookies; use BFF_SESSION_STORE=redis"
 
+    def __init__(self, detail: str | None = None, *, set_cookies: list[str] | None = None) -> None:
+        super().__init__(detail)
+        # What still fits (the refresh cookie with a rotated refresh token): sent with the problem
+        # answer so that the next refresh does not present a spent token.
+        self.set_cookies = set_cookies or []
+
 
 class UpstreamError(BffError):
     status = 502

@@ -14,7 +14,7 @@ from yarl import URL
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
-from .errors import SessionExpired, Unauthenticated
+from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .http1 import Http1Pool, Response
 from .logout_redirect import LogoutReferences
 from .metrics import PROXIED
@@ -116,10 +116,21 @@ class Gateway:
         return self.cookies_for(request, tracked)
 
     def cookies_for(self, request: Request, tracked: RequestSession) -> list[str]:
-        """Set-Cookie headers when the session changed during this request, else none."""
+        """Set-Cookie headers when the session changed during this request, else none.
+
+        ``SessionTooLarge`` when the new tokens do not fit the cookie store's cookies.
+        """
         if not tracked.changed or tracked.ended or self.refresher.ended_here(tracked.current.sid):
             return []  # unchanged, or logged out while this request was on its way
         return self.store.set_cookies(tracked.current, request.cookies)
+
+    async def cookies_for_problem(self, request: Request, tracked: RequestSession) -> list[str]:
+        """Like ``answer_cookies``, for a problem answer: when the tokens do not fit, the cookies that
+        keep what does (the rotated refresh token) instead of failing the problem answer too."""
+        try:
+            return await self.answer_cookies(request, tracked)
+        except SessionTooLarge as exc:
+            return exc.set_cookies
 
     async def forward(
         self,
@@ -130,23 +141,36 @@ class Gateway:
         headers: list[tuple[str, str]],
         body: RequestBody,
     ) -> UpstreamResponse:
-        """Call the API with the session's token; on 401, refresh once and retry once if we can."""
+        """Call the API with the session's token; on 401, refresh once and retry once if we can.
+
+        The cookies are built before each call: a session that no longer fits them fails while no
+        answer of the API is held open.
+        """
         session = await self.fresh(tracked)
+        set_cookies = self.cookies_for(request, tracked)
         upstream = await self._send(method, url, headers, body, session)
         if upstream.status == 401 and body.replayable:
             upstream.release()
             session = await self.force_refresh(tracked, rejected_access_token=session.access_token)
+            set_cookies = self.cookies_for(request, tracked)
             upstream = await self._send(method, url, headers, body, session)
-        PROXIED_BY_CLASS.get(upstream.status // 100, PROXIED_OTHER).inc()
         try:
-            set_cookies = await self.answer_cookies(request, tracked)
+            PROXIED_BY_CLASS.get(upstream.status // 100, PROXIED_OTHER).inc()
+            if set_cookies:  # the session changed: unless it was logged out meanwhile (Redis)
+                set_cookies = await self.answer_cookies(request, tracked)
+            browser_headers = browser_response_headers(
+                upstream,
+                pass_cookies=self._pass_cookies,
+                set_cookies=set_cookies,
+                bodiless=method == "HEAD" and request.method != "HEAD",
+            )
         except BaseException:
-            upstream.release()
+            upstream.close()
             raise
-        browser_headers = browser_response_headers(
-            upstream, pass_cookies=self._pass_cookies, set_cookies=set_cookies
+        # A browser that stops reading gets as long as the API would to answer, then it is dropped.
+        return UpstreamResponse(
+            upstream, browser_headers, request.method, write_timeout=self.settings.bff_upstream_timeout
         )
-        return UpstreamResponse(upstream, browser_headers, method)
 
     async def _send(
         self, method: str, url: URL, headers: list[tuple[str, str]], body: RequestBody, session: Session
@@ -158,4 +182,5 @@ class Gateway:
             authorized,
             body.payload(),
             content_length=None if body.replayable else body.length,
+            partition=session.sid,  # one session's exchanges never share a connection with another's
         )

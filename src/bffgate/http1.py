@@ -7,8 +7,9 @@ classes, per-request timers and trace hooks) cost 87 of the gateway's 174 CPU µ
 llhttp (httptools, the parser uvicorn uses) parse the answer, hand its body over as it arrives.
 
 What this client does, and no more:
-- one origin (``http`` or ``https``), keep-alive connections reused most-recent-first, idle ones closed
-  after ``idle_timeout`` or as soon as the server closes them;
+- one origin (``http`` or ``https``), keep-alive connections reused most-recent-first *within one
+  partition* (the gateway's partition is the session), idle ones closed after ``idle_timeout``, as soon
+  as the server closes them, or when more than ``max_idle`` are idle over all partitions;
 - request bodies as bytes (with Content-Length) or streamed (Content-Length when declared, else
   chunked), with write flow control;
 - answers read whole or streamed with read flow control (reading pauses while the browser is slower
@@ -19,6 +20,16 @@ What this client does, and no more:
 Not here, because a same-origin reverse proxy does not need them: HTTP/2 to the API, outbound HTTP
 proxies, redirects (the browser gets them as they are), decompression (bodies pass byte for byte).
 Failures are ``UpstreamError`` (502) and ``UpstreamTimeout`` (504), raised here and nowhere else.
+
+Why partitions: a connection's bytes are only as trustworthy as the API's framing. An API that sends
+more than its ``Content-Length`` (or a body after a 204) a moment late, or that answers a POST without
+reading its body (CL.0: the body becomes the start of the *next* request it parses), shifts the
+connection's request/answer pairing, and nothing on the client side can see that happen in time. So a
+connection only ever carries the requests of the partition that opened it: whatever an API does with
+one session's bytes, they reach that session's own later exchanges and never another user's.
+On top of that, a connection is never reused after an exchange whose end is in doubt: extra bytes, an
+answer that came before the request body was sent, a HEAD, a close-delimited body, a 204 that declares a
+body, any error.
 """
 
 from __future__ import annotations
@@ -27,7 +38,7 @@ import asyncio
 import collections
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from typing import cast
 
 import httptools
@@ -36,7 +47,7 @@ from yarl import URL
 from .errors import InvalidRequest, UpstreamError, UpstreamTimeout
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-MAX_RESPONSE_HEAD_BYTES = 64 * 1024  # a longer head is broken or hostile
+MAX_RESPONSE_HEAD_BYTES = 64 * 1024  # a longer head is broken or hostile (trailers count too)
 READ_HIGH_WATER = 256 * 1024  # stop reading from the API when this much waits for the browser
 READ_LOW_WATER = 64 * 1024
 
@@ -46,7 +57,7 @@ class ServerClosedIdle(UpstreamError):
 
 
 class Http1Pool:
-    """Keep-alive HTTP/1.1 connections to one origin, shared by every request of the process."""
+    """Keep-alive HTTP/1.1 connections to one origin, each kept for the partition that opened it."""
 
     def __init__(
         self,
@@ -55,7 +66,7 @@ class Http1Pool:
         connect_timeout: float,
         read_timeout: float | None,
         idle_timeout: float = 15.0,
-        max_idle: int = 256,
+        max_idle: int = 2048,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         url = URL(base_url)
@@ -69,8 +80,15 @@ class Http1Pool:
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
-        self._idle: collections.deque[Connection] = collections.deque()
+        # Idle connections by partition (newest last), and all of them oldest first: the global bound
+        # and the expiry walk the second, a request takes from the first.
+        self._idle: dict[Hashable, list[Connection]] = {}
+        self._idle_order: collections.OrderedDict[Connection, None] = collections.OrderedDict()
         self._closed = False
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle_order)
 
     async def request(
         self,
@@ -80,11 +98,14 @@ class Http1Pool:
         body: bytes | AsyncIterator[bytes] | None = None,
         *,
         content_length: int | None = None,
+        partition: Hashable = None,
     ) -> Response:
         """Send ``method target`` and return the answer once its head has arrived.
 
         ``target`` is the encoded path and query. ``body``: None (no body), bytes (sent with its
         Content-Length), or an async iterator (sent with ``content_length`` if given, else chunked).
+        ``partition``: the request only travels on connections opened for the same partition (the
+        gateway passes the session id), so one partition's bytes never reach another's answers.
         The caller must ``release()`` the answer (or read it to the end and then release it).
         """
         head = self._head(method, target, headers, body, content_length)
@@ -93,7 +114,7 @@ class Http1Pool:
         retry_allowed = replayable and method in IDEMPOTENT_METHODS
         fresh = False
         while True:
-            connection, reused = await self._acquire(fresh=fresh)
+            connection, reused = await self._acquire(partition, fresh=fresh)
             try:
                 return await connection.exchange(method, head, body, chunked=chunked)
             except ServerClosedIdle:
@@ -135,17 +156,22 @@ class Http1Pool:
         except UnicodeEncodeError:
             raise InvalidRequest("a header contains characters HTTP/1.1 cannot carry") from None
 
-    async def _acquire(self, *, fresh: bool = False) -> tuple[Connection, bool]:
-        idle = self._idle
+    async def _acquire(self, partition: Hashable, *, fresh: bool = False) -> tuple[Connection, bool]:
+        stack = self._idle.get(partition)
         deadline = time.monotonic() - self.idle_timeout
-        while idle and not fresh:
-            connection = idle.pop()
+        while stack and not fresh:
+            connection = stack.pop()
+            del self._idle_order[connection]
+            if not stack:
+                del self._idle[partition]
             if connection.usable and connection.idle_since > deadline:
                 return connection, True
             connection.close()
         if self._closed:
             raise UpstreamError("the gateway is shutting down")
-        return await self._connect(), False
+        connection = await self._connect()
+        connection.partition = partition
+        return connection, False
 
     async def _connect(self) -> Connection:
         loop = asyncio.get_running_loop()
@@ -172,16 +198,30 @@ class Http1Pool:
             connection.close()
             return
         connection.idle_since = now = time.monotonic()
-        idle = self._idle
-        idle.append(connection)
+        stack = self._idle.setdefault(connection.partition, [])
+        stack.append(connection)
+        self._idle_order[connection] = None
         # Amortised clean-up: the oldest idle connection is the first to expire.
-        while idle and (len(idle) > self.max_idle or now - idle[0].idle_since > self.idle_timeout):
-            idle.popleft().close()
+        order = self._idle_order
+        while order:
+            oldest = next(iter(order))
+            if len(order) <= self.max_idle and now - oldest.idle_since <= self.idle_timeout:
+                break
+            self._forget(oldest)
+
+    def _forget(self, connection: Connection) -> None:
+        """Close an idle connection and drop it from both indexes."""
+        del self._idle_order[connection]
+        stack = self._idle[connection.partition]
+        stack.remove(connection)
+        if not stack:
+            del self._idle[connection.partition]
+        connection.close()
 
     async def close(self) -> None:
         self._closed = True
-        while self._idle:
-            self._idle.pop().close()
+        while self._idle_order:
+            self._forget(next(iter(self._idle_order)))
 
 
 class Connection(asyncio.Protocol):
@@ -191,6 +231,7 @@ class Connection(asyncio.Protocol):
 
     def __init__(self, pool: Http1Pool) -> None:
         self.pool = pool
+        self.partition: Hashable = None  # set by the pool: the only requests this connection carries
         self.response: Response | None = None
         self.idle_since = 0.0
         self.closed = False
@@ -239,6 +280,10 @@ class Connection(asyncio.Protocol):
 
     def answer_began(self) -> None:
         """The answer's head arrived: an upload waiting for the socket stops waiting (and sending)."""
+        if self.transport.get_write_buffer_size():
+            # Part of the request was not even sent yet: the API answered without reading its body
+            # (CL.0), and would take what follows for the next request. Never reuse this connection.
+            self.spent = True
         drain, self._drain = self._drain, None
         if drain is not None and not drain.done():
             drain.set_result(None)
@@ -479,6 +524,11 @@ class Response:
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_RESPONSE_HEAD_BYTES:
             raise UpstreamError("the remote API's answer has too many headers")
+        if self.head_done:
+            # A trailer of a chunked body (llhttp reports them like header fields). Merged into the
+            # head, one arriving early would become a second Content-Type or a Location for the
+            # browser: trailers are dropped.
+            return
         self.raw_headers.append((name, value))
         if len(name) == 14 and name.lower() == b"content-length":
             self.content_length = int(value)
@@ -518,5 +568,9 @@ class Response:
         if self.complete:
             return
         self.complete = True
-        self.reusable = self._parser.should_keep_alive()
+        # A 204 that declares a body is from an API whose framing is confused: if those bytes come
+        # after all, they must find a closed connection.
+        self.reusable = self._parser.should_keep_alive() and not (
+            self.status == 204 and (self._chunked_body or self.content_length)
+        )
         self._wake()

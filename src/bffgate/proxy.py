@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from . import http1
-from .errors import HeadersTooLarge, InvalidUrl, PayloadTooLarge, UpstreamError
+from .errors import HeadersTooLarge, InvalidRequest, InvalidUrl, PayloadTooLarge, UpstreamError
 
 log = logging.getLogger("bffgate.proxy")
 
@@ -59,6 +59,10 @@ RESPONSE_DROP_KEEP_COOKIES_BYTES = frozenset(name.encode() for name in RESPONSE_
 REQUEST_DROP_BYTES = frozenset(name.encode() for name in REQUEST_DROP)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
+# A body on these is never forwarded: an API (or a cache) that ignores it would read it as the start of
+# the next request on the connection.
+NO_BODY_ALLOWED = frozenset({"GET", "HEAD"})
+NO_BODY_STATUSES = frozenset({204, 304})
 # The ASGI server (httptools) sets no limit of its own; APIs behind us commonly reject above 8-64 KB.
 MAX_REQUEST_HEADER_BYTES = 64 * 1024
 
@@ -171,16 +175,22 @@ def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> l
 
 
 def browser_response_headers(
-    upstream: http1.Response, *, pass_cookies: bool, set_cookies: list[str]
+    upstream: http1.Response, *, pass_cookies: bool, set_cookies: list[str], bodiless: bool = False
 ) -> list[tuple[bytes, bytes]]:
-    """The upstream's end-to-end headers for the browser, plus our Set-Cookie headers.
+    """The upstream's end-to-end head fields for the browser (never its trailers), plus our Set-Cookie.
 
     CORS headers are dropped too: the browser talks to the gateway's origin, which never approves
     cross-origin requests, so an API's ``Access-Control-*`` answer has no meaning there.
+    ``bodiless``: the API's answer has no body although the browser's answer will (customfetch with
+    ``"method": "HEAD"``), so its Content-Length does not describe what the browser gets.
     """
     drop = RESPONSE_DROP_KEEP_COOKIES_BYTES if pass_cookies else RESPONSE_DROP_BYTES
     if set_cookies:
         drop = drop | {b"cache-control"}
+    if bodiless or upstream.status in NO_BODY_STATUSES:
+        # The server in front frames the browser's answer itself: a 204 must not declare a length
+        # (RFC 9110 8.6), and one declared for a body that is not sent would cut the connection.
+        drop = drop | {b"content-length"}
     headers: list[tuple[bytes, bytes]] = []
     connection_named: set[bytes] = set()
     for name, value in upstream.raw_headers:
@@ -226,6 +236,7 @@ async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> R
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
     if length in (None, 0) and header_value(raw_headers, b"transfer-encoding") is None:
         return RequestBody(data=b"" if request.method not in BODYLESS_METHODS else None)
+    refuse_body_on(request.method)
     stream = request.stream()
     chunks: list[bytes] = []
     size = 0
@@ -237,6 +248,12 @@ async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> R
         if size > replay_bytes:
             return RequestBody(rest=_continue(chunks, stream, size, max_bytes), length=length)
     return RequestBody(data=b"".join(chunks))
+
+
+def refuse_body_on(method: str) -> None:
+    """``InvalidRequest`` for a GET or HEAD that carries a body (it is never forwarded)."""
+    if method in NO_BODY_ALLOWED:
+        raise InvalidRequest(f"a {method} request must not have a body")
 
 
 async def _continue(
@@ -261,11 +278,19 @@ class UpstreamResponse:
 
     SMALL_BODY = 64 * 1024  # read at once and sent in one ASGI message
 
-    def __init__(self, upstream: http1.Response, headers: list[tuple[bytes, bytes]], method: str) -> None:
+    def __init__(
+        self,
+        upstream: http1.Response,
+        headers: list[tuple[bytes, bytes]],
+        browser_method: str,
+        *,
+        write_timeout: float | None = None,
+    ) -> None:
         self.upstream = upstream
         self.status_code = upstream.status
         self.raw_headers = headers
-        self._method = method
+        self._browser_method = browser_method
+        self._write_timeout = write_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         upstream = self.upstream
@@ -273,12 +298,17 @@ class UpstreamResponse:
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
-            if self._method == "HEAD":
+            if self._browser_method == "HEAD":
+                upstream.release()
                 await send({"type": "http.response.body", "body": b""})
                 return
             length = upstream.content_length
-            if length is not None and length <= self.SMALL_BODY:
-                await send({"type": "http.response.body", "body": await upstream.read()})
+            if (length is not None and length <= self.SMALL_BODY) or upstream.complete:
+                body = await upstream.read()
+                # The API's part is over: a browser that is slow to take the answer holds only its
+                # own connection, never the API's.
+                upstream.release()
+                await send({"type": "http.response.body", "body": body})
                 return
             await self._stream(receive, send)
         except UpstreamError as exc:
@@ -295,6 +325,8 @@ class UpstreamResponse:
 
         ASGI servers drop what we send after the browser has gone, so only ``receive`` tells: without
         this watch, a cancelled 1 GB download would still be pulled from the API to the last byte.
+        A browser that stops reading (its window closed, the connection still open) gets each piece
+        within the write timeout or is dropped, so the API's exchange is never pinned for ever.
         """
         upstream = self.upstream
         watch = asyncio.ensure_future(_until_disconnect(receive))
@@ -306,8 +338,12 @@ class UpstreamResponse:
         watch.add_done_callback(browser_left)
         try:
             async for chunk in upstream.iter_chunks():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                async with asyncio.timeout(self._write_timeout):
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
+        except TimeoutError:
+            log.info("the browser took no data for %g s; its answer was cut off", self._write_timeout)
+            upstream.close()
         except UpstreamError:
             if not (watch.done() and not watch.cancelled()):
                 raise

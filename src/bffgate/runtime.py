@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import resource
 
 import aiohttp
 
@@ -14,6 +17,35 @@ from .http1 import Http1Pool
 from .providers import create_provider
 from .stores import create_store
 from .upstream import create_http_client
+
+log = logging.getLogger("bffgate")
+
+DESCRIPTOR_TARGET = 65536  # what `bffgate serve` raises its soft open-files limit to, hard limit allowing
+
+
+def raise_descriptor_limit() -> None:
+    """Raise the soft open-files limit towards the hard one (as Go's runtime does at start-up): each
+    session keeps its own API connection, and a default soft limit of 1024 is soon reached."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = DESCRIPTOR_TARGET if hard == resource.RLIM_INFINITY else min(hard, DESCRIPTOR_TARGET)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):  # not allowed here: the idle budget copes
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def idle_connection_budget(wanted: int) -> int:
+    """``wanted`` idle API connections, or fewer: at most half the open-files limit, so that idle
+    connections never starve the browsers' connections of descriptors."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or wanted <= soft // 2:
+        return wanted
+    log.warning(
+        "BFF_UPSTREAM_MAX_IDLE=%d lowered to %d: the open-files limit is %d (raise it with ulimit -n)",
+        wanted,
+        soft // 2,
+        soft,
+    )
+    return soft // 2
 
 
 class Runtime:
@@ -42,7 +74,12 @@ class Runtime:
         settings = self.settings
         timeout = settings.bff_upstream_timeout
         self._http = create_http_client(connect_timeout=timeout, read_timeout=timeout)
-        self._api = Http1Pool(settings.remote_api, connect_timeout=timeout, read_timeout=timeout)
+        self._api = Http1Pool(
+            settings.remote_api,
+            connect_timeout=timeout,
+            read_timeout=timeout,
+            max_idle=idle_connection_budget(settings.bff_upstream_max_idle),
+        )
         self._redis = cluster.connect(settings.redis_url) if settings.redis_url else None
         coordination = None
         if self._redis is not None:

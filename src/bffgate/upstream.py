@@ -1,8 +1,8 @@
 """The providers' HTTP client (aiohttp) and their JSON calls: login, refresh, discovery, JWKS, revocation.
 
 aiohttp's exceptions are translated here into ``UpstreamError`` / ``UpstreamTimeout`` and nowhere
-else. The client is created once per process: one keep-alive pool for every provider call. Proxied
-API calls, the hot path, go through ``http1.py`` instead.
+else. The client is created once per process, for every provider call, each on a connection of its
+own. Proxied API calls, the hot path, go through ``http1.py`` instead.
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ def create_http_client(*, connect_timeout: float, read_timeout: float | None = N
     ``read_timeout`` bounds every wait for the upstream (its answer's start, then each pause while it
     streams): set once here rather than per request, which keeps the proxy path free of timers.
     """
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, enable_cleanup_closed=True)
+    # One connection per call (force_close): aiohttp keeps bytes that arrive on an idle connection and
+    # reads them as the answer to the connection's next request, so a provider (or a REST API's login
+    # endpoint) sending more than its Content-Length a moment late could hand one user's tokens to the
+    # next user who logs in or refreshes. Provider calls are rare enough not to need keep-alive.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, enable_cleanup_closed=True, force_close=True)
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,

@@ -130,7 +130,14 @@ class CookieSessionStore:
         try:
             return self._set_cookies(slim, cookies)
         except CookieTooLarge:
-            raise SessionTooLarge() from None
+            pass
+        # The access token itself does not fit. The refresh token may have been rotated: keep it
+        # (access and user cookies cleared) so the next request refreshes with it, not a spent one.
+        try:
+            keep = self._set_cookies(replace(slim, access_token=None), cookies)
+        except CookieTooLarge:
+            keep = []
+        raise SessionTooLarge(set_cookies=keep)
 
     def _set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
         access_name, refresh_name, user_name = self._names
