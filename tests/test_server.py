@@ -164,6 +164,36 @@ async def test_a_head_of_exactly_the_bound_is_served(http: aiohttp.ClientSession
         writer.close()
 
 
+async def test_bodies_and_pipelined_requests_are_not_heads(http: aiohttp.ClientSession) -> None:
+    """Under a 4 KiB head bound: a 1 MiB upload (length and chunked) arrives whole; pipelined requests
+    in one write are answered in order."""
+    async with served(http, BFF_MAX_HEAD_BYTES="4096") as gateway:
+        browser = await gateway.signed_in()
+        cookie = b"Cookie: " + cookie_header(browser) + b"\r\n"
+        reader, writer = await gateway.connect()
+        body = b"u" * MiB
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in [body[:1000], body[1000:]])
+        writer.write(
+            b"POST /api/rest/proxy/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-CSRF: 1\r\n"
+            + cookie
+            + b"Content-Length: %d\r\n\r\n" % len(body)
+            + body
+            + b"POST /api/rest/proxy/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nX-CSRF: 1\r\n"
+            + cookie
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + chunked
+            + b"0\r\n\r\n"
+            + b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        answers = [await read_answer(reader) for _ in range(3)]
+        writer.close()
+    assert [(status, json.loads(body)) for status, _, body in answers] == [
+        (200, {"received": MiB}),
+        (200, {"received": MiB}),
+        (200, {"status": "ok"}),
+    ]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Time and number
 
