@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from . import http1
-from .errors import HeadersTooLarge, InvalidUrl, PayloadTooLarge, UpstreamError
+from .errors import HeadersTooLarge, InvalidRequest, InvalidUrl, PayloadTooLarge, UpstreamError
 
 log = logging.getLogger("bffgate.proxy")
 
@@ -226,7 +226,7 @@ async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> R
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
     if length in (None, 0) and header_value(raw_headers, b"transfer-encoding") is None:
         return RequestBody(data=b"" if request.method not in BODYLESS_METHODS else None)
-    stream = request.stream()
+    stream = _body_pieces(request)
     chunks: list[bytes] = []
     size = 0
     async for chunk in stream:
@@ -237,6 +237,15 @@ async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> R
         if size > replay_bytes:
             return RequestBody(rest=_continue(chunks, stream, size, max_bytes), length=length)
     return RequestBody(data=b"".join(chunks))
+
+
+async def _body_pieces(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives; a client that closes before its end is its error, not a traceback of ours."""
+    try:
+        async for piece in request.stream():
+            yield piece
+    except ClientDisconnect:
+        raise InvalidRequest("the connection closed before the request body ended") from None
 
 
 async def _continue(
