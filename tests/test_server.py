@@ -305,6 +305,22 @@ async def test_trailers_of_a_chunked_request_never_reach_the_api(http: aiohttp.C
         assert_no_trailer_arrived(gateway.recorder)
 
 
+async def test_an_oversized_trailer_section_is_cut_off(http: aiohttp.ClientSession) -> None:
+    """Trailer fields past BFF_MAX_HEAD_BYTES close the connection before the request goes anywhere."""
+    async with served(http, BFF_MAX_HEAD_BYTES="4096") as gateway:
+        browser = await gateway.signed_in()
+        before = len(gateway.recorder.requests)
+        reader, writer = await gateway.connect()
+        writer.write(
+            b"POST /api/rest/proxy/echo/trailers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-CSRF: 1\r\n"
+            b"Cookie: " + cookie_header(browser) + b"\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n0\r\nX-Trailer: " + b"t" * 40_000 + b"\r\n\r\n"
+        )
+        assert await closed_by_server(reader)
+        writer.close()
+        assert gateway.recorder.requests[before:] == []
+
+
 async def test_the_proxy_prefix_is_read_where_routing_found_it(http: aiohttp.ClientSession) -> None:
     """A raw path whose literal prefix comes later than the decoded one is refused, never re-routed."""
     async with served(http) as gateway:
