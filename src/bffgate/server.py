@@ -76,34 +76,62 @@ def head_refusal(max_head_bytes: int) -> bytes:
 
 
 class WaitingConnections:
-    """The connections of one server that wait for a request head, longest-waiting first."""
+    """The connections of one server that wait for a request head, in the order they began to wait.
 
-    def __init__(self) -> None:
-        self._order: dict[BoundedHttpToolsProtocol, None] = {}  # dicts keep insertion order
+    All may wait equally long, so that order is also the order of their deadlines: one timer, set for
+    the first deadline, serves them all (a timer per request would cost as much as the rest of this
+    module), and past the bound on their number the first is the one that has waited longest.
+    """
 
-    def add(self, connection: BoundedHttpToolsProtocol, limit: int) -> None:
-        self._order.pop(connection, None)
-        self._order[connection] = None
-        while len(self._order) > limit:
-            oldest = next(iter(self._order))
-            del self._order[oldest]
-            oldest.close_waiting()
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, limit: int) -> None:
+        self._loop = loop
+        self._timeout = timeout
+        self._limit = limit
+        self._since: dict[BoundedHttpToolsProtocol, float] = {}  # dicts keep insertion order
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, connection: BoundedHttpToolsProtocol) -> None:
+        self._since.pop(connection, None)
+        self._since[connection] = self._loop.time()
+        while len(self._since) > self._limit:
+            self._close_first()
+        if self._timer is None:
+            self._expire()
 
     def discard(self, connection: BoundedHttpToolsProtocol) -> None:
-        self._order.pop(connection, None)
+        self._since.pop(connection, None)
 
     def __len__(self) -> int:
-        return len(self._order)
+        return len(self._since)
+
+    def _expire(self) -> None:
+        """Close every connection past its deadline; then wait for the next deadline, if any."""
+        self._timer = None
+        now = self._loop.time()
+        while self._since:
+            deadline = next(iter(self._since.values())) + self._timeout
+            if deadline > now:
+                self._timer = self._loop.call_at(deadline, self._expire)
+                return
+            self._close_first()
+
+    def _close_first(self) -> None:
+        first = next(iter(self._since))
+        del self._since[first]
+        first.close_waiting()
 
 
 _waiting: WeakKeyDictionary[ServerState, WaitingConnections] = WeakKeyDictionary()
 
 
-def waiting_connections(server_state: ServerState) -> WaitingConnections:
+def waiting_connections(
+    server_state: ServerState, loop: asyncio.AbstractEventLoop, limits: ServerSettings
+) -> WaitingConnections:
     """The waiting connections of the server ``server_state`` belongs to (one registry per server)."""
     registry = _waiting.get(server_state)
     if registry is None:
-        registry = _waiting[server_state] = WaitingConnections()
+        registry = WaitingConnections(loop, limits.bff_head_timeout, limits.bff_max_idle_connections)
+        _waiting[server_state] = registry
     return registry
 
 
@@ -114,54 +142,43 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, *args, **kwargs)
         limits = server_settings()
         self._max_head_bytes = limits.bff_max_head_bytes
-        self._head_timeout = limits.bff_head_timeout
-        self._max_waiting = limits.bff_max_idle_connections
-        self._waiting = waiting_connections(server_state)
-        self._in_head = True  # the parser is between messages or inside a head (not a body)
+        self._waiting = waiting_connections(server_state, self.loop, limits)
         self._unparsed = 0  # bytes fed since the parser last made progress
         self._progressed = False
-        self._head_timer: asyncio.TimerHandle | None = None
 
     # -- the connection's life ---------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._await_head()
+        self._waiting.add(self)  # from now on, a whole head must arrive in time
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_waiting()
+        self._waiting.discard(self)
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
         # The next head (and the rest of a body the app did not wait for) must come in time.
         if self._idle() and not self.transport.is_closing():
-            self._await_head()
+            self._waiting.add(self)
 
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
 
-    def _await_head(self) -> None:
-        """From now on, a whole head must arrive within the timeout (and this one counts as waiting)."""
-        self._stop_waiting()
-        self._head_timer = self.loop.call_later(self._head_timeout, self.close_waiting)
-        self._waiting.add(self, self._max_waiting)
-
-    def _stop_waiting(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        self._waiting.discard(self)
-
     def close_waiting(self) -> None:
         """Close a connection that took too long for its head, or that waited longest when too many wait."""
-        self._stop_waiting()
+        self._waiting.discard(self)
         if not self.transport.is_closing():
             self.transport.close()
 
     # -- bytes in ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        if self._unparsed + len(data) < self._max_head_bytes:  # the usual case: all of it, at once
+            self._progressed = False
+            super().data_received(data)
+            self._unparsed = 0 if self._progressed else self._unparsed + len(data)
+            return
         while data and self._still_ours():
             room = self._max_head_bytes - self._unparsed
             if room <= 0:
@@ -189,21 +206,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- parser callbacks (run inside data_received) -----------------------------------------------
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_head:  # after the head, a field is a trailer: never a header of the request
-            super().on_header(name, value)
-
     def on_headers_complete(self) -> None:
-        self._in_head = False
         self._progressed = True
-        self._stop_waiting()
+        self._waiting.discard(self)
         super().on_headers_complete()
+        # The scope keeps the head's fields; any later field (a chunked body's trailers) goes to a
+        # copy that only uvicorn's upgrade check reads. (Cheaper than filtering every on_header.)
+        self.headers = list(self.headers)
 
     def on_body(self, body: bytes) -> None:
         self._progressed = True
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._in_head = True
         self._progressed = True
         super().on_message_complete()
