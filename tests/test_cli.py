@@ -118,6 +118,26 @@ async def test_demo_serves_page_api_and_gateway_in_one_process(
     assert re.fullmatch(r"\d+", str(user.json()["expiresAt"]))
 
 
+@pytest.mark.slow
+async def test_demo_refuses_a_head_over_the_bound_while_it_arrives(demo_process: str) -> None:
+    """`bffgate demo` serves with bounded request heads too: 100 KiB of header on the page's route is 431."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(demo_process.rsplit(":", 1)[1]))
+    writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Filler: " + b"a" * 100 * 1024 + b"\r\n\r\n")
+    status_line = await asyncio.wait_for(reader.readline(), 30)
+    writer.close()
+    assert status_line == b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+
+
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_a_bad_server_bound_stops_start_up_with_one_line(command: str) -> None:
+    """BFF_HEAD_TIMEOUT=0 stops `bffgate serve` and `bffgate demo` before they listen: exit 1, one line."""
+    env = {"REMOTE_API": "http://127.0.0.1:9", "ETLS_ACCESS": SECRET_A, "ETLS_REFRESH": SECRET_R}
+    result = run_cli(command, env={**env, "BFF_HEAD_TIMEOUT": "0"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("bffgate: BFF_HEAD_TIMEOUT: ")
+    assert "Traceback" not in result.stderr + result.stdout
+
+
 def test_check_reaches_redis_when_configured() -> None:
     """`bffgate check` pings REDIS_URL: ok when Redis answers, exit 1 naming REDIS_URL when it does not."""
     upstream_less = {

@@ -17,6 +17,7 @@ from .accesslog import log_config
 from .config import Settings, load_settings
 from .errors import BffError, ConfigError
 from .runtime import raise_descriptor_limit
+from .server import HTTP_PROTOCOL, server_settings
 
 log = logging.getLogger("bffgate")
 
@@ -85,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def serve_command(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail here, once, with a clear message, before workers start
+    server_settings()  # the server's bounds too (each worker reads them again)
     if settings.bff_provider == "oidc":  # discovery too: a wrong OIDC_ISSUER stops start-up here
         problems = asyncio.run(_reach_services(settings))
         for problem in problems:
@@ -105,7 +107,7 @@ def serve_command(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=HTTP_PROTOCOL,  # httptools with bounded request heads (see bffgate/server.py)
         access_log=args.access_log,
         log_config=log_config(),  # the access log never records the callback's code and state
         proxy_headers=False,
@@ -120,6 +122,7 @@ def serve_command(args: argparse.Namespace) -> int:
 def demo_command(args: argparse.Namespace) -> int:
     from .demo import create_demo_app
 
+    server_settings()  # BFF_MAX_HEAD_BYTES & co. apply to the demo too: check them before starting
     public_url = args.public_url or f"http://{args.host}:{args.port}"
     app, _ = create_demo_app(args.host, args.port, bff_public_url=public_url, bff_login_page=args.login_page)
     url = f"http://{args.host}:{args.port}/"
@@ -129,7 +132,7 @@ def demo_command(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         loop="uvloop",
-        http="httptools",
+        http=HTTP_PROTOCOL,
         log_level="info",  # "Uvicorn running on ..." tells the user (and tests) it is listening
         access_log=False,
         server_header=False,

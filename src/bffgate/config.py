@@ -314,6 +314,20 @@ class Settings(BaseSettings):
         return self.oidc_post_logout_redirect or self.bff_public_url + "/"
 
 
+class ServerSettings(BaseSettings):
+    """Bounds of the HTTP server in front of the app (``bffgate.server``), not of the app itself.
+
+    Separate from ``Settings`` because the server reads them, per process, before any app exists:
+    ``create_app`` ignores them, and a server other than ``bffgate.server``'s must set its own.
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    bff_max_head_bytes: int = Field(default=64 * 1024, ge=1024)  # request line + header fields
+    bff_head_timeout: float = Field(default=20.0, gt=0)  # seconds to receive a whole head
+    bff_max_idle_connections: int = Field(default=1024, gt=0)  # per process, waiting for a head
+
+
 def _explain(error: dict[str, Any]) -> str:
     """One line for one problem: the variable's name, what is wrong and how to fix it."""
     location = [str(part) for part in error.get("loc", ()) if part != "__root__"]
@@ -336,5 +350,16 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{**from_files, **overrides})
     except ValidationError as exc:
-        lines = [_explain(dict(error)) for error in exc.errors()]
-        raise ConfigError("\n".join(lines)) from None
+        raise _config_error(exc) from None
+
+
+def load_server_settings(**overrides: Any) -> ServerSettings:
+    """The server's bounds from the environment (and ``overrides``), or ``ConfigError`` listing all problems."""
+    try:
+        return ServerSettings(**overrides)
+    except ValidationError as exc:
+        raise _config_error(exc) from None
+
+
+def _config_error(exc: ValidationError) -> ConfigError:
+    return ConfigError("\n".join(_explain(dict(error)) for error in exc.errors()))

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import parse_qs, unquote, urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -312,10 +312,21 @@ def _tracked(request: Request) -> RequestSession | None:
 
 
 def _relative_proxy_path(request: Request) -> str:
-    """The path after ``/api/rest/proxy/`` exactly as the browser encoded it."""
+    """The path after ``/api/rest/proxy/`` exactly as the browser encoded it.
+
+    Routing chose this endpoint on the decoded path (after the mount's ``root_path``); the raw path
+    must say the same: the prefix written as is, right after what decodes to the root path. Else the
+    raw path holds the prefix somewhere else (``/api/rest/prox%79/x/api/rest/proxy/admin``), and
+    taking that occurrence would forward another path than the one routed: 400.
+    """
     raw = request.scope.get("raw_path")
     path: str = raw.decode("latin-1") if raw else request.scope["path"]
+    root: str = request.scope.get("root_path", "")
+    if not request.scope["path"].startswith(root):  # a server whose paths leave out the root path
+        root = ""
     index = path.find(PROXY_PREFIX)
+    while index >= 0 and unquote(path[:index]) != root:
+        index = path.find(PROXY_PREFIX, index + 1)
     if index < 0:  # the prefix itself was percent-encoded (/api/rest/%70roxy/...): not a path we route
         raise InvalidUrl("the proxy prefix must not be percent-encoded")
     return path[index + len(PROXY_PREFIX) :]

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
@@ -237,7 +237,7 @@ async def read_body(request: Request, *, max_bytes: int, replay_bytes: int) -> R
     if length in (None, 0) and header_value(raw_headers, b"transfer-encoding") is None:
         return RequestBody(data=b"" if request.method not in BODYLESS_METHODS else None)
     refuse_body_on(request.method)
-    stream = request.stream()
+    stream = _body_pieces(request)
     chunks: list[bytes] = []
     size = 0
     async for chunk in stream:
@@ -254,6 +254,15 @@ def refuse_body_on(method: str) -> None:
     """``InvalidRequest`` for a GET or HEAD that carries a body (it is never forwarded)."""
     if method in NO_BODY_ALLOWED:
         raise InvalidRequest(f"a {method} request must not have a body")
+
+
+async def _body_pieces(request: Request) -> AsyncIterator[bytes]:
+    """The body as it arrives; a client that closes before its end is its error, not a traceback of ours."""
+    try:
+        async for piece in request.stream():
+            yield piece
+    except ClientDisconnect:
+        raise InvalidRequest("the connection closed before the request body ended") from None
 
 
 async def _continue(

@@ -1,0 +1,33 @@
+"""``proxy.py`` units: what reading a request body does when the client goes away."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.requests import Request
+from starlette.types import Message
+
+from bffgate.errors import InvalidRequest
+from bffgate.proxy import read_body
+
+
+@pytest.mark.parametrize("replay_bytes", [1024, 1], ids=["buffered", "streamed"])
+async def test_a_client_that_leaves_mid_body_is_a_client_error_not_a_bug(replay_bytes: int) -> None:
+    """A disconnect before the body's end is InvalidRequest (a quiet 400), never a ClientDisconnect traceback."""
+    messages: list[Message] = [
+        {"type": "http.request", "body": b"he", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return messages.pop(0)
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"transfer-encoding", b"chunked")]}
+    with pytest.raises(InvalidRequest):
+        await read_whole_body(Request(scope, receive), replay_bytes)
+
+
+async def read_whole_body(request: Request, replay_bytes: int) -> None:
+    body = await read_body(request, max_bytes=1 << 20, replay_bytes=replay_bytes)
+    if body.rest is not None:  # streamed: the disconnect shows while the rest is read
+        async for _ in body.rest:
+            pass
