@@ -127,13 +127,29 @@ def normalize_path(relative_path: str) -> str:
         if segment == "" and index != len(segments) - 1:
             raise InvalidUrl("the path must not contain empty segments (//)")
         decoded = unquote(segment)
-        if decoded in (".", "..") or any(ch in decoded for ch in "/\\"):
-            raise InvalidUrl("the path must not contain dot segments or encoded separators")
+        if any(ch in decoded for ch in "/\\"):
+            raise InvalidUrl("the path must not contain encoded separators")
+        if _is_dot_segment(segment, decoded):
+            raise InvalidUrl("the path must not contain dot segments (also with ;parameters)")
         if _CONTROL.search(decoded):  # %0D%0A and friends: header splitting in naive upstreams
             raise InvalidUrl("the path must not contain encoded control characters")
         if _ENCODED_SEPARATOR.search(decoded):  # double-encoded: %252e%252e
             raise InvalidUrl("the path must not contain double-encoded separators")
     return path
+
+
+def _is_dot_segment(segment: str, decoded: str) -> bool:
+    """``.`` or ``..`` as any server behind us may read ``segment``, path parameters included.
+
+    Servlet containers (Tomcat, Jetty, Spring) drop ``;…`` from a segment before resolving dot
+    segments, so ``..;x`` climbs up there; some strip it before percent-decoding (``%2e%2e;``), some
+    after (``..%3b``). Judging both readings refuses whichever one an API uses.
+    """
+    return (
+        decoded in (".", "..")
+        or unquote(segment.partition(";")[0]) in (".", "..")
+        or decoded.partition(";")[0] in (".", "..")
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
