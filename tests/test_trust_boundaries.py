@@ -200,3 +200,120 @@ def test_local_paths_with_dot_segments_stay_accepted(value: str) -> None:
 def test_browser_pathname_follows_the_url_standard(path: str, pathname: str) -> None:
     """The pathname ``new URL(path, origin).pathname`` gives in a browser (checked with Node 20's URL)."""
     assert browser_pathname(path) == pathname
+
+
+# === Item 6: headers that routing and trust layers interpret never reach the API ===================
+
+
+# The names of the issue, other members of each family, and made-up spellings the rule must catch.
+TRUSTED_HOP_HEADERS = [
+    "X-Forwarded-For",
+    "X-Forwarded-Host",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Prefix",
+    "X-Forwarded-Port",
+    "X-Forwarded-Server",
+    "X-Forwarded-Scheme",
+    "X-Forwarded-Uri",
+    "X-Forwarded-Method",
+    "X-Forwarded-Ssl",
+    "X-Forwarded-Anything-New",
+    "Forwarded",
+    "X-Original-URL",
+    "X-Original-URI",
+    "X-Original-Method",
+    "X-Original-Host",
+    "X-Rewrite-URL",
+    "X-Envoy-Original-Path",
+    "X-HTTP-Method-Override",
+    "X-HTTP-Method",
+    "X-Method-Override",
+    "X-Acme-Method-Override",
+    "True-Client-IP",
+    "X-Client-IP",
+    "X-Cluster-Client-IP",
+    "X-Real-IP",
+    "CF-Connecting-IP",
+    "CF-Connecting-IPv6",
+    "Fastly-Client-IP",
+    "Client-IP",
+    "X-Remote-IP",
+    "X-Originating-IP",
+    "WL-Proxy-Client-IP",
+    "X-Acme-Viewer-IP",
+    "X-Azure-ClientIP",
+    "X-Host",
+    "X-Scheme",
+    "X-Url-Scheme",
+    "Front-End-Https",
+]
+# Look-alikes that are ordinary application headers and must still arrive.
+APPLICATION_HEADERS = {
+    "X-Payment-Method": "card",
+    "X-Tip": "5",
+    "X-Originator": "app",
+    "X-End-To-End": "kept",
+}
+
+
+def _hostile_lines() -> list[str]:
+    return [f"{name}: hostile-{index}" for index, name in enumerate(TRUSTED_HOP_HEADERS)]
+
+
+async def test_trusted_hop_headers_from_the_browser_never_reach_the_api(stack: Stack) -> None:
+    """Every X-Forwarded-*, rewrite, method-override and client-IP header is dropped; others pass."""
+    browser = await stack.logged_in()
+    extra = _hostile_lines() + [f"{name}: {value}" for name, value in APPLICATION_HEADERS.items()]
+    answer = await raw_exchange(
+        stack.gateway_url, "/api/rest/proxy/echo/hop", browser.cookies, extra_lines=extra
+    )
+    assert answer.status == 200, answer.body
+    received = stack.recorder.to("/echo/hop")[-1].headers
+    reached = sorted(name for name in TRUSTED_HOP_HEADERS if name.lower() in received)
+    assert reached == []
+    assert "hostile-" not in str(received)
+    for name, value in APPLICATION_HEADERS.items():
+        assert received[name.lower()] == value
+
+
+async def test_trusted_hop_headers_in_customfetch_never_reach_the_api(stack: Stack) -> None:
+    """The customfetch envelope's headers pass the same rule."""
+    browser = await stack.logged_in()
+    headers = {name: f"hostile-{index}" for index, name in enumerate(TRUSTED_HOP_HEADERS)}
+    envelope = {"url": "/echo/cf-hop", "options": {"headers": {**headers, **APPLICATION_HEADERS}}}
+    answer = await browser.request("POST", "/api/rest/customfetch", json_body=envelope)
+    assert answer.status == 200, answer.body
+    received = stack.recorder.to("/echo/cf-hop")[-1].headers
+    assert "hostile-" not in str(received)
+    for name, value in APPLICATION_HEADERS.items():
+        assert received[name.lower()] == value
+
+
+async def test_every_connection_header_of_the_browser_is_honoured(stack: Stack) -> None:
+    """Headers named in any of several ``Connection`` headers are hop-by-hop, not only the last one's."""
+    browser = await stack.logged_in()
+    extra = [
+        "Connection: X-Hop-A",
+        "Connection: X-Hop-B, X-Hop-C",
+        "Connection: keep-alive",
+        "X-Hop-A: secret-a",
+        "X-Hop-B: secret-b",
+        "X-Hop-C: secret-c",
+        "X-End-To-End: kept",
+    ]
+    answer = await raw_exchange(
+        stack.gateway_url, "/api/rest/proxy/echo/conn", browser.cookies, extra_lines=extra
+    )
+    assert answer.status == 200, answer.body
+    received = stack.recorder.to("/echo/conn")[-1].headers
+    assert not {"x-hop-a", "x-hop-b", "x-hop-c"} & set(received), received
+    assert received["x-end-to-end"] == "kept"
+
+
+async def test_every_connection_header_of_the_api_is_honoured(stack: Stack) -> None:
+    """Response headers the API names over several ``Connection`` headers never reach the browser."""
+    browser = await stack.logged_in()
+    answer = await raw_exchange(stack.gateway_url, "/api/rest/proxy/split-connection", browser.cookies)
+    assert answer.status == 200, answer.body
+    assert b"secret-" not in answer.head
+    assert answer.header_values("x-end-to-end") == ["kept"]

@@ -107,6 +107,20 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
         response.set_cookie("upstream_session", "abc")
         return response
 
+    async def split_connection(request: Request) -> Response:
+        """Hop-by-hop headers named over several ``Connection`` headers (each one counts)."""
+        response = JSONResponse({"ok": True})
+        for name, value in [
+            ("connection", "x-hop-a"),
+            ("connection", "x-hop-b, x-hop-c"),
+            ("x-hop-a", "secret-a"),
+            ("x-hop-b", "secret-b"),
+            ("x-hop-c", "secret-c"),
+            ("x-end-to-end", "kept"),
+        ]:
+            response.raw_headers.append((name.encode(), value.encode()))
+        return response
+
     async def slow(request: Request) -> Response:
         await recorder.release_slow.wait()
         return JSONResponse({"slow": True})
@@ -149,6 +163,7 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
             ),
             Route("/status/{code:int}", status, methods=["GET", "POST"]),
             Route("/hop-headers", hop_headers),
+            Route("/split-connection", split_connection),
             Route("/slow", slow),
             Route("/upload", upload, methods=["POST", "PUT"]),
             Route("/text", text),

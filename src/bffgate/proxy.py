@@ -36,27 +36,56 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
-# Never forwarded from the browser: its credentials for *us*, our own CSRF header, and headers the
-# client could use to lie about where the request came from.
-REQUEST_DROP = HOP_BY_HOP | {
-    "host",
-    "cookie",
-    "authorization",
-    "x-csrf",
-    "content-length",
-    "expect",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-real-ip",
-}
+# Browser headers that proxies, routers and frameworks behind us take as the word of a trusted hop:
+# where the request came from (client IP), what URL or method it "really" had (rewrites and method
+# overrides), and how it reached us (scheme, host, port, prefix). A browser may send any of them, so
+# none reaches the API. Whole families go by rule, so a vendor's next spelling is covered too:
+# - every name starting with one of TRUSTED_HOP_PREFIXES (X-Forwarded-For/-Host/-Proto/-Prefix/-Port/
+#   -Server/-Scheme/-Uri/-Method/-Ssl…, X-Original-URL/-URI/-Method/-Host, X-Rewrite-URL,
+#   X-Envoy-Original-Path and Envoy's other control headers);
+# - every name ending with one of TRUSTED_HOP_SUFFIXES: client-IP headers (X-Real-IP, True-Client-IP,
+#   X-Client-IP, X-Cluster-Client-IP, CF-Connecting-IP, Fastly-Client-IP, Client-IP, X-Remote-IP,
+#   X-Originating-IP, WL-Proxy-Client-IP, CF-Connecting-IPv6…) and method overrides
+#   (X-HTTP-Method-Override, X-Method-Override);
+# - and the names of TRUSTED_HOP_NAMES, which fit no family.
+TRUSTED_HOP_PREFIXES = ("x-forwarded-", "x-original-", "x-rewrite-", "x-envoy-")
+TRUSTED_HOP_SUFFIXES = ("-ip", "-ipv6", "method-override")
+TRUSTED_HOP_NAMES = frozenset(
+    {
+        "forwarded",
+        "x-forwarded",
+        "x-http-method",
+        "x-host",
+        "x-scheme",
+        "x-url-scheme",
+        "x-arr-ssl",
+        "front-end-https",
+        "x-azure-clientip",
+        "x-azure-socketip",
+    }
+)
+# Never forwarded from the browser: its credentials for *us*, our own CSRF header and the framing
+# we set ourselves (plus the trusted-hop families above, checked by rule).
+REQUEST_DROP = (
+    HOP_BY_HOP
+    | {
+        "host",
+        "cookie",
+        "authorization",
+        "x-csrf",
+        "content-length",
+        "expect",
+    }
+    | TRUSTED_HOP_NAMES
+)
 # The server in front of the browser writes its own Date; the upstream's would be a duplicate.
 RESPONSE_DROP_KEEP_COOKIES = HOP_BY_HOP | {"date"}
 RESPONSE_DROP = RESPONSE_DROP_KEEP_COOKIES | {"set-cookie"}
 RESPONSE_DROP_BYTES = frozenset(name.encode() for name in RESPONSE_DROP)
 RESPONSE_DROP_KEEP_COOKIES_BYTES = frozenset(name.encode() for name in RESPONSE_DROP_KEEP_COOKIES)
 REQUEST_DROP_BYTES = frozenset(name.encode() for name in REQUEST_DROP)
+_TRUSTED_HOP_PREFIXES_BYTES = tuple(prefix.encode() for prefix in TRUSTED_HOP_PREFIXES)
+_TRUSTED_HOP_SUFFIXES_BYTES = tuple(suffix.encode() for suffix in TRUSTED_HOP_SUFFIXES)
 
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 # The ASGI server (httptools) sets no limit of its own; APIs behind us commonly reject above 8-64 KB.
@@ -167,16 +196,43 @@ def header_value(raw_headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str
     return None
 
 
+def is_dropped_request_header(name: bytes) -> bool:
+    """True for a browser header (lower-case name) that must not reach the API; see REQUEST_DROP."""
+    return (
+        name in REQUEST_DROP_BYTES
+        or name.startswith(_TRUSTED_HOP_PREFIXES_BYTES)
+        or name.endswith(_TRUSTED_HOP_SUFFIXES_BYTES)
+    )
+
+
+# Names already judged forwardable: browsers send the same dozen names on every request, so the
+# common case stays one set lookup. Bounded, so a client sending random names cannot grow it.
+_FORWARDABLE_NAMES: set[bytes] = set()
+_MAX_REMEMBERED_NAMES = 2048
+
+
+def _dropped(name: bytes) -> bool:
+    if is_dropped_request_header(name):
+        return True
+    if len(_FORWARDABLE_NAMES) < _MAX_REMEMBERED_NAMES:
+        _FORWARDABLE_NAMES.add(name)
+    return False
+
+
 def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    """The browser's end-to-end headers, in one pass (plus a rare second for Connection-named ones)."""
+    """The browser's end-to-end headers, in one pass (plus a rare second for Connection-named ones).
+
+    Every ``Connection`` header counts: a list split over several of them names hop-by-hop headers
+    just as one header would (RFC 9110 5.3).
+    """
     kept: list[tuple[str, str]] = []
     connection_named: list[str] = []
     size = 0
     for name, value in raw_headers:
         size += len(name) + len(value)
-        if name in REQUEST_DROP_BYTES:
+        if name not in _FORWARDABLE_NAMES and (name in REQUEST_DROP_BYTES or _dropped(name)):
             if name == b"connection":
-                connection_named = [t.strip().lower() for t in value.decode("latin-1").split(",")]
+                connection_named += [t.strip().lower() for t in value.decode("latin-1").split(",")]
             continue
         kept.append((name.decode("latin-1"), value.decode("latin-1")))
     if size > MAX_REQUEST_HEADER_BYTES:
@@ -201,8 +257,8 @@ def browser_response_headers(
     connection_named: set[bytes] = set()
     for name, value in upstream.raw_headers:
         lower = name.lower()
-        if lower == b"connection":
-            connection_named = {token.strip().lower() for token in value.split(b",")}
+        if lower == b"connection":  # every Connection header counts, not only the last one
+            connection_named.update(token.strip().lower() for token in value.split(b","))
         elif lower not in drop and not lower.startswith(b"access-control-"):
             headers.append((lower, value))
     if connection_named:
