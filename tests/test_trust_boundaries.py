@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import pytest
 from yarl import URL
 
+from bffgate.cache_control import for_shared_caches
 from bffgate.errors import InvalidUrl
 from bffgate.navigation import browser_pathname, login_redirect_location, safe_return_to
 from bffgate.proxy import UpstreamBase
@@ -317,3 +319,96 @@ async def test_every_connection_header_of_the_api_is_honoured(stack: Stack) -> N
     assert answer.status == 200, answer.body
     assert b"secret-" not in answer.head
     assert answer.header_values("x-end-to-end") == ["kept"]
+
+
+# === Item 8: per-user answers are never storable by a shared cache =================================
+
+
+def _storable_by_shared_cache(cache_control: str | None) -> bool:
+    """RFC 9111 3 and 5.2.2, for a 200 to a GET without Authorization (what a CDN sees in front of us).
+
+    Storable unless ``no-store`` or a bare ``private`` is present; with no Cache-Control at all a
+    cache may still store it and use a heuristic freshness (4.2.2), so that counts as storable.
+    """
+    if cache_control is None:
+        return True
+    names = {d.strip().partition("=")[0].strip().lower() for d in cache_control.split(",")}
+    bare_private = any(d.strip().lower() == "private" for d in cache_control.split(","))
+    return "no-store" not in names and not bare_private
+
+
+PER_USER_CACHE_CONTROLS = [
+    [],
+    ["max-age=600"],
+    ["s-maxage=600"],
+    ["max-age=60, s-maxage=600"],
+    ["no-cache"],
+    ["must-revalidate, max-age=0"],
+    ['private="set-cookie", max-age=600'],
+    ["max-age=600", "stale-while-revalidate=30"],
+]
+
+
+@pytest.mark.parametrize("values", PER_USER_CACHE_CONTROLS, ids=lambda v: " | ".join(v) or "none")
+@pytest.mark.parametrize("via", ["proxy", "customfetch"])
+async def test_per_user_answers_are_not_storable_by_shared_caches(
+    stack: Stack, values: list[str], via: str
+) -> None:
+    """Unless the API said ``public``, the browser's answer keeps every shared cache from storing it."""
+    browser = await stack.logged_in()
+    target = "/cache-control" + ("?" + urlencode([("value", v) for v in values]) if values else "")
+    if via == "proxy":
+        answer = await browser.request("GET", "/api/rest/proxy" + target)
+    else:
+        answer = await browser.request("POST", "/api/rest/customfetch", json_body={"url": target})
+    assert answer.status == 200, answer.body
+    assert answer.set_cookies == []
+    cache_controls = answer.headers.getall("Cache-Control", [])
+    assert len(cache_controls) <= 1
+    assert not _storable_by_shared_cache(cache_controls[0] if cache_controls else None), cache_controls
+    assert "s-maxage" not in str(cache_controls)
+
+
+@pytest.mark.parametrize(
+    ("values", "sent"),
+    [
+        (["public, max-age=3600"], "public, max-age=3600"),
+        (["no-store"], "no-store"),
+        (["private, max-age=60"], "private, max-age=60"),
+        (["max-age=600"], "private, max-age=600"),
+        (["no-cache"], "private, no-cache"),
+    ],
+)
+async def test_the_browsers_own_cache_keeps_the_apis_directives(
+    stack: Stack, values: list[str], sent: str
+) -> None:
+    """``public`` answers and already-safe ones pass unchanged; the others keep their directives."""
+    browser = await stack.logged_in()
+    answer = await browser.request("GET", "/api/rest/proxy/cache-control?" + urlencode({"value": values[0]}))
+    assert answer.headers.getall("Cache-Control") == [sent]
+
+
+async def test_user_object_is_no_store(stack: Stack) -> None:
+    """``/api/auth/user`` is ``no-store``, also when no cookie changes on the way."""
+    browser = await stack.logged_in()
+    answer = await browser.request("GET", "/api/auth/user")
+    assert answer.status == 200
+    assert answer.set_cookies == []
+    assert answer.headers.getall("Cache-Control") == ["no-store"]
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([], b"private"),
+        ([b"s-maxage=600"], b"private"),
+        ([b"max-age=1, S-MaxAge=9, must-revalidate"], b"private, max-age=1, must-revalidate"),
+        ([b"Public"], b"Public"),
+        ([b"PRIVATE"], b"PRIVATE"),
+        ([b'private="x", s-maxage=5'], b'private, private="x", s-maxage=5'),
+        ([b"max-age=5", b"no-store"], b"max-age=5, no-store"),
+    ],
+)
+def test_for_shared_caches_rewrites_only_what_it_must(values: list[bytes], expected: bytes) -> None:
+    """Case-insensitive directives; a quoted value is left whole (a bare ``private`` is enough)."""
+    assert for_shared_caches(values) == expected

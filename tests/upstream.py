@@ -107,6 +107,13 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
         response.set_cookie("upstream_session", "abc")
         return response
 
+    async def cache_control(request: Request) -> Response:
+        """An answer with one ``Cache-Control`` header per ``value`` in the query (none without)."""
+        response = JSONResponse({"cached": "per-user"})
+        for value in request.query_params.getlist("value"):
+            response.raw_headers.append((b"cache-control", value.encode("latin-1")))
+        return response
+
     async def split_connection(request: Request) -> Response:
         """Hop-by-hop headers named over several ``Connection`` headers (each one counts)."""
         response = JSONResponse({"ok": True})
@@ -164,6 +171,7 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
             Route("/status/{code:int}", status, methods=["GET", "POST"]),
             Route("/hop-headers", hop_headers),
             Route("/split-connection", split_connection),
+            Route("/cache-control", cache_control, methods=["GET", "HEAD", "POST"]),
             Route("/slow", slow),
             Route("/upload", upload, methods=["POST", "PUT"]),
             Route("/text", text),

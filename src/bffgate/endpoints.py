@@ -159,14 +159,17 @@ class Endpoints:
                 session.session_expires_at(s.bff_session_idle, s.bff_session_absolute, time.time())
             ),
         }
-        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+        # The user object is per session: no cache, shared or the browser's own, keeps it.
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+        return with_cookies(response, gateway.cookies_for(request, tracked))
 
     async def refresh_tokens(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
         tracked = await gateway.open(request)
         session = await gateway.force_refresh(tracked)
         body = {"message": "Tokens refreshed", "expiresAt": int(session.access_expires_at)}
-        return with_cookies(JSONResponse(body), gateway.cookies_for(request, tracked))
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+        return with_cookies(response, gateway.cookies_for(request, tracked))
 
     # -- the API -----------------------------------------------------------------------------------
 

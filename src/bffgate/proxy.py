@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from . import http1
+from .cache_control import for_shared_caches as cache_control_for_shared_caches
 from .errors import HeadersTooLarge, InvalidUrl, PayloadTooLarge, UpstreamError
 
 log = logging.getLogger("bffgate.proxy")
@@ -248,17 +249,19 @@ def browser_response_headers(
     """The upstream's end-to-end headers for the browser, plus our Set-Cookie headers.
 
     CORS headers are dropped too: the browser talks to the gateway's origin, which never approves
-    cross-origin requests, so an API's ``Access-Control-*`` answer has no meaning there.
+    cross-origin requests, so an API's ``Access-Control-*`` answer has no meaning there. The answer
+    is to a session-authenticated call, so its Cache-Control keeps shared caches out (``cache_control``).
     """
     drop = RESPONSE_DROP_KEEP_COOKIES_BYTES if pass_cookies else RESPONSE_DROP_BYTES
-    if set_cookies:
-        drop = drop | {b"cache-control"}
     headers: list[tuple[bytes, bytes]] = []
     connection_named: set[bytes] = set()
+    cache_control: list[bytes] = []
     for name, value in upstream.raw_headers:
         lower = name.lower()
         if lower == b"connection":  # every Connection header counts, not only the last one
             connection_named.update(token.strip().lower() for token in value.split(b","))
+        elif lower == b"cache-control":
+            cache_control.append(value)
         elif lower not in drop and not lower.startswith(b"access-control-"):
             headers.append((lower, value))
     if connection_named:
@@ -266,6 +269,8 @@ def browser_response_headers(
     if set_cookies:
         headers.append((b"cache-control", b"no-store"))
         headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in set_cookies)
+    else:  # every proxied call is session-authenticated: no shared cache may keep its answer
+        headers.append((b"cache-control", cache_control_for_shared_caches(cache_control)))
     return headers
 
 
