@@ -17,7 +17,7 @@ from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
 from .errors import BffError
 from .fastpath import GatewayApp
-from .metrics import metrics_endpoint
+from .operations import Operations
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -28,6 +28,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     settings = settings or load_settings()
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
+    token = settings.bff_metrics_token
+    operations = Operations(runtime.gateway, token.get_secret_value() if token else None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -49,9 +51,9 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/rest/customfetch", endpoints.customfetch, methods=["POST"]),
         # Normally answered by GatewayApp's fast path; kept so the route table stays complete.
         Route(PROXY_PREFIX + "{path:path}", endpoints.proxy, methods=PROXY_METHODS),
-        Route("/healthz", endpoints.healthz, methods=["GET"]),
-        Route("/readyz", endpoints.readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/healthz", operations.healthz, methods=["GET"]),
+        Route("/readyz", operations.readyz, methods=["GET"]),
+        Route("/metrics", operations.metrics, methods=["GET"]),
         Route("/bffgate.js", browser_helper("bffgate.js", "text/javascript; charset=utf-8"), methods=["GET"]),
         Route("/bffgate.d.ts", browser_helper("bffgate.d.ts", "text/plain; charset=utf-8"), methods=["GET"]),
         *extra_routes,

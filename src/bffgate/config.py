@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .redis_url import parse_redis_url
 
 MIN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
 
 # How to fix each setting, shown next to its name when it is missing or wrong.
 FIXES: dict[str, str] = {
@@ -92,6 +93,7 @@ class Settings(BaseSettings):
     bff_session_absolute: int = Field(default=30 * 24 * 3600, gt=0)  # hard cap from login
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
+    bff_metrics_token: SecretStr | None = None  # Bearer token for /metrics and /readyz's details
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod
@@ -106,6 +108,15 @@ class Settings(BaseSettings):
         if value.startswith("/"):
             return value  # a path under REMOTE_API, joined in the model validator
         return _http_url(value)
+
+    @field_validator("bff_metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH or " " in value.get_secret_value():
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_LENGTH} characters, without spaces")
+        return value
 
     @field_validator("etls_access", "etls_refresh")
     @classmethod

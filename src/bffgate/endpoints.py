@@ -12,7 +12,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from . import cluster
 from .csrf import verify_csrf
 from .customfetch import parse_envelope
 from .errors import (
@@ -190,22 +189,6 @@ class Endpoints:
         call = parse_envelope(envelope, gateway.api, max_body_bytes=self.settings.bff_max_body_bytes)
         return await gateway.forward(request, tracked, call.method, call.url, call.headers, call.body)  # type: ignore[return-value]
 
-    # -- operations --------------------------------------------------------------------------------
-
-    async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(self, request: Request) -> Response:
-        gateway = await self.runtime.gateway()
-        checks = {
-            "store": await _check(gateway.store.ping()),
-            "provider": await _check(gateway.provider.ready()),
-        }
-        ready = all(result == "ok" for result in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
-        )
-
     # -- errors ------------------------------------------------------------------------------------
 
     async def on_error(self, request: Request, exc: Exception) -> Response:
@@ -317,13 +300,3 @@ async def _wants_everywhere(request: Request) -> bool:
         return False
     body = await read_json(request, SMALL_JSON_LIMIT)
     return isinstance(body, dict) and body.get("everywhere") is True
-
-
-async def _check(probe: Any) -> str:
-    try:
-        await probe
-    except BffError as exc:
-        return exc.detail
-    except cluster.ClusterUnavailable:
-        return "Redis does not answer (refreshes are coordinated in-process only)"
-    return "ok"

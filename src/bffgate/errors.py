@@ -20,6 +20,7 @@ joserfc) are mapped to these in the module that calls the library, and nowhere e
     ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
     ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
     ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
+    ├── MetricsUnauthorized    401 metrics_unauthorized /metrics without BFF_METRICS_TOKEN as Bearer
     ├── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
     └── LoginFailed            4xx (upstream's)         the login endpoint refused the credentials
 
@@ -139,6 +140,14 @@ class InvalidLogoutToken(BffError):
     status = 400
     code = "invalid_logout_token"
     title = "The logout token is invalid"
+
+
+class MetricsUnauthorized(BffError):
+    """``/metrics`` asked for without the ``BFF_METRICS_TOKEN`` it is protected with."""
+
+    status = 401
+    code = "metrics_unauthorized"
+    title = "The metrics need Authorization: Bearer <BFF_METRICS_TOKEN>"
 
 
 class BackchannelUnsupported(BffError):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from prometheus_client import Counter
 
 REFRESHES = Counter(
     "bffgate_refreshes",
@@ -18,7 +16,3 @@ PROXIED = Counter(
 PROBLEMS = Counter("bffgate_problems", "Problem answers sent to browsers, by code", ["code"])
 LOGINS = Counter("bffgate_logins", "Sessions started")
 LOGOUTS = Counter("bffgate_logouts", "Sessions ended by logout")
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
