@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
     bff_metrics_token: SecretStr | None = None  # Bearer token for /metrics and /readyz's details
+    # POST /api/auth/login attempts per window, per client address and per username (0: no limit).
+    bff_login_window: float = Field(default=300.0, gt=0)
+    bff_login_limit_per_client: int = Field(default=30, ge=0)
+    bff_login_limit_per_username: int = Field(default=10, ge=0)
+    bff_login_username_field: str = "username"
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod

@@ -70,6 +70,7 @@ class Endpoints:
         credentials = await read_json(request, SMALL_JSON_LIMIT)
         if not isinstance(credentials, dict):
             raise InvalidRequest("the credentials must be a JSON object")
+        await self._count_login_attempt(request, credentials)
         password_login: PasswordLogin = provider  # type: ignore[assignment]  # checked just above
         tokens, user = await password_login.login(credentials)
         await self._end_previous_session(request, gateway)
@@ -78,6 +79,15 @@ class Endpoints:
         LOGINS.inc()
         response = JSONResponse({"user": user})
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
+
+    async def _count_login_attempt(self, request: Request, credentials: dict[str, Any]) -> None:
+        """The per-client and per-username limits, before the provider hears of the attempt."""
+        client = request.scope.get("client")
+        username = credentials.get(self.settings.bff_login_username_field)
+        limiter = await self.runtime.login_limiter()
+        await limiter.attempt(
+            client[0] if client else "unknown", username if isinstance(username, str) else None
+        )
 
     async def callback(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
