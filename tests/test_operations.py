@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bffgate.config import load_settings
 from bffgate.errors import ConfigError
 
 from .conftest import StackFactory
-from .harness import SECRET_A, SECRET_R, closed_port
+from .harness import SECRET_A, SECRET_R, Browser, Stack, closed_port
+from .processes import free_port, gateway_process
 
 TOKEN = "metrics-token-0123456789abcdef"
 
@@ -82,3 +85,58 @@ def test_weak_metrics_token_stops_start_up(token: str) -> None:
             etls_refresh=SECRET_R,
             bff_metrics_token=token,
         )
+
+
+async def test_metrics_address_serves_operations_apart_from_the_public_port(make_stack: StackFactory) -> None:
+    """With BFF_METRICS_ADDRESS, /metrics and /readyz's details are on that address only."""
+    address = f"127.0.0.1:{free_port()}"
+    async with make_stack(bff_metrics_address=address, **_unreachable_provider()) as stack:
+        public = stack.browser()
+        operator = Browser(stack.http, f"http://{address}")
+        public_metrics = await public.request("GET", "/metrics", csrf=False)
+        public_ready = await public.request("GET", "/readyz", csrf=False)
+        side_metrics = await operator.request("GET", "/metrics", csrf=False)
+        side_ready = await operator.request("GET", "/readyz", csrf=False)
+        side_health = await operator.request("GET", "/healthz", csrf=False)
+    assert (public_metrics.status, public_metrics.code) == (404, "not_found")
+    assert public_ready.json()["checks"]["provider"] == "unavailable"
+    assert side_metrics.status == 200
+    assert b"bffgate_proxied_requests" in side_metrics.body
+    assert side_ready.status == 503
+    assert side_ready.json()["checks"]["provider"] not in ("ok", "unavailable")
+    assert side_health.status == 200
+
+
+async def test_metrics_address_listens_only_while_the_app_runs(make_stack: StackFactory) -> None:
+    """The operators' listener stops with the app (nothing left listening)."""
+    port = free_port()
+    async with make_stack(bff_metrics_address=f"127.0.0.1:{port}") as stack:
+        assert (
+            await Browser(stack.http, f"http://127.0.0.1:{port}").request("GET", "/healthz")
+        ).status == 200
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("address", ["9100", "127.0.0.1", ":9100", "127.0.0.1:http", "127.0.0.1:70000"])
+def test_bad_metrics_address_stops_start_up(address: str) -> None:
+    """BFF_METRICS_ADDRESS must be host:port."""
+    with pytest.raises(ConfigError, match="BFF_METRICS_ADDRESS"):
+        load_settings(
+            remote_api="http://127.0.0.1:1",
+            etls_access=SECRET_A,
+            etls_refresh=SECRET_R,
+            bff_metrics_address=address,
+        )
+
+
+async def test_metrics_address_with_two_workers_and_a_clean_shutdown(stack: Stack) -> None:
+    """`bffgate serve --workers 2`: both workers share the operators' address; SIGTERM still ends all."""
+    address = f"127.0.0.1:{free_port()}"
+    async with gateway_process(stack.api_url, {"BFF_METRICS_ADDRESS": address}, workers=2) as gateway:
+        operator = Browser(stack.http, f"http://{address}")
+        answers = [await operator.request("GET", "/metrics", csrf=False) for _ in range(4)]
+        public = await Browser(stack.http, gateway.url).request("GET", "/metrics", csrf=False)
+    assert {a.status for a in answers} == {200}
+    assert public.status == 404
+    assert gateway.process.returncode == 0  # ended by SIGTERM, not killed after the 30 s wait

@@ -17,7 +17,7 @@ from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
 from .errors import BffError
 from .fastpath import GatewayApp
-from .operations import Operations
+from .operations import Operations, operations_listener
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -34,7 +34,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.gateway()
-        yield
+        async with operations_listener(settings.bff_metrics_address, operations.trusted()):
+            yield
         await runtime.close()
 
     routes = [
@@ -53,7 +54,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route(PROXY_PREFIX + "{path:path}", endpoints.proxy, methods=PROXY_METHODS),
         Route("/healthz", operations.healthz, methods=["GET"]),
         Route("/readyz", operations.readyz, methods=["GET"]),
-        Route("/metrics", operations.metrics, methods=["GET"]),
+        # With BFF_METRICS_ADDRESS the metrics are served on that address only.
+        *([] if settings.bff_metrics_address else [Route("/metrics", operations.metrics, methods=["GET"])]),
         Route("/bffgate.js", browser_helper("bffgate.js", "text/javascript; charset=utf-8"), methods=["GET"]),
         Route("/bffgate.d.ts", browser_helper("bffgate.d.ts", "text/plain; charset=utf-8"), methods=["GET"]),
         *extra_routes,

@@ -43,6 +43,15 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def listen_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → ``(host, port)``; ``ValueError`` saying what is wrong."""
+    host, colon, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port, e.g. 127.0.0.1:9100, got {address!r}")
+    return host, int(port)
+
+
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
@@ -94,6 +103,7 @@ class Settings(BaseSettings):
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
     bff_metrics_token: SecretStr | None = None  # Bearer token for /metrics and /readyz's details
+    bff_metrics_address: str | None = None  # host:port of a separate listener for /metrics, /readyz
     # POST /api/auth/login attempts per window, per client address and per username (0: no limit).
     bff_login_window: float = Field(default=300.0, gt=0)
     bff_login_limit_per_client: int = Field(default=30, ge=0)
@@ -121,6 +131,14 @@ class Settings(BaseSettings):
             return None
         if len(value.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH or " " in value.get_secret_value():
             raise ValueError(f"must be at least {MIN_METRICS_TOKEN_LENGTH} characters, without spaces")
+        return value
+
+    @field_validator("bff_metrics_address")
+    @classmethod
+    def _listen_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        listen_address(value)  # ValueError: the message says what is wrong
         return value
 
     @field_validator("etls_access", "etls_refresh")

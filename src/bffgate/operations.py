@@ -2,24 +2,37 @@
 
 Anyone who reaches the gateway may ask whether it is alive and ready: ``/healthz`` and the public
 ``/readyz`` answer say only ``ok`` / ``unavailable`` per check. What went wrong (a Redis error, a
-provider's discovery failure) and the Prometheus metrics are operator information: with
-``BFF_METRICS_TOKEN`` set, ``/metrics`` needs ``Authorization: Bearer <token>`` and ``/readyz`` shows
-the details only to that token. Without a token ``/metrics`` stays open, as before: block it at the
-front proxy or set the token. Failing checks are logged (once per change) whatever the caller.
+provider's discovery failure) and the Prometheus metrics are operator information, kept from the
+public in either of two ways:
+
+* ``BFF_METRICS_ADDRESS`` (``host:port``): a second listener, started with the app, serves the three
+  endpoints with every detail; the main listener then has no ``/metrics`` and a public ``/readyz``.
+* ``BFF_METRICS_TOKEN``: ``/metrics`` needs ``Authorization: Bearer <token>`` and ``/readyz`` shows the
+  details only to that token.
+
+With neither, ``/metrics`` stays open, as before: block it at the front proxy. Failing checks are
+logged (once per change) whatever the caller.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from . import cluster
+from .config import listen_address
 from .errors import BffError, MetricsUnauthorized
 from .gateway import Gateway
 from .metrics import PROBLEMS
@@ -34,10 +47,23 @@ UNAVAILABLE = "unavailable"
 class Operations:
     """``/healthz``, ``/readyz`` and ``/metrics`` for one app."""
 
-    def __init__(self, gateway: Callable[[], Awaitable[Gateway]], metrics_token: str | None) -> None:
+    def __init__(
+        self,
+        gateway: Callable[[], Awaitable[Gateway]],
+        metrics_token: str | None,
+        *,
+        trusted: bool = False,
+    ) -> None:
         self._gateway = gateway
         self._token = metrics_token.encode() if metrics_token else None
+        self._trusted = trusted  # the operators' own listener (BFF_METRICS_ADDRESS): every detail
         self._last_failures: dict[str, str] = {}
+
+    def trusted(self) -> Operations:
+        """The same endpoints for the operators' listener, sharing this one's log state."""
+        twin = Operations(self._gateway, None, trusted=True)
+        twin._last_failures = self._last_failures
+        return twin
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
@@ -66,6 +92,8 @@ class Operations:
         )
 
     def _holds_token(self, request: Request) -> bool:
+        if self._trusted:
+            return True
         if self._token is None:
             return False
         scheme, _, presented = request.headers.get("authorization", "").partition(" ")
@@ -82,6 +110,57 @@ class Operations:
             else:
                 log.info("readiness: every check is ok again")
             self._last_failures = failures
+
+
+class _SideConfig(uvicorn.Config):
+    """uvicorn settings that leave logging as the main server set it up (uvicorn's are process-wide)."""
+
+    def configure_logging(self) -> None:
+        pass
+
+
+class _SideServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to the main one (it stops when the app's lifespan ends)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def operations_listener(address: str | None, operations: Operations) -> AsyncIterator[None]:
+    """While the block runs, ``/healthz``, ``/readyz`` and ``/metrics`` with every detail on ``address``.
+
+    The socket is opened with SO_REUSEPORT where the system has it, so each of ``--workers N``
+    listens on it (a scrape then reads one worker's counters, as on the main port).
+    """
+    if address is None:
+        yield
+        return
+    host, port = listen_address(address)
+    app = Starlette(
+        routes=[
+            Route("/healthz", operations.healthz, methods=["GET"]),
+            Route("/readyz", operations.readyz, methods=["GET"]),
+            Route("/metrics", operations.metrics, methods=["GET"]),
+        ]
+    )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    config = _SideConfig(app, lifespan="off", access_log=False, server_header=False, proxy_headers=False)
+    server = _SideServer(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    log.info("operations endpoints (/metrics, /readyz, /healthz) on http://%s", address)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
 
 
 def _public(details: dict[str, str]) -> dict[str, str]:
