@@ -16,10 +16,11 @@ from urllib.parse import urlencode
 import pytest
 from yarl import URL
 
+from bffgate import proxy
 from bffgate.cache_control import for_shared_caches
 from bffgate.errors import InvalidUrl
 from bffgate.navigation import browser_pathname, login_redirect_location, safe_return_to
-from bffgate.proxy import UpstreamBase
+from bffgate.proxy import UpstreamBase, forwardable_request_headers, is_dropped_request_header
 
 from .harness import Stack, nothing_goes_upstream
 
@@ -412,3 +413,19 @@ async def test_user_object_is_no_store(stack: Stack) -> None:
 def test_for_shared_caches_rewrites_only_what_it_must(values: list[bytes], expected: bytes) -> None:
     """Case-insensitive directives; a quoted value is left whole (a bare ``private`` is enough)."""
     assert for_shared_caches(values) == expected
+
+
+def test_header_rule_holds_however_often_a_name_is_seen() -> None:
+    """Only forwardable names are remembered, within a bound: random names cannot grow the memory,
+    and a trusted-hop name is dropped on every request, not only the first."""
+    noise = [(f"x-random-{n}".encode(), b"v") for n in range(proxy._MAX_REMEMBERED_NAMES + 500)]
+    for _ in range(2):
+        kept = forwardable_request_headers([*noise, (b"x-forwarded-prefix", b"/admin"), (b"x-real-ip", b"1")])
+        assert len(kept) == len(noise)
+        assert len(proxy._FORWARDABLE_NAMES) <= proxy._MAX_REMEMBERED_NAMES
+
+
+@pytest.mark.parametrize("name", [n.lower() for n in TRUSTED_HOP_HEADERS])
+def test_is_dropped_request_header_names_every_family(name: str) -> None:
+    """The rule itself, name by name (the README's table lists the same families)."""
+    assert is_dropped_request_header(name.encode())
