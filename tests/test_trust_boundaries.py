@@ -416,13 +416,13 @@ def test_for_shared_caches_rewrites_only_what_it_must(values: list[bytes], expec
 
 
 def test_header_rule_holds_however_often_a_name_is_seen() -> None:
-    """Only forwardable names are remembered, within a bound: random names cannot grow the memory,
-    and a trusted-hop name is dropped on every request, not only the first."""
-    noise = [(f"x-random-{n}".encode(), b"v") for n in range(proxy._MAX_REMEMBERED_NAMES + 500)]
+    """Verdicts are remembered within a bound (random names cannot grow the memory), and a
+    trusted-hop name is dropped on every request, whether its verdict was remembered or not."""
+    noise = [(f"x-random-{n}".encode(), b"v") for n in range(proxy._MAX_VERDICTS + 500)]
     for _ in range(2):
         kept = forwardable_request_headers([*noise, (b"x-forwarded-prefix", b"/admin"), (b"x-real-ip", b"1")])
         assert len(kept) == len(noise)
-        assert len(proxy._FORWARDABLE_NAMES) <= proxy._MAX_REMEMBERED_NAMES
+        assert len(proxy._VERDICTS) <= proxy._MAX_VERDICTS
 
 
 @pytest.mark.parametrize("name", [n.lower() for n in TRUSTED_HOP_HEADERS])
