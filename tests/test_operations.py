@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -140,3 +141,17 @@ async def test_metrics_address_with_two_workers_and_a_clean_shutdown(stack: Stac
     assert {a.status for a in answers} == {200}
     assert public.status == 404
     assert gateway.process.returncode == 0  # ended by SIGTERM, not killed after the 30 s wait
+
+
+async def test_failing_checks_are_logged_once_per_change(
+    make_stack: StackFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Operators keep the details: one warning when a check starts failing, not one per probe."""
+    caplog.set_level(logging.INFO, logger="bffgate")
+    async with make_stack(**_unreachable_provider()) as stack:
+        for _ in range(3):
+            assert (await stack.browser().request("GET", "/readyz", csrf=False)).status == 503
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("readiness:")]
+    assert len(lines) == 1
+    assert lines[0].startswith("readiness: provider: ")
+    assert lines[0] != "readiness: provider: unavailable"  # the reason itself, not the public word

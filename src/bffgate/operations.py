@@ -109,7 +109,8 @@ class Operations:
                 log.warning("readiness: %s", "; ".join(f"{n}: {r}" for n, r in failures.items()))
             else:
                 log.info("readiness: every check is ok again")
-            self._last_failures = failures
+            self._last_failures.clear()  # in place: the operators' twin shares this dict
+            self._last_failures.update(failures)
 
 
 class _SideConfig(uvicorn.Config):
