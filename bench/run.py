@@ -593,6 +593,9 @@ class Bench:
             "ETLS_ACCESS": secrets.token_urlsafe(48),
             "ETLS_REFRESH": secrets.token_urlsafe(48),
             "PYTHONUNBUFFERED": "1",
+            # The benchmark logs in many sessions from one address: no login attempt limits.
+            "BFF_LOGIN_LIMIT_PER_CLIENT": "0",
+            "BFF_LOGIN_LIMIT_PER_USERNAME": "0",
         }
         exe = Path(PYTHON).with_name("bffgate")
         cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]

@@ -44,6 +44,9 @@ async def gateway_process(
         "REMOTE_API": api_url,
         "ETLS_ACCESS": SECRET_A,
         "ETLS_REFRESH": SECRET_R,
+        # Tests log in many sessions from 127.0.0.1; tests of the login limits set their own.
+        "BFF_LOGIN_LIMIT_PER_CLIENT": "0",
+        "BFF_LOGIN_LIMIT_PER_USERNAME": "0",
         **(env or {}),
     }
     process = await asyncio.create_subprocess_exec(

@@ -108,6 +108,27 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
         response.set_cookie("upstream_session", "abc")
         return response
 
+    async def cache_control(request: Request) -> Response:
+        """An answer with one ``Cache-Control`` header per ``value`` in the query (none without)."""
+        response = JSONResponse({"cached": "per-user"})
+        for value in request.query_params.getlist("value"):
+            response.raw_headers.append((b"cache-control", value.encode("latin-1")))
+        return response
+
+    async def split_connection(request: Request) -> Response:
+        """Hop-by-hop headers named over several ``Connection`` headers (each one counts)."""
+        response = JSONResponse({"ok": True})
+        for name, value in [
+            ("connection", "x-hop-a"),
+            ("connection", "x-hop-b, x-hop-c"),
+            ("x-hop-a", "secret-a"),
+            ("x-hop-b", "secret-b"),
+            ("x-hop-c", "secret-c"),
+            ("x-end-to-end", "kept"),
+        ]:
+            response.raw_headers.append((name.encode(), value.encode()))
+        return response
+
     async def slow(request: Request) -> Response:
         recorder.slow_entered.set()
         await recorder.release_slow.wait()
@@ -151,6 +172,8 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
             ),
             Route("/status/{code:int}", status, methods=["GET", "POST"]),
             Route("/hop-headers", hop_headers),
+            Route("/split-connection", split_connection),
+            Route("/cache-control", cache_control, methods=["GET", "HEAD", "POST"]),
             Route("/slow", slow),
             Route("/upload", upload, methods=["POST", "PUT"]),
             Route("/text", text),

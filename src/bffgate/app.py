@@ -18,7 +18,7 @@ from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, End
 from .errors import BffError
 from .fastpath import GatewayApp
 from .logout_redirect import REDIRECT_PATH
-from .metrics import metrics_endpoint
+from .operations import Operations, operations_listener
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -29,11 +29,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     settings = settings or load_settings()
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
+    token = settings.bff_metrics_token
+    operations = Operations(runtime.gateway, token.get_secret_value() if token else None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.gateway()
-        yield
+        async with operations_listener(settings.bff_metrics_address, operations.trusted()):
+            yield
         await runtime.close()
 
     routes = [
@@ -51,9 +54,10 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/rest/customfetch", endpoints.customfetch, methods=["POST"]),
         # Normally answered by GatewayApp's fast path; kept so the route table stays complete.
         Route(PROXY_PREFIX + "{path:path}", endpoints.proxy, methods=PROXY_METHODS),
-        Route("/healthz", endpoints.healthz, methods=["GET"]),
-        Route("/readyz", endpoints.readyz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/healthz", operations.healthz, methods=["GET"]),
+        Route("/readyz", operations.readyz, methods=["GET"]),
+        # With BFF_METRICS_ADDRESS the metrics are served on that address only.
+        *([] if settings.bff_metrics_address else [Route("/metrics", operations.metrics, methods=["GET"])]),
         Route("/bffgate.js", browser_helper("bffgate.js", "text/javascript; charset=utf-8"), methods=["GET"]),
         Route("/bffgate.d.ts", browser_helper("bffgate.d.ts", "text/plain; charset=utf-8"), methods=["GET"]),
         *extra_routes,

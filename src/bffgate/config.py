@@ -23,6 +23,7 @@ from .session import DEFAULT_SESSION_ABSOLUTE
 from .tokens import USER_CLAIMS
 
 MIN_SECRET_LENGTH = 32
+MIN_METRICS_TOKEN_LENGTH = 16
 
 # How to fix each setting, shown next to its name when it is missing or wrong.
 FIXES: dict[str, str] = {
@@ -82,6 +83,15 @@ def transport_problem(url: str, *, allow_insecure_http: bool) -> str | None:
     if urlsplit(url).scheme == "https" or allow_insecure_http or is_loopback(url):
         return None
     return "is plain http (https is required except for loopback addresses, unless OIDC_ALLOW_INSECURE_HTTP=true)"
+
+
+def listen_address(address: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` → ``(host, port)``; ``ValueError`` saying what is wrong."""
+    host, colon, port = address.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"must be host:port, e.g. 127.0.0.1:9100, got {address!r}")
+    return host, int(port)
 
 
 def _origin(url: str) -> str:
@@ -146,6 +156,13 @@ class Settings(BaseSettings):
     bff_grace_seconds: float = Field(default=30.0, ge=0)
     bff_pass_upstream_cookies: bool = False  # forward the upstream's Set-Cookie to the browser
     bff_user_claims: str | None = None  # comma-separated allow-list for /api/auth/user (tokens.USER_CLAIMS)
+    bff_metrics_token: SecretStr | None = None  # Bearer token for /metrics and /readyz's details
+    bff_metrics_address: str | None = None  # host:port of a separate listener for /metrics, /readyz
+    # POST /api/auth/login attempts per window, per client address and per username (0: no limit).
+    bff_login_window: float = Field(default=300.0, gt=0)
+    bff_login_limit_per_client: int = Field(default=30, ge=0)
+    bff_login_limit_per_username: int = Field(default=10, ge=0)
+    bff_login_username_field: str = "username"
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod
@@ -182,6 +199,23 @@ class Settings(BaseSettings):
             return None
         if not value.isprintable() or any(c in value for c in ' ;=,"'):
             raise ValueError(f"must be a plain name without spaces, quotes, ';', ',' or '=', got {value!r}")
+        return value
+
+    @field_validator("bff_metrics_token")
+    @classmethod
+    def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        if len(value.get_secret_value()) < MIN_METRICS_TOKEN_LENGTH or " " in value.get_secret_value():
+            raise ValueError(f"must be at least {MIN_METRICS_TOKEN_LENGTH} characters, without spaces")
+        return value
+
+    @field_validator("bff_metrics_address")
+    @classmethod
+    def _listen_address(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        listen_address(value)  # ValueError: the message says what is wrong
         return value
 
     @field_validator("etls_access", "etls_refresh")

@@ -12,7 +12,6 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from . import cluster
 from .csrf import verify_csrf
 from .customfetch import parse_envelope
 from .errors import (
@@ -74,6 +73,7 @@ class Endpoints:
         credentials = await read_json(request, SMALL_JSON_LIMIT)
         if not isinstance(credentials, dict):
             raise InvalidRequest("the credentials must be a JSON object")
+        await self._count_login_attempt(request, credentials)
         password_login: PasswordLogin = provider  # type: ignore[assignment]  # checked just above
         tokens, user = await password_login.login(credentials)
         await self._end_previous_session(request, gateway)
@@ -82,6 +82,15 @@ class Endpoints:
         LOGINS.inc()
         response = JSONResponse({"user": visible_claims(user, self.settings.user_claims)})
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
+
+    async def _count_login_attempt(self, request: Request, credentials: dict[str, Any]) -> None:
+        """The per-client and per-username limits, before the provider hears of the attempt."""
+        client = request.scope.get("client")
+        username = credentials.get(self.settings.bff_login_username_field)
+        limiter = await self.runtime.login_limiter()
+        await limiter.attempt(
+            client[0] if client else "unknown", username if isinstance(username, str) else None
+        )
 
     async def callback(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
@@ -205,7 +214,8 @@ class Endpoints:
         tracked = await gateway.open(request)
         session = await gateway.force_refresh(tracked)
         body = {"message": "Tokens refreshed", "expiresAt": int(session.access_expires_at)}
-        return with_cookies(JSONResponse(body), await gateway.answer_cookies(request, tracked))
+        response = JSONResponse(body, headers={"Cache-Control": "no-store"})
+        return with_cookies(response, await gateway.answer_cookies(request, tracked))
 
     # -- the API -----------------------------------------------------------------------------------
 
@@ -225,22 +235,6 @@ class Endpoints:
         envelope = await read_json(request, self.settings.bff_max_body_bytes + ENVELOPE_OVERHEAD)
         call = parse_envelope(envelope, gateway.api, max_body_bytes=self.settings.bff_max_body_bytes)
         return await gateway.forward(request, tracked, call.method, call.url, call.headers, call.body)  # type: ignore[return-value]
-
-    # -- operations --------------------------------------------------------------------------------
-
-    async def healthz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(self, request: Request) -> Response:
-        gateway = await self.runtime.gateway()
-        checks = {
-            "store": await _check(gateway.store.ping()),
-            "provider": await _check(gateway.provider.ready()),
-        }
-        ready = all(result == "ok" for result in checks.values())
-        return JSONResponse(
-            {"status": "ready" if ready else "unavailable", "checks": checks}, 200 if ready else 503
-        )
 
     # -- errors ------------------------------------------------------------------------------------
 
@@ -389,13 +383,3 @@ async def _wants_everywhere(request: Request) -> bool:
         return False
     body = await read_json(request, SMALL_JSON_LIMIT)
     return isinstance(body, dict) and body.get("everywhere") is True
-
-
-async def _check(probe: Any) -> str:
-    try:
-        await probe
-    except BffError as exc:
-        return exc.detail
-    except cluster.ClusterUnavailable:
-        return "Redis does not answer (refreshes are coordinated in-process only)"
-    return "ok"

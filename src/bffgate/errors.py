@@ -20,6 +20,8 @@ joserfc) are mapped to these in the module that calls the library, and nowhere e
     ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
     ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
     ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
+    ├── MetricsUnauthorized    401 metrics_unauthorized /metrics without BFF_METRICS_TOKEN as Bearer
+    ├── TooManyAttempts        429 too_many_attempts    login attempts over the per-client/-username limit
     ├── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
     └── LoginFailed            4xx (upstream's)         the login endpoint refused the credentials
 
@@ -43,6 +45,10 @@ class BffError(Exception):
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail or self.title)
         self.detail = detail or self.title
+
+    def answer_headers(self) -> dict[str, str]:
+        """Headers the problem answer carries besides its body (``Retry-After``, say)."""
+        return {}
 
 
 class Unauthenticated(BffError):
@@ -145,6 +151,29 @@ class InvalidLogoutToken(BffError):
     status = 400
     code = "invalid_logout_token"
     title = "The logout token is invalid"
+
+
+class MetricsUnauthorized(BffError):
+    """``/metrics`` asked for without the ``BFF_METRICS_TOKEN`` it is protected with."""
+
+    status = 401
+    code = "metrics_unauthorized"
+    title = "The metrics need Authorization: Bearer <BFF_METRICS_TOKEN>"
+
+
+class TooManyAttempts(BffError):
+    """Too many login attempts from one client or for one username; ``Retry-After`` says when to retry."""
+
+    status = 429
+    code = "too_many_attempts"
+    title = "Too many login attempts; try again later"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"{self.title} (in {retry_after} s)")
+        self.retry_after = retry_after
+
+    def answer_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class BackchannelUnsupported(BffError):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from prometheus_client import Counter
 
 REFRESHES = Counter(
     "bffgate_refreshes",
@@ -25,7 +23,3 @@ REVOCATION_FAILURES = Counter(
     "be renewed first)",
     ["reason"],
 )
-
-
-async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -24,6 +24,9 @@ def problem_response(error: BffError, headers: Mapping[str, str] | None = None) 
         "detail": error.detail,
         "code": error.code,
     }
+    extra = error.answer_headers()
+    if extra:
+        headers = {**extra, **(headers or {})}
     return Response(json.dumps(body), status_code=error.status, headers=headers, media_type=PROBLEM_TYPE)
 
 

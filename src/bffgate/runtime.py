@@ -14,6 +14,7 @@ from .config import Settings
 from .cookies import CookieJar
 from .gateway import Gateway
 from .http1 import Http1Pool
+from .login_limit import LoginLimiter, create_login_limiter
 from .providers import create_provider
 from .stores import create_store
 from .upstream import create_http_client
@@ -58,6 +59,7 @@ class Runtime:
         self._http: aiohttp.ClientSession | None = None
         self._api: Http1Pool | None = None
         self._redis: cluster.RedisClient | None = None
+        self._login_limiter: LoginLimiter | None = None
         self._lock = asyncio.Lock()
 
     async def gateway(self) -> Gateway:
@@ -69,6 +71,13 @@ class Runtime:
                         await cluster.warm_up(self._redis)
                     self._gateway = gateway
         return self._gateway
+
+    async def login_limiter(self) -> LoginLimiter:
+        """The login attempt limits, built with the gateway (they share its Redis client)."""
+        await self.gateway()
+        if self._login_limiter is None:  # only while the app shuts down
+            raise RuntimeError("the gateway is closed")
+        return self._login_limiter
 
     def _build(self) -> Gateway:
         settings = self.settings
@@ -87,6 +96,12 @@ class Runtime:
             coordination = cluster.ClusterCoordination(
                 self._redis, grace_seconds=settings.bff_grace_seconds, lease_seconds=lease
             )
+        self._login_limiter = create_login_limiter(
+            self._redis,
+            window=settings.bff_login_window,
+            per_client=settings.bff_login_limit_per_client,
+            per_username=settings.bff_login_limit_per_username,
+        )
         store = create_store(settings, self.jar, self._redis)
         provider = create_provider(settings, self._http)
         return Gateway(settings, store, provider, self._api, coordination)
@@ -99,6 +114,7 @@ class Runtime:
         if self._redis is not None:
             await cluster.close(self._redis)
         self._gateway = None
+        self._login_limiter = None
         self._http = None
         self._api = None
         self._redis = None
