@@ -48,10 +48,12 @@ def lifetime_from_jwt(token: str) -> float | None:
 
 
 # The claims JavaScript may see (``GET /api/auth/user``, the login answer) unless BFF_USER_CLAIMS says
-# otherwise: profile claims of OIDC Core 5.1, plus ``id`` (REST APIs) and ``roles``/``groups``.
+# otherwise: profile claims of OIDC Core 5.1, plus what REST APIs commonly name their user's fields
+# (``id``, ``username``, ``role``) and ``roles``/``groups``.
 USER_CLAIMS = (
     "sub",
     "id",
+    "username",
     "name",
     "given_name",
     "family_name",
@@ -64,6 +66,7 @@ USER_CLAIMS = (
     "locale",
     "zoneinfo",
     "updated_at",
+    "role",
     "roles",
     "groups",
 )
