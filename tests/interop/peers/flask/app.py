@@ -37,7 +37,9 @@ USERS = {"alice": "wonderland", "bob": "builder"}
 
 app = Flask(__name__)
 app.config["JWT_SECRET_KEY"] = os.environ["JWT_SECRET_KEY"]
-app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=int(os.environ.get("JWT_ACCESS_TOKEN_EXPIRES", "900")))
+app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(
+    seconds=int(os.environ.get("JWT_ACCESS_TOKEN_EXPIRES", "900"))
+)
 jwt = JWTManager(app)
 
 blocklist: set[str] = set()
