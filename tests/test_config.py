@@ -70,6 +70,38 @@ def test_secrets_are_masked() -> None:
         ({"bff_session_store": "redis"}, "REDIS_URL: is required when BFF_SESSION_STORE=redis"),
         ({"bff_provider": "oidc"}, "OIDC_ISSUER: is required when BFF_PROVIDER=oidc"),
         ({"bff_refresh_skew": -1}, "BFF_REFRESH_SKEW:"),
+        ({"bff_login_body": "xml"}, "BFF_LOGIN_BODY: Input should be 'json' or 'form'"),
+        ({"bff_refresh_token_in": "query"}, "BFF_REFRESH_TOKEN_IN: Input should be"),
+        (
+            {"bff_refresh_token_in": "cookie"},
+            "BFF_REFRESH_COOKIE_NAME: is required when BFF_REFRESH_TOKEN_IN=cookie; set it to the name",
+        ),
+        (
+            {"bff_refresh_cookie_name": "refresh_token"},
+            "BFF_REFRESH_COOKIE_NAME: is only used with BFF_REFRESH_TOKEN_IN=cookie",
+        ),
+        (
+            {"bff_refresh_token_in": "header", "bff_refresh_request_field": "refresh"},
+            "BFF_REFRESH_REQUEST_FIELD: is only used with BFF_REFRESH_TOKEN_IN=body or form",
+        ),
+        (
+            {"bff_expires_at_field": "expires_at", "bff_expires_in_field": "expires_in"},
+            "BFF_EXPIRES_AT_FIELD: cannot be combined with BFF_EXPIRES_IN_FIELD",
+        ),
+        (
+            {"bff_access_token_field": "data..access"},
+            "BFF_ACCESS_TOKEN_FIELD: must be a field name or a dotted",
+        ),
+        ({"bff_refresh_cookie_name": "a b"}, "BFF_REFRESH_COOKIE_NAME: must be a plain name"),
+        (
+            {
+                "bff_provider": "oidc",
+                "oidc_issuer": "https://id.example",
+                "oidc_client_id": "c",
+                "bff_login_body": "form",
+            },
+            "BFF_LOGIN_BODY: applies to BFF_PROVIDER=rest only",
+        ),
     ],
 )
 def test_bad_settings_name_the_variable(overrides: dict[str, object], expected_line: str) -> None:
@@ -88,3 +120,26 @@ def test_all_problems_are_reported_at_once() -> None:
     lines = str(caught.value).splitlines()
     assert {line.split(":")[0] for line in lines} == {"REMOTE_API", "ETLS_ACCESS", "ETLS_REFRESH"}
     assert "bffgate keygen" in str(caught.value)
+
+
+def test_endpoint_urls_are_used_as_written() -> None:
+    """An absolute endpoint URL keeps its trailing slash (Django's /api/token/ is not /api/token)."""
+    settings = load_settings(**GOOD, bff_login_url="https://auth.example.com/api/token/")
+    assert settings.login_url == "https://auth.example.com/api/token/"
+    settings = load_settings(**GOOD, bff_refresh_url="/api/token/refresh/")
+    assert settings.refresh_url == "https://api.example.com/v1/api/token/refresh/"
+
+
+def test_rest_shape_settings_have_working_defaults() -> None:
+    """JSON login, refresh token in a JSON body field named like the answer's (last path segment)."""
+    settings = load_settings(**GOOD)
+    assert (settings.bff_login_body, settings.bff_refresh_token_in) == ("json", "body")
+    assert settings.refresh_request_field == "refreshToken"
+    assert settings.bff_expires_at_field is None
+    nested = load_settings(
+        **GOOD, bff_refresh_token_field="data.tokens.refreshToken", bff_expires_at_field="expires_at"
+    )
+    assert nested.refresh_request_field == "refreshToken"
+    assert nested.bff_expires_at_field == "expires_at"
+    named = load_settings(**GOOD, bff_refresh_token_field="refresh", bff_refresh_request_field="token")
+    assert named.refresh_request_field == "token"

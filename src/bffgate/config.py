@@ -11,7 +11,7 @@ from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
@@ -26,11 +26,27 @@ FIXES: dict[str, str] = {
     "etls_refresh": "set it to a random secret of at least 32 characters: `bffgate keygen` prints two",
     "oidc_issuer": "set it to your provider's issuer URL, e.g. https://login.example.com/realms/app",
     "oidc_client_id": "set it to the client id registered at your provider",
+    "bff_login_body": "use json (the default) or form (application/x-www-form-urlencoded, e.g. FastAPI's OAuth2PasswordRequestForm)",
+    "bff_refresh_token_in": "use body, form, header (Authorization: Bearer) or cookie (with BFF_REFRESH_COOKIE_NAME)",
+    "bff_logout_method": "use POST (the default) or DELETE",
     "redis_url": (
         "set it to a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, "
         'e.g. redis://127.0.0.1:6379/0 (see README, "Running several instances")'
     ),
 }
+
+
+# The rest provider's shape settings (an OIDC provider's answers are standard, these never apply there).
+REST_SHAPE_SETTINGS = frozenset(
+    {
+        "bff_login_body",
+        "bff_refresh_token_in",
+        "bff_refresh_cookie_name",
+        "bff_refresh_request_field",
+        "bff_expires_at_field",
+        "bff_logout_method",
+    }
+)
 
 
 def _http_url(value: str) -> str:
@@ -39,7 +55,7 @@ def _http_url(value: str) -> str:
         raise ValueError(f"must be an absolute http(s) URL, got {value!r}")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ValueError(f"must not contain credentials, a query or a fragment: {value!r}")
-    return value.rstrip("/")
+    return value  # as written: /api/token/ and /api/token are different endpoints (Django, DRF)
 
 
 def _origin(url: str) -> str:
@@ -64,6 +80,13 @@ class Settings(BaseSettings):
     bff_access_token_field: str = "accessToken"
     bff_refresh_token_field: str = "refreshToken"
     bff_expires_in_field: str = "expiresIn"
+    # How the rest provider talks to APIs of other shapes (README, "Recipes").
+    bff_login_body: Literal["json", "form"] = "json"
+    bff_refresh_token_in: Literal["body", "form", "header", "cookie"] = "body"
+    bff_refresh_cookie_name: str | None = None
+    bff_refresh_request_field: str | None = None
+    bff_expires_at_field: str | None = None
+    bff_logout_method: Literal["POST", "DELETE"] = "POST"
 
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
@@ -96,7 +119,8 @@ class Settings(BaseSettings):
     @field_validator("remote_api", "bff_public_url")
     @classmethod
     def _absolute_url(cls, value: str) -> str:
-        return _http_url(value)
+        # Bases that paths are appended to: without the trailing slash, "/auth/login" joins cleanly.
+        return _http_url(value).rstrip("/")
 
     @field_validator("oidc_issuer", "bff_login_url", "bff_refresh_url", "bff_logout_url", "bff_userinfo_url")
     @classmethod
@@ -106,6 +130,28 @@ class Settings(BaseSettings):
         if value.startswith("/"):
             return value  # a path under REMOTE_API, joined in the model validator
         return _http_url(value)
+
+    @field_validator(
+        "bff_access_token_field", "bff_refresh_token_field", "bff_expires_in_field", "bff_expires_at_field"
+    )
+    @classmethod
+    def _field_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or (value == "" and info.field_name == "bff_expires_at_field"):
+            return None  # unset (an empty variable counts as unset for the optional one)
+        if any(not segment.strip() for segment in value.split(".")):
+            raise ValueError(
+                f"must be a field name or a dotted path such as data.tokens.access, got {value!r}"
+            )
+        return value
+
+    @field_validator("bff_refresh_cookie_name", "bff_refresh_request_field")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not value.isprintable() or any(c in value for c in ' ;=,"'):
+            raise ValueError(f"must be a plain name without spaces, quotes, ';', ',' or '=', got {value!r}")
+        return value
 
     @field_validator("etls_access", "etls_refresh")
     @classmethod
@@ -138,9 +184,42 @@ class Settings(BaseSettings):
             problems.append("OIDC_CLIENT_ID: is required when BFF_PROVIDER=oidc")
         if self.bff_session_store == "redis" and not self.redis_url:
             problems.append("REDIS_URL: is required when BFF_SESSION_STORE=redis")
+        problems += self._rest_shape_problems()
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _rest_shape_problems(self) -> list[str]:
+        """Combinations of the rest provider's shape settings that cannot work, one line each."""
+        given = self.model_fields_set
+        problems = []
+        if self.bff_refresh_token_in == "cookie" and not self.bff_refresh_cookie_name:
+            problems.append(
+                "BFF_REFRESH_COOKIE_NAME: is required when BFF_REFRESH_TOKEN_IN=cookie; "
+                "set it to the name of the cookie your API sets on login"
+            )
+        if self.bff_refresh_cookie_name and self.bff_refresh_token_in != "cookie":
+            problems.append(
+                "BFF_REFRESH_COOKIE_NAME: is only used with BFF_REFRESH_TOKEN_IN=cookie; "
+                "set BFF_REFRESH_TOKEN_IN=cookie or remove BFF_REFRESH_COOKIE_NAME"
+            )
+        if self.bff_refresh_request_field and self.bff_refresh_token_in not in ("body", "form"):
+            problems.append(
+                "BFF_REFRESH_REQUEST_FIELD: is only used with BFF_REFRESH_TOKEN_IN=body or form; "
+                f"remove it (with {self.bff_refresh_token_in} the refresh token is not a field)"
+            )
+        if self.bff_expires_at_field and "bff_expires_in_field" in given:
+            problems.append(
+                "BFF_EXPIRES_AT_FIELD: cannot be combined with BFF_EXPIRES_IN_FIELD; "
+                "set only the one your API's answer has (absolute expiry or lifetime in seconds)"
+            )
+        rest_only = sorted(given & REST_SHAPE_SETTINGS)
+        if self.bff_provider == "oidc" and rest_only:
+            problems.append(
+                f"{rest_only[0].upper()}: applies to BFF_PROVIDER=rest only; "
+                "remove it (an OpenID Connect provider's token answers have a fixed shape)"
+            )
+        return problems
 
     # Derived values, computed once: the hot path reads them on every request.
 
@@ -164,6 +243,11 @@ class Settings(BaseSettings):
     @cached_property
     def userinfo_url(self) -> str | None:
         return self._under_api(self.bff_userinfo_url, None)
+
+    @cached_property
+    def refresh_request_field(self) -> str:
+        """The refresh-token field of refresh and logout requests: by default the answer's field name."""
+        return self.bff_refresh_request_field or self.bff_refresh_token_field.rsplit(".", 1)[-1]
 
     @cached_property
     def access_secrets(self) -> list[str]:

@@ -27,12 +27,13 @@ from .errors import (
     Unauthenticated,
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
-from .metrics import LOGINS, LOGOUTS, PROBLEMS
+from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
 from .providers import PasswordLogin, RedirectLogin
 from .providers.logout_token import REPLAY_WINDOW
 from .providers.oidc import OidcProvider
+from .providers.rest import RestProvider
 from .proxy import forwardable_request_headers, read_body
 from .runtime import Runtime
 from .session import Session
@@ -106,7 +107,10 @@ class Endpoints:
         ended = 0
         if session is not None:
             session = gateway.refresher.newest(session)
-            await gateway.provider.revoke(session)
+            revocable = await _ready_for_revocation(gateway, session)
+            if revocable is not None:
+                session = revocable
+                await gateway.provider.revoke(session)
             await gateway.store.delete(session)
             ended = 1
             if everywhere and isinstance(gateway.store, RedisSessionStore):
@@ -287,6 +291,30 @@ async def read_json(request: Request, limit: int) -> Any:
         return json.loads(body.data or b"")
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
         raise InvalidRequest("the body must be valid JSON") from None
+
+
+async def _ready_for_revocation(gateway: Gateway, session: Session) -> Session | None:
+    """The session with an access token the API's logout endpoint will accept; None when the API has
+    already refused the refresh token (nothing is left to revoke).
+
+    An API that wants a valid Bearer at logout refuses an expired one, and its refresh-token family
+    would outlive a logout the user saw succeed: so an expired access token is refreshed first. When
+    that fails for another reason the revocation goes ahead with what there is (and is counted if
+    refused); the session ends here in any case.
+    """
+    provider = gateway.provider
+    if not isinstance(provider, RestProvider) or not provider.revokes_with_access_token:
+        return session
+    if not session.needs_refresh(gateway.settings.bff_refresh_skew):
+        return session
+    try:
+        return await gateway.refresher.refresh(session)
+    except SessionExpired:
+        return None
+    except BffError as error:
+        REVOCATION_FAILURES.labels("refresh").inc()
+        log.warning("logout: the access token could not be renewed for the API's logout (%s)", error.code)
+        return session
 
 
 async def _logout_token_field(request: Request) -> str:

@@ -18,6 +18,13 @@ PROXIED = Counter(
 PROBLEMS = Counter("bffgate_problems", "Problem answers sent to browsers, by code", ["code"])
 LOGINS = Counter("bffgate_logins", "Sessions started")
 LOGOUTS = Counter("bffgate_logouts", "Sessions ended by logout")
+REVOCATION_FAILURES = Counter(
+    "bffgate_logout_revocation_failures",
+    "Logouts whose call to the API's logout endpoint failed (the session still ended at the gateway): "
+    "refused (non-2xx answer), unreachable (no answer), refresh (the expired access token could not "
+    "be renewed first)",
+    ["reason"],
+)
 
 
 async def metrics_endpoint(request: Request) -> Response:

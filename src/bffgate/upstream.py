@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -32,7 +34,9 @@ def create_http_client(*, connect_timeout: float, read_timeout: float | None = N
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout),
         # No Accept-Encoding of our own: the browser's is forwarded as it is, and provider answers
-        # arrive uncompressed, so bodies never need inflating here.
+        # arrive uncompressed, so bodies never need inflating here. No automatic Content-Type either:
+        # aiohttp would label a bodiless call application/octet-stream, which strict APIs answer 415;
+        # call_json names the type of each body it sends.
         skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),
         raise_for_status=False,
     )
@@ -42,6 +46,8 @@ def create_http_client(*, connect_timeout: float, read_timeout: float | None = N
 class JsonAnswer:
     status: int
     body: Any  # parsed JSON, or None when the answer was not JSON
+    # The answer's Set-Cookie values by cookie name: some APIs hand out the refresh token that way.
+    cookies: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -55,22 +61,40 @@ async def call_json(
     *,
     timeout: float,
     json_body: Any = None,
-    form: dict[str, str] | None = None,
+    form: Mapping[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JsonAnswer:
-    """Send a small request and parse its JSON answer; network failures raise ``UpstreamError``."""
+    """Send a small request and parse its JSON answer; network failures raise ``UpstreamError``.
+
+    A JSON body goes as ``application/json``, a form as ``application/x-www-form-urlencoded`` and a
+    call without a body carries no Content-Type at all (DRF, Spring, Express and others refuse a body
+    whose type they cannot read, and some a bodiless call that claims one).
+    """
+    body, content_type = _encode_body(json_body, form)
     request_headers = {"Accept": "application/json", **(headers or {})}
+    if content_type is not None:
+        request_headers.setdefault("Content-Type", content_type)
     try:
         async with asyncio.timeout(timeout):
             async with http.request(
-                method, url, json=json_body, data=form, headers=request_headers, allow_redirects=False
+                method, url, data=body, headers=request_headers, allow_redirects=False
             ) as response:
                 raw = await _read_capped(response)
-                return JsonAnswer(response.status, _parse_json(raw))
+                cookies = {name: morsel.value for name, morsel in response.cookies.items()}
+                return JsonAnswer(response.status, _parse_json(raw), cookies)
     except TimeoutError as exc:
         raise UpstreamTimeout(f"{_where(url)} did not answer within {timeout:g} s") from exc
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         raise UpstreamError(f"{_where(url)} could not be reached ({type(exc).__name__})") from exc
+
+
+def _encode_body(json_body: Any, form: Mapping[str, str] | None) -> tuple[bytes | None, str | None]:
+    """The bytes to send and their Content-Type; (None, None) for a call without a body."""
+    if json_body is not None:
+        return json.dumps(json_body, separators=(",", ":")).encode(), "application/json"
+    if form is not None:
+        return urlencode(form).encode(), "application/x-www-form-urlencoded"
+    return None, None
 
 
 async def _read_capped(response: aiohttp.ClientResponse) -> bytes:

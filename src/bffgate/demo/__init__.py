@@ -19,16 +19,24 @@ from ..config import Settings
 from .api import DemoState, create_demo_api
 
 DEMO_API_PATH = "/_demo/api"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")  # what people type for "this machine"
 STATIC = files("bffgate") / "static"
 
 
 def demo_settings(host: str, port: int, **overrides: object) -> Settings:
-    """Settings for the demo: random secrets (a restart logs everyone out), the API on our own port."""
+    """Settings for the demo: random secrets (a restart logs everyone out), the API on our own port.
+
+    The demo's page works under every loopback name of its port (``localhost``, ``127.0.0.1``,
+    ``[::1]``), whichever the user typed: they are all allowed origins. Only the demo does this; a
+    real deployment allows its BFF_PUBLIC_URL and BFF_ALLOWED_ORIGINS, nothing else.
+    """
+    public_url = str(overrides.get("bff_public_url") or f"http://{host}:{port}")
     values: dict[str, object] = {
         "remote_api": f"http://{host}:{port}{DEMO_API_PATH}",
         "etls_access": secrets.token_urlsafe(48),
         "etls_refresh": secrets.token_urlsafe(48),
-        "bff_public_url": f"http://{host}:{port}",
+        "bff_public_url": public_url,
+        "bff_allowed_origins": ",".join([public_url, *(f"http://{name}:{port}" for name in LOOPBACK_NAMES)]),
         "bff_login_page": "/",
         "bff_logout_url": "/auth/logout",  # logout revokes the refresh-token family upstream
         **overrides,

@@ -1,18 +1,24 @@
-"""The ``rest`` provider: an API with its own JSON login, refresh and (optional) logout endpoints.
+"""The ``rest`` provider: an API with its own login, refresh and (optional) logout endpoints.
 
-Field names are configurable, so ``{"access": ..., "refresh": ...}`` APIs work with two settings.
-Refresh answers 400/401/403 are terminal (the token is dead); anything else that fails is transient.
+The API's shape is configured, not assumed (README, "Recipes"): the login body is JSON or a form; the
+refresh token travels in a JSON field, a form field, ``Authorization: Bearer`` or the API's own cookie;
+token fields may be dotted paths into the answer (``data.tokens.accessToken``); expiry is a lifetime
+(``expires_in``) or an absolute time (``expires_at``). Refresh answers 400/401/403 are terminal (the
+token is dead); anything else that fails is transient.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from ..config import Settings
-from ..errors import LoginFailed, RefreshFailed, RefreshRejected, UpstreamError
+from ..errors import InvalidRequest, LoginFailed, RefreshFailed, RefreshRejected, UpstreamError
+from ..metrics import REVOCATION_FAILURES
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt, user_from_jwt
 from ..upstream import JsonAnswer, call_json
@@ -24,23 +30,34 @@ TERMINAL_REFRESH_STATUSES = frozenset({400, 401, 403})
 
 
 class RestProvider:
-    """Talks JSON to ``BFF_LOGIN_URL``, ``BFF_REFRESH_URL``, ``BFF_LOGOUT_URL``, ``BFF_USERINFO_URL``."""
+    """Talks to ``BFF_LOGIN_URL``, ``BFF_REFRESH_URL``, ``BFF_LOGOUT_URL``, ``BFF_USERINFO_URL``."""
 
     def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
         self._settings = settings
         self._http = http
         self._timeout = settings.bff_upstream_timeout
-        self._fields = (
-            settings.bff_access_token_field,
-            settings.bff_refresh_token_field,
-            settings.bff_expires_in_field,
+        self._access_path = settings.bff_access_token_field
+        self._refresh_path = settings.bff_refresh_token_field
+        self._expires_in_path = None if settings.bff_expires_at_field else settings.bff_expires_in_field
+        self._expires_at_path = settings.bff_expires_at_field
+        self._refresh_cookie = (
+            settings.bff_refresh_cookie_name if settings.bff_refresh_token_in == "cookie" else None
         )
 
+    @property
+    def revokes_with_access_token(self) -> bool:
+        """Whether logout presents the access token (so it must be fresh): not when the refresh token
+        itself is the Bearer (``BFF_REFRESH_TOKEN_IN=header``), nor without a logout endpoint."""
+        return bool(self._settings.logout_url) and self._settings.bff_refresh_token_in != "header"
+
     async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]]:
-        answer = await self._post(self._settings.login_url, credentials)
+        if self._settings.bff_login_body == "form":
+            answer = await self._call("POST", self._settings.login_url, form=_as_form(credentials))
+        else:
+            answer = await self._call("POST", self._settings.login_url, json_body=credentials)
         tokens = read_tokens(
             answer,
-            self.parse_tokens,
+            lambda body: self.parse_tokens(body, answer.cookies),
             endpoint="login endpoint",
             rejection=_login_refused,
             failure=UpstreamError,
@@ -49,29 +66,35 @@ class RestProvider:
 
     async def refresh(self, refresh_token: str) -> TokenSet:
         try:
-            answer = await self._post(self._settings.refresh_url, {self._fields[1]: refresh_token})
+            answer = await self._call_with_refresh_token("POST", self._settings.refresh_url, refresh_token)
         except UpstreamError as exc:
             raise RefreshFailed(exc.detail) from None
         return read_tokens(
             answer,
-            self.parse_tokens,
+            lambda body: self.parse_tokens(body, answer.cookies),
             endpoint="refresh endpoint",
             rejection=_refresh_refused,
             failure=RefreshFailed,
         )
 
     async def revoke(self, session: Session) -> None:
+        """Call BFF_LOGOUT_URL with the access token as Bearer and the refresh token where
+        BFF_REFRESH_TOKEN_IN says; a refusal or failure is logged and counted, never raised."""
         url = self._settings.logout_url
         if not url or not session.refresh_token:
             return
-        headers = {"Authorization": f"Bearer {session.access_token}"} if session.access_token else None
+        bearer = session.access_token if self.revokes_with_access_token else None
         try:
-            answer = await self._post(url, {self._fields[1]: session.refresh_token}, headers)
+            answer = await self._call_with_refresh_token(
+                self._settings.bff_logout_method, url, session.refresh_token, bearer=bearer
+            )
         except UpstreamError as exc:
-            log.warning("logout endpoint failed: %s", exc.detail)
+            REVOCATION_FAILURES.labels("unreachable").inc()
+            log.warning("logout endpoint failed, the session ends here only: %s", exc.detail)
             return
         if not answer.ok:
-            log.warning("logout endpoint answered %s", answer.status)
+            REVOCATION_FAILURES.labels("refused").inc()
+            log.warning("logout endpoint answered %s, the session ends here only", answer.status)
 
     async def ready(self) -> None:
         """The refresh endpoint answers HTTP at all (any status: we only check it is reachable)."""
@@ -88,29 +111,97 @@ class RestProvider:
             return answer.body
         return tokens.user or user_from_jwt(tokens.access_token)
 
-    def parse_tokens(self, body: Any) -> TokenSet:
-        """Tokens from an answer; raises ValueError when there is no usable access token."""
-        access_field, refresh_field, expires_field = self._fields
+    def parse_tokens(self, body: Any, cookies: Mapping[str, str] | None = None) -> TokenSet:
+        """Tokens from an answer (and its cookies); raises ValueError when there is no usable access token."""
         if not isinstance(body, dict):
             raise ValueError("not a JSON object")
-        access = body.get(access_field)
+        access = field_at(body, self._access_path)
         if not isinstance(access, str) or not access:
-            raise ValueError(f"no {access_field!r} string")
-        refresh = body.get(refresh_field)
-        expires_in = body.get(expires_field)
-        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool) or expires_in <= 0:
-            expires_in = lifetime_from_jwt(access) or DEFAULT_ACCESS_LIFETIME
+            raise ValueError(f"no {self._access_path!r} string")
+        if self._refresh_cookie is not None:
+            refresh = (cookies or {}).get(self._refresh_cookie)
+        else:
+            refresh = field_at(body, self._refresh_path)
         return TokenSet(
             access_token=access,
             refresh_token=refresh if isinstance(refresh, str) and refresh else None,
-            expires_in=float(expires_in),
-            user=_user_fields(body, self._fields),
+            expires_in=self._lifetime(body, access),
+            user=_user_fields(body, self._token_paths()),
         )
 
-    async def _post(self, url: str, body: Any, headers: dict[str, str] | None = None) -> JsonAnswer:
-        return await call_json(
-            self._http, "POST", url, timeout=self._timeout, json_body=body, headers=headers
+    def _lifetime(self, body: dict[str, Any], access: str) -> float:
+        """Seconds the access token lives: from the answer (relative or absolute), else its JWT ``exp``."""
+        if self._expires_at_path is not None:
+            expires_at = _positive_number(field_at(body, self._expires_at_path))
+            lifetime = None if expires_at is None else expires_at - time.time()
+        else:
+            lifetime = _positive_number(field_at(body, self._expires_in_path or ""))
+        if lifetime is None or lifetime <= 0:
+            lifetime = lifetime_from_jwt(access) or DEFAULT_ACCESS_LIFETIME
+        return float(lifetime)
+
+    def _token_paths(self) -> tuple[str, ...]:
+        return tuple(
+            p
+            for p in (self._access_path, self._refresh_path, self._expires_in_path, self._expires_at_path)
+            if p
         )
+
+    async def _call_with_refresh_token(
+        self, method: str, url: str, refresh_token: str, *, bearer: str | None = None
+    ) -> JsonAnswer:
+        """A refresh or logout call carrying the refresh token the way BFF_REFRESH_TOKEN_IN says."""
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+        field = {self._settings.refresh_request_field: refresh_token}
+        where = self._settings.bff_refresh_token_in
+        if where == "body":
+            return await self._call(method, url, json_body=field, headers=headers)
+        if where == "form":
+            return await self._call(method, url, form=field, headers=headers)
+        if where == "header":
+            headers["Authorization"] = f"Bearer {refresh_token}"
+        else:  # cookie: sent back as the API set it
+            headers["Cookie"] = f"{self._refresh_cookie}={refresh_token}"
+        return await self._call(method, url, headers=headers)
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Any = None,
+        form: Mapping[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> JsonAnswer:
+        return await call_json(
+            self._http, method, url, timeout=self._timeout, json_body=json_body, form=form, headers=headers
+        )
+
+
+def field_at(body: Any, path: str) -> Any:
+    """The value at a dotted ``path`` (``data.tokens.accessToken``) of a JSON object, or None."""
+    value = body
+    for segment in path.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(segment)
+    return value
+
+
+def _positive_number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
+
+
+def _as_form(credentials: dict[str, Any]) -> dict[str, str]:
+    """The browser's JSON credentials as form fields (BFF_LOGIN_BODY=form): flat strings and numbers only."""
+    form = {}
+    for name, value in credentials.items():
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise InvalidRequest(f"with a form login every credential is a string; {name!r} is not")
+        form[name] = str(value)
+    return form
 
 
 def _login_refused(answer: JsonAnswer) -> LoginFailed | None:
@@ -128,8 +219,12 @@ def _refresh_refused(answer: JsonAnswer) -> RefreshRejected | None:
     return None
 
 
-def _user_fields(body: dict[str, Any], token_fields: tuple[str, ...]) -> dict[str, Any]:
-    """The non-token part of a login answer; a ``user`` object in it is taken as the user itself."""
+def _user_fields(body: dict[str, Any], token_paths: tuple[str, ...]) -> dict[str, Any]:
+    """The non-token part of a login answer; a ``user`` object in it is taken as the user itself.
+
+    A top-level key that holds a token (``data`` of ``data.tokens.accessToken``) is left out whole.
+    """
     if isinstance(body.get("user"), dict):
         return dict(body["user"])
-    return {k: v for k, v in body.items() if k not in token_fields and "token" not in k.lower()}
+    token_keys = {path.split(".", 1)[0] for path in token_paths}
+    return {k: v for k, v in body.items() if k not in token_keys and "token" not in k.lower()}
