@@ -1,93 +1,87 @@
-"""Express 5 + jsonwebtoken (``server.mjs`` beside this file) under node, and how bffgate meets it.
+"""Express 5 + jsonwebtoken (``server.mjs`` beside this file) under node.
 
-One app, two shapes the Node world uses: the refresh token as the JSON field ``refreshToken``
-(``express``), or kept in the API's own HttpOnly cookie ``refreshToken`` (``express-cookie``).
+One app, the two shapes the Node world uses (``REFRESH_TOKEN_IN`` of server.mjs): the refresh token
+as the JSON field ``refreshToken`` (peer ``express``: bffgate's defaults), or kept in the API's own
+HttpOnly cookie ``refreshToken`` (peer ``express-cookie``, in ``../express_cookie``). Refresh tokens
+rotate on every use and a reused one revokes its family; ``/auth/logout`` revokes the family. The
+README's recipes are exactly the ``settings`` below.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import secrets
+import shutil
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Literal
 
-import aiohttp
+from tests.interop.peer import Peer, RunningPeer, free_port, run_checked, served
 
-from ...server_process import ServerProcess, npm_ci, require_program
-
-APP_DIR = Path(__file__).parent
-ACCESS_TOKEN_SECRET = "express-test-access-secret-0123456789"
-REFRESH_TOKEN_SECRET = "express-test-refresh-secret-0123456789"
+APP = Path(__file__).parent
+USER, PASSWORD = "alice", "wonderland"  # server.mjs's users
+ACCESS_SECONDS = 4
+PACKAGES = ("express", "jsonwebtoken", "cookie-parser")
 REFRESH_COOKIE = "refreshToken"
 
+Shape = Literal["body", "cookie"]
 
-class ExpressPeer:
-    """Refresh tokens rotate on every use; a used one presented again revokes its family."""
 
-    credentials: ClassVar[dict[str, str]] = {"username": "alice", "password": "wonderland"}
-    echo_path = "/api/echo"
+def _settings(shape: Shape) -> dict[str, str]:
+    settings = {"BFF_LOGIN_URL": "/auth/login", "BFF_REFRESH_URL": "/auth/refresh"}
+    if shape == "cookie":
+        settings |= {"BFF_REFRESH_TOKEN_IN": "cookie", "BFF_REFRESH_COOKIE_NAME": REFRESH_COOKIE}
+    return settings | {"BFF_LOGOUT_URL": "/auth/logout"}
 
-    def __init__(self, log_dir: Path, access_lifetime: int, refresh_in: Literal["body", "cookie"]) -> None:
-        self.name = "express" if refresh_in == "body" else "express-cookie"
-        self._refresh_in = refresh_in
-        node = require_program("node", "the Express interop peer")
-        self._server = ServerProcess(
-            [node, "server.mjs", "0"],
-            cwd=APP_DIR,
-            env={
-                "ACCESS_TOKEN_SECRET": ACCESS_TOKEN_SECRET,
-                "REFRESH_TOKEN_SECRET": REFRESH_TOKEN_SECRET,
-                "ACCESS_TOKEN_TTL": str(access_lifetime),
-                "REFRESH_TOKEN_IN": refresh_in,
-            },
-            listening=r"^LISTENING (\d+)",
-            log_path=log_dir / f"{self.name}.log",
-        )
-        self.url = ""
 
-    def start(self) -> str:
-        npm_ci(APP_DIR, "express")
-        self.url = self._server.start()
-        return self.url
+async def _install() -> None:
+    """``npm ci`` from the pinned lock file, once (node_modules is ignored by git)."""
+    if not all((APP / "node_modules" / name).is_dir() for name in PACKAGES):
+        await run_checked([_program("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=APP)
 
-    def stop(self) -> None:
-        self._server.stop()
 
-    def gateway_env(self) -> dict[str, str]:
-        """What a user sets (the README's Express recipes)."""
+def _program(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"the Express peer needs {name} on PATH (scripts/test-services installs it)")
+    return path
+
+
+def _versions() -> dict[str, str]:
+    node = subprocess.run([_program("node"), "--version"], capture_output=True, text=True, check=True)
+    versions = {"node": node.stdout.strip().lstrip("v")}
+    for name in PACKAGES:
+        manifest = json.loads((APP / "node_modules" / name / "package.json").read_text())
+        versions[name] = manifest["version"]
+    return versions
+
+
+def express(shape: Shape) -> Callable[[Path], AbstractAsyncContextManager[RunningPeer]]:
+    @contextlib.asynccontextmanager
+    async def start(tmp: Path) -> AsyncIterator[RunningPeer]:
+        await _install()
         env = {
-            "REMOTE_API": self.url,
-            "BFF_LOGIN_URL": "/auth/login",
-            "BFF_REFRESH_URL": "/auth/refresh",
-            "BFF_LOGOUT_URL": "/auth/logout",
+            "ACCESS_TOKEN_SECRET": secrets.token_urlsafe(48),
+            "REFRESH_TOKEN_SECRET": secrets.token_urlsafe(48),
+            "ACCESS_TOKEN_TTL": str(ACCESS_SECONDS),
+            "REFRESH_TOKEN_IN": shape,
         }
-        if self._refresh_in == "cookie":
-            env |= {"BFF_REFRESH_TOKEN_IN": "cookie", "BFF_REFRESH_COOKIE_NAME": REFRESH_COOKIE}
-        return env
+        port = free_port()
+        server = [_program("node"), "server.mjs", str(port)]
+        async with served(server, port=port, cwd=APP, log_path=tmp / "node.log", env=env) as url:
+            yield RunningPeer(
+                url=url,
+                settings=_settings(shape),
+                credentials={"username": USER, "password": PASSWORD},
+                echo_path="/api/echo",
+                access_lifetime=ACCESS_SECONDS,
+                versions=_versions(),
+            )
 
-    async def refresh_calls(self, http: aiohttp.ClientSession) -> int:
-        return int((await self._stats(http)).get("refresh", 0))
+    return start
 
-    async def reject_access(self, http: aiohttp.ClientSession, access_token: str) -> None:
-        """The API changes its signing key (a redeploy): every access token so far is answered 401."""
-        async with http.post(f"{self.url}/_test/rotate-access-key") as answer:
-            assert answer.status == 204
 
-    async def revoke_refresh(self, http: aiohttp.ClientSession, refresh_token: str) -> None:
-        """The API's own logout: the token's whole family is revoked."""
-        async with http.post(f"{self.url}/auth/logout", **self._present(refresh_token)) as answer:
-            assert answer.status == 204
-
-    async def refresh_token_alive(self, http: aiohttp.ClientSession, refresh_token: str) -> bool:
-        async with http.post(f"{self.url}/auth/refresh", **self._present(refresh_token)) as answer:
-            return answer.status == 200
-
-    def _present(self, refresh_token: str) -> dict[str, Any]:
-        """The refresh token the way this shape of the API reads it."""
-        if self._refresh_in == "cookie":
-            return {"headers": {"Cookie": f"{REFRESH_COOKIE}={refresh_token}"}}
-        return {"json": {"refreshToken": refresh_token}}
-
-    async def _stats(self, http: aiohttp.ClientSession) -> dict[str, Any]:
-        async with http.get(f"{self.url}/_test/stats") as answer:
-            assert answer.status == 200
-            body: dict[str, Any] = await answer.json()
-            return body
+PEER = Peer(name="express", start=express("body"))

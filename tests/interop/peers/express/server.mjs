@@ -5,7 +5,7 @@
 //                       (rotation), and presenting a used one again revokes its whole family
 //                       (reuse detection)
 //   POST /auth/logout   the refresh token -> its family revoked; 204
-//   GET|POST /api/echo  Authorization: Bearer <access token>; echoes the caller, query and body
+//   GET|POST /api/echo  Authorization: Bearer <access token>; echoes the caller, raw query and body
 //
 // REFRESH_TOKEN_IN=cookie is the other common variant: the API keeps the refresh token in its OWN
 // HttpOnly cookie (Set-Cookie on login and refresh, read back with cookie-parser on /auth/refresh and
@@ -13,9 +13,7 @@
 // takes it as the JSON field refreshToken.
 //
 // Settings from the environment: ACCESS_TOKEN_SECRET, REFRESH_TOKEN_SECRET, ACCESS_TOKEN_TTL (seconds),
-// REFRESH_TOKEN_IN. Usage: node server.mjs [port]; prints "LISTENING <port>" once it accepts connections.
-// /_test/* is test instrumentation only: refresh counters, and a key rotation that makes every access
-// token issued so far fail with 401 (as after a redeploy with a new signing key).
+// REFRESH_TOKEN_IN. Usage: node server.mjs PORT (listens on 127.0.0.1).
 import { randomUUID } from "node:crypto";
 import cookieParser from "cookie-parser";
 import express from "express";
@@ -29,17 +27,11 @@ const REFRESH_COOKIE = "refreshToken";
 const REFRESH_TTL = "7d";
 const refreshInCookie = (process.env.REFRESH_TOKEN_IN ?? "body") === "cookie";
 const accessTtl = Number(process.env.ACCESS_TOKEN_TTL ?? "900");
-let accessSecret = process.env.ACCESS_TOKEN_SECRET;
+const accessSecret = process.env.ACCESS_TOKEN_SECRET;
 const refreshSecret = process.env.REFRESH_TOKEN_SECRET;
 
 // jti -> { family, used } for every refresh token issued; revoked families are forgotten.
 const refreshTokens = new Map();
-const stats = { refresh: 0 };
-
-function count(name) {
-  stats[name] = (stats[name] ?? 0) + 1;
-}
-
 function issueTokens(res, username, family = randomUUID()) {
   const jti = randomUUID();
   refreshTokens.set(jti, { family, used: false });
@@ -100,22 +92,17 @@ app.post("/auth/login", (req, res) => {
 });
 
 app.post("/auth/refresh", (req, res) => {
-  count("refresh");
   const payload = verifyRefreshToken(presentedRefreshToken(req));
   const entry = payload && refreshTokens.get(payload.jti);
   if (!entry) {
-    count("refresh_401");
     return res.status(401).json({ error: "invalid_refresh_token" });
   }
   if (entry.used) {
     // A rotated-out token came back: someone kept a copy. End the whole login.
     revokeFamily(entry.family);
-    count("reuse");
-    count("refresh_401");
     return res.status(401).json({ error: "refresh_token_reused" });
   }
   entry.used = true;
-  count("refresh_200");
   issueTokens(res, payload.sub, entry.family);
 });
 
@@ -127,25 +114,18 @@ app.post("/auth/logout", (req, res) => {
   res.sendStatus(204);
 });
 
+// The raw query string: req.query is the parsed form of it.
+const rawQuery = (req) => new URL(req.originalUrl, "http://localhost").search.slice(1);
+
 app.get("/api/echo", authenticateToken, (req, res) => {
-  res.json({ user: req.user, method: "GET", query: req.query });
+  res.json({ user: req.user, method: "GET", query: rawQuery(req), json: null });
 });
 
 app.post("/api/echo", authenticateToken, (req, res) => {
-  res.json({ user: req.user, method: "POST", json: req.body ?? null });
+  res.json({ user: req.user, method: "POST", query: rawQuery(req), json: req.body ?? null });
 });
 
-app.get("/_test/stats", (req, res) => {
-  res.json(stats);
-});
-
-app.post("/_test/rotate-access-key", (req, res) => {
-  accessSecret = randomUUID();
-  res.sendStatus(204);
-});
-
-const server = app.listen(Number(process.argv[2] ?? 0), "127.0.0.1", (error) => {
+const server = app.listen(Number(process.argv[2]), "127.0.0.1", (error) => {
   if (error) throw error;
-  console.log(`LISTENING ${server.address().port}`);
 });
 process.on("SIGTERM", () => server.close(() => process.exit(0)));

@@ -4,7 +4,7 @@
   (``request.json``: Flask answers 415 to a body without ``Content-Type: application/json``).
 - ``POST /refresh``: ``@jwt_required(refresh=True)``, the refresh token as ``Authorization: Bearer``;
   answers a new ``access_token`` only (the docs' refresh does not rotate the refresh token).
-- ``GET|POST /api/echo``: ``@jwt_required()``; echoes the caller, the query string and the JSON body.
+- ``GET|POST /api/echo``: ``@jwt_required()``; echoes the caller, the raw query string and the JSON body.
 - ``DELETE /logout``: ``@jwt_required(verify_type=False)``; puts the presented token (access or
   refresh) on the blocklist, which ``@jwt.token_in_blocklist_loader`` consults on every request.
 
@@ -12,18 +12,16 @@ Served by gunicorn with one worker (threads for concurrency): the blocklist live
 the docs keep it in Redis or a database so that several workers share it.
 
 Settings from the environment: ``JWT_SECRET_KEY``, ``JWT_ACCESS_TOKEN_EXPIRES`` (seconds).
-``GET /_test/stats`` (test instrumentation only) counts the refresh calls and how they were answered.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, jsonify, request
 from flask_jwt_extended import (
     JWTManager,
     create_access_token,
@@ -43,7 +41,6 @@ app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(
 jwt = JWTManager(app)
 
 blocklist: set[str] = set()
-stats: Counter[str] = Counter()
 lock = threading.Lock()
 
 
@@ -75,13 +72,15 @@ def refresh() -> Any:
 @app.get("/api/echo")
 @jwt_required()
 def echo_get() -> Any:
-    return jsonify(user=get_jwt_identity(), method="GET", query=request.args.to_dict(flat=False))
+    return jsonify(user=get_jwt_identity(), method="GET", query=request.query_string.decode(), json=None)
 
 
 @app.post("/api/echo")
 @jwt_required()
 def echo_post() -> Any:
-    return jsonify(user=get_jwt_identity(), method="POST", json=request.get_json())
+    return jsonify(
+        user=get_jwt_identity(), method="POST", query=request.query_string.decode(), json=request.get_json()
+    )
 
 
 @app.delete("/logout")
@@ -91,18 +90,3 @@ def logout() -> Any:
     with lock:
         blocklist.add(token["jti"])
     return jsonify(msg=f"{token['type'].capitalize()} token successfully revoked")
-
-
-@app.after_request
-def count_refreshes(response: Response) -> Response:
-    if request.path == "/refresh":
-        with lock:
-            stats["refresh"] += 1
-            stats[f"refresh_{response.status_code}"] += 1
-    return response
-
-
-@app.get("/_test/stats")
-def test_stats() -> Any:
-    with lock:
-        return jsonify(dict(stats))

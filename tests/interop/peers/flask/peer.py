@@ -1,87 +1,50 @@
-"""Flask + Flask-JWT-Extended (``app.py`` beside this file) under gunicorn, and how bffgate meets it."""
+"""Flask + Flask-JWT-Extended (``app.py`` beside this file) under gunicorn.
+
+The refresh token goes back as ``Authorization: Bearer`` (``@jwt_required(refresh=True)``), the refresh
+answer has no new refresh token, expiry comes from the JWT's ``exp``, and logout is the docs'
+``DELETE /logout`` that puts the presented (refresh) token on the blocklist. The README's recipe is
+exactly ``settings`` below.
+"""
 
 from __future__ import annotations
 
-import sys
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from importlib.metadata import version
 from pathlib import Path
-from typing import Any, ClassVar
 
-import aiohttp
+from tests.interop.peer import PYTHON, Peer, RunningPeer, free_port, served
 
-from ...server_process import ServerProcess
-
-APP_DIR = Path(__file__).parent
-JWT_SECRET_KEY = "flask-test-secret-key-0123456789abcdef"  # HS256 wants 32+ bytes
+APP = Path(__file__).parent
+USER, PASSWORD = "alice", "wonderland"  # app.py's users
+ACCESS_SECONDS = 4
 
 
-class FlaskPeer:
-    """The refresh token goes back as ``Authorization: Bearer`` (``@jwt_required(refresh=True)``);
-    revocation is the docs' blocklist: ``DELETE /logout`` with either token."""
-
-    name = "flask"
-    credentials: ClassVar[dict[str, str]] = {"username": "alice", "password": "wonderland"}
-    echo_path = "/api/echo"
-
-    def __init__(self, log_dir: Path, access_lifetime: int) -> None:
-        self._server = ServerProcess(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                *("--bind", "127.0.0.1:0", "--workers", "1", "--threads", "8"),
-                "--no-control-socket",
-                "app:app",
-            ],
-            cwd=APP_DIR,
-            env={"JWT_SECRET_KEY": JWT_SECRET_KEY, "JWT_ACCESS_TOKEN_EXPIRES": str(access_lifetime)},
-            listening=r"Listening at: http://127\.0\.0\.1:(\d+)",
-            log_path=log_dir / "flask.log",
+@contextlib.asynccontextmanager
+async def start(tmp: Path) -> AsyncIterator[RunningPeer]:
+    env = {"JWT_SECRET_KEY": secrets.token_urlsafe(48), "JWT_ACCESS_TOKEN_EXPIRES": str(ACCESS_SECONDS)}
+    port = free_port()
+    # One worker: app.py's blocklist is in memory (the docs keep it in Redis or a database instead).
+    server = [PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8"]
+    server += ["--no-control-socket", "app:app"]
+    async with served(server, port=port, cwd=APP, log_path=tmp / "gunicorn.log", env=env) as url:
+        yield RunningPeer(
+            url=url,
+            settings={
+                "BFF_LOGIN_URL": "/login",
+                "BFF_REFRESH_URL": "/refresh",
+                "BFF_REFRESH_TOKEN_IN": "header",
+                "BFF_ACCESS_TOKEN_FIELD": "access_token",
+                "BFF_REFRESH_TOKEN_FIELD": "refresh_token",
+                "BFF_LOGOUT_URL": "/logout",
+                "BFF_LOGOUT_METHOD": "DELETE",
+            },
+            credentials={"username": USER, "password": PASSWORD},
+            echo_path="/api/echo",
+            access_lifetime=ACCESS_SECONDS,
+            versions={name: version(name) for name in ("flask", "flask-jwt-extended", "pyjwt", "gunicorn")},
         )
-        self.url = ""
 
-    def start(self) -> str:
-        self.url = self._server.start()
-        return self.url
 
-    def stop(self) -> None:
-        self._server.stop()
-
-    def gateway_env(self) -> dict[str, str]:
-        """What a user sets (the README's Flask-JWT-Extended recipe)."""
-        return {
-            "REMOTE_API": self.url,
-            "BFF_LOGIN_URL": "/login",
-            "BFF_REFRESH_URL": "/refresh",
-            "BFF_LOGOUT_URL": "/logout",
-            "BFF_LOGOUT_METHOD": "DELETE",
-            "BFF_ACCESS_TOKEN_FIELD": "access_token",
-            "BFF_REFRESH_TOKEN_FIELD": "refresh_token",
-            "BFF_REFRESH_TOKEN_IN": "header",
-        }
-
-    async def refresh_calls(self, http: aiohttp.ClientSession) -> int:
-        return int((await self._stats(http)).get("refresh", 0))
-
-    async def reject_access(self, http: aiohttp.ClientSession, access_token: str) -> None:
-        """The API revokes this access token (the blocklist), so its next use is answered 401."""
-        await self._logout_with(http, access_token)
-
-    async def revoke_refresh(self, http: aiohttp.ClientSession, refresh_token: str) -> None:
-        """The API revokes this refresh token, so the gateway's next refresh is refused."""
-        await self._logout_with(http, refresh_token)
-
-    async def refresh_token_alive(self, http: aiohttp.ClientSession, refresh_token: str) -> bool:
-        headers = {"Authorization": f"Bearer {refresh_token}"}
-        async with http.post(f"{self.url}/refresh", headers=headers) as answer:
-            return answer.status == 200
-
-    async def _logout_with(self, http: aiohttp.ClientSession, token: str) -> None:
-        headers = {"Authorization": f"Bearer {token}"}
-        async with http.delete(f"{self.url}/logout", headers=headers) as answer:
-            assert answer.status == 200, await answer.text()
-
-    async def _stats(self, http: aiohttp.ClientSession) -> dict[str, Any]:
-        async with http.get(f"{self.url}/_test/stats") as answer:
-            assert answer.status == 200
-            body: dict[str, Any] = await answer.json()
-            return body
+PEER = Peer(name="flask", start=start)
