@@ -40,11 +40,16 @@ class StormFigures:
 
 def gateway_settings(peer: RunningPeer, remote_api: str) -> Settings:
     """The peer's documented environment, as ``bffgate serve`` would read it."""
+    return settings_from_environment(peer.settings, remote_api)
+
+
+def settings_from_environment(recipe: dict[str, str], remote_api: str) -> Settings:
+    """A recipe's ``BFF_*`` variables with ``REMOTE_API`` and the secrets, read as ``bffgate serve`` would."""
     environment = {
         "REMOTE_API": remote_api,
         "ETLS_ACCESS": SECRET_A,
         "ETLS_REFRESH": SECRET_R,
-        **peer.settings,
+        **recipe,
     }
     values: dict[str, Any] = {name.lower(): value for name, value in environment.items()}
     return load_settings(**values)

@@ -21,30 +21,41 @@ USER, PASSWORD = "alice", "wonderland"  # app.py's users
 ACCESS_SECONDS = 4
 
 
-@contextlib.asynccontextmanager
-async def start(tmp: Path) -> AsyncIterator[RunningPeer]:
-    env = {"JWT_SECRET_KEY": secrets.token_urlsafe(48), "JWT_ACCESS_TOKEN_EXPIRES": str(ACCESS_SECONDS)}
-    port = free_port()
+SETTINGS = {
+    "BFF_LOGIN_URL": "/login",
+    "BFF_REFRESH_URL": "/refresh",
+    "BFF_REFRESH_TOKEN_IN": "header",
+    "BFF_ACCESS_TOKEN_FIELD": "access_token",
+    "BFF_REFRESH_TOKEN_FIELD": "refresh_token",
+    "BFF_LOGOUT_URL": "/logout",
+    "BFF_LOGOUT_METHOD": "DELETE",
+}
+
+
+def gunicorn(tmp: Path, *, port: int, secret_key: str) -> contextlib.AbstractAsyncContextManager[str]:
+    """app.py under gunicorn on ``port``, signing with ``secret_key``; yields its URL."""
+    env = {"JWT_SECRET_KEY": secret_key, "JWT_ACCESS_TOKEN_EXPIRES": str(ACCESS_SECONDS)}
     # One worker: app.py's blocklist is in memory (the docs keep it in Redis or a database instead).
     server = [PYTHON, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "8"]
     server += ["--no-control-socket", "app:app"]
-    async with served(server, port=port, cwd=APP, log_path=tmp / "gunicorn.log", env=env) as url:
+    return served(server, port=port, cwd=APP, log_path=tmp / f"gunicorn-{secret_key[:8]}.log", env=env)
+
+
+@contextlib.asynccontextmanager
+async def start(tmp: Path) -> AsyncIterator[RunningPeer]:
+    async with gunicorn(tmp, port=free_port(), secret_key=secrets.token_urlsafe(48)) as url:
         yield RunningPeer(
             url=url,
-            settings={
-                "BFF_LOGIN_URL": "/login",
-                "BFF_REFRESH_URL": "/refresh",
-                "BFF_REFRESH_TOKEN_IN": "header",
-                "BFF_ACCESS_TOKEN_FIELD": "access_token",
-                "BFF_REFRESH_TOKEN_FIELD": "refresh_token",
-                "BFF_LOGOUT_URL": "/logout",
-                "BFF_LOGOUT_METHOD": "DELETE",
-            },
+            settings=SETTINGS,
             credentials={"username": USER, "password": PASSWORD},
             echo_path="/api/echo",
             access_lifetime=ACCESS_SECONDS,
-            versions={name: version(name) for name in ("flask", "flask-jwt-extended", "pyjwt", "gunicorn")},
+            versions=versions(),
         )
+
+
+def versions() -> dict[str, str]:
+    return {name: version(name) for name in ("flask", "flask-jwt-extended", "pyjwt", "gunicorn")}
 
 
 PEER = Peer(name="flask", start=start)
