@@ -23,7 +23,7 @@ import time_machine
 
 from bffgate import Settings, load_settings
 
-from ..harness import SECRET_A, SECRET_R, Answer, Browser, running_gateway
+from ..harness import SECRET_A, SECRET_R, SESSION_COOKIES, Answer, Browser, running_gateway
 from .peer import Peer, RunningPeer
 from .proxy import ProxyRecord, recording_proxy
 
@@ -70,6 +70,8 @@ async def _steps(api: RunningPeer, record: ProxyRecord, settings: Settings, brow
     # Login, then a GET with a query string and a POST whose JSON body arrives intact.
     login = await browser.request("POST", "/api/auth/login", json_body=api.credentials)
     assert login.status == 200, login.body
+    # Only the gateway's sealed cookies reach the browser (never an API's own refresh cookie).
+    assert set(browser.cookies) <= set(SESSION_COOKIES), browser.cookies
     got = await browser.request("GET", echo + "?q=caf%C3%A9&page=2")
     assert got.status == 200, got.body
     assert got.json()["method"] == "GET"
