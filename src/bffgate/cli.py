@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import logging
 import os
 import secrets
@@ -52,6 +53,17 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=demo_command)
 
     check = commands.add_parser("check", help="validate settings and reach the provider and Redis")
+    check.add_argument(
+        "--login",
+        metavar="USER",
+        help="also try a login as USER and one refresh (BFF_PROVIDER=rest), and say which settings fit "
+        "the API's answers; the password comes from BFF_CHECK_PASSWORD or a prompt, never an argument",
+    )
+    check.add_argument(
+        "--user-field",
+        default="username",
+        help="the credential field USER goes in (default: username; e.g. email)",
+    )
     check.set_defaults(run=check_command)
 
     keygen = commands.add_parser("keygen", help="print fresh ETLS_ACCESS and ETLS_REFRESH secrets")
@@ -113,9 +125,40 @@ def check_command(args: argparse.Namespace) -> int:
     settings = load_settings()
     print(f"ok: settings (provider {settings.bff_provider}, store {settings.bff_session_store})")
     problems = asyncio.run(_reach_services(settings))
+    if args.login is not None and not problems:
+        problems += _trial_login(
+            settings, {args.user_field: args.login, "password": _check_password(args.login)}
+        )
     for problem in problems:
         print(f"bffgate: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _check_password(user: str) -> str:
+    """BFF_CHECK_PASSWORD, else a prompt that does not echo (a password never goes in an argument)."""
+    password = os.environ.get("BFF_CHECK_PASSWORD")
+    if password is None:
+        password = getpass.getpass(f"password for {user}: ")
+    return password
+
+
+def _trial_login(settings: Settings, credentials: dict[str, str]) -> list[str]:
+    """Run ``bffgate check --login``'s trial, print what fits, return the problems."""
+    if settings.bff_provider != "rest":
+        return ["--login: applies to BFF_PROVIDER=rest; an OpenID Connect login happens in the browser"]
+    from .trial import trial_login
+    from .upstream import create_http_client
+
+    async def run() -> list[str]:
+        async with create_http_client(connect_timeout=5.0) as http:
+            report = await trial_login(settings, http, credentials)
+        for line in report.ok:
+            print(f"ok: {line}")
+        for line in report.advice:
+            print(f"advice: {line}")
+        return report.problems
+
+    return asyncio.run(run())
 
 
 async def _reach_services(settings: Settings) -> list[str]:

@@ -48,6 +48,7 @@ class JsonAnswer:
     body: Any  # parsed JSON, or None when the answer was not JSON
     # The answer's Set-Cookie values by cookie name: some APIs hand out the refresh token that way.
     cookies: Mapping[str, str] = field(default_factory=dict)
+    location: str | None = None  # a redirect's target (provider calls never follow redirects)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +82,8 @@ async def call_json(
             ) as response:
                 raw = await _read_capped(response)
                 cookies = {name: morsel.value for name, morsel in response.cookies.items()}
-                return JsonAnswer(response.status, _parse_json(raw), cookies)
+                location = response.headers.get("Location")
+                return JsonAnswer(response.status, _parse_json(raw), cookies, location)
     except TimeoutError as exc:
         raise UpstreamTimeout(f"{_where(url)} did not answer within {timeout:g} s") from exc
     except (aiohttp.ClientError, OSError, ValueError) as exc:

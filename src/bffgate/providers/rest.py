@@ -53,10 +53,7 @@ class RestProvider:
         return bool(self._settings.logout_url) and self._settings.bff_refresh_token_in != "header"
 
     async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]]:
-        if self._settings.bff_login_body == "form":
-            answer = await self._call("POST", self._settings.login_url, form=_as_form(credentials))
-        else:
-            answer = await self._call("POST", self._settings.login_url, json_body=credentials)
+        answer = await self.login_answer(credentials)
         tokens = read_tokens(
             answer,
             lambda body: self.parse_tokens(body, answer.cookies),
@@ -65,6 +62,12 @@ class RestProvider:
             failure=UpstreamError,
         )
         return tokens, await self.user_data(tokens)
+
+    async def login_answer(self, credentials: dict[str, Any]) -> JsonAnswer:
+        """The login endpoint's answer to ``credentials``, sent as BFF_LOGIN_BODY says."""
+        if self._settings.bff_login_body == "form":
+            return await self._call("POST", self._settings.login_url, form=_as_form(credentials))
+        return await self._call("POST", self._settings.login_url, json_body=credentials)
 
     async def refresh(self, refresh_token: str) -> TokenSet:
         try:
@@ -82,21 +85,25 @@ class RestProvider:
     async def revoke(self, session: Session) -> None:
         """Call BFF_LOGOUT_URL with the access token as Bearer and the refresh token where
         BFF_REFRESH_TOKEN_IN says; a refusal or failure is logged and counted, never raised."""
-        url = self._settings.logout_url
-        if not url or not session.refresh_token:
-            return
-        bearer = session.access_token if self.revokes_with_access_token else None
         try:
-            answer = await self._call_with_refresh_token(
-                self._settings.bff_logout_method, url, session.refresh_token, bearer=bearer
-            )
+            answer = await self.logout_answer(session)
         except UpstreamError as exc:
             REVOCATION_FAILURES.labels("unreachable").inc()
             log.warning("logout endpoint failed, the session ends here only: %s", exc.detail)
             return
-        if not answer.ok:
+        if answer is not None and not answer.ok:
             REVOCATION_FAILURES.labels("refused").inc()
             log.warning("logout endpoint answered %s, the session ends here only", answer.status)
+
+    async def logout_answer(self, session: Session) -> JsonAnswer | None:
+        """The logout endpoint's answer for ``session``; None when there is nothing to call."""
+        url = self._settings.logout_url
+        if not url or not session.refresh_token:
+            return None
+        bearer = session.access_token if self.revokes_with_access_token else None
+        return await self._call_with_refresh_token(
+            self._settings.bff_logout_method, url, session.refresh_token, bearer=bearer
+        )
 
     async def ready(self) -> None:
         """The refresh endpoint answers HTTP at all (any status: we only check it is reachable)."""
