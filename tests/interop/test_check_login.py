@@ -18,10 +18,16 @@ import pytest
 from ..harness import SECRET_A, SECRET_R
 from .peer import Peer, RunningPeer, discover_peers
 from .peers.drf.peer import PEER as DRF
+from .peers.express_cookie.peer import PEER as EXPRESS_COOKIE
 from .peers.fastapi.peer import PEER as FASTAPI
+from .peers.flask.peer import PEER as FLASK
 
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
-REST_PEERS = [peer for peer in discover_peers() if peer.name in ("drf", "fastapi", "nested")]
+REST_PEERS = [
+    peer
+    for peer in discover_peers()
+    if peer.name in ("drf", "fastapi", "nested", "flask", "express", "express-cookie")
+]
 
 
 async def check_login(api: RunningPeer, settings: dict[str, str]) -> tuple[int, str, str]:
@@ -92,3 +98,25 @@ async def test_fastapi_with_a_json_login_is_told_to_send_a_form(tmp_path: Path) 
         code, _, err = await check_login(api, settings)
     assert code == 1
     assert "set BFF_LOGIN_BODY=form" in err
+
+
+@pytest.mark.slow
+async def test_express_with_its_own_refresh_cookie_is_told_to_take_the_cookie(tmp_path: Path) -> None:
+    """Login answers only the access token and sets the refresh token as the API's own cookie: with
+    bffgate's defaults the advice names the cookie."""
+    async with EXPRESS_COOKIE.start(tmp_path) as api:
+        code, out, err = await check_login(api, {})
+    assert code == 1
+    assert "answered with `accessToken` (string) and cookies refreshToken" in out
+    assert "set BFF_REFRESH_TOKEN_IN=cookie and BFF_REFRESH_COOKIE_NAME=refreshToken" in err
+
+
+@pytest.mark.slow
+async def test_flask_jwt_extended_without_settings_is_told_the_field_names(tmp_path: Path) -> None:
+    """Flask-JWT-Extended answers `access_token` and `refresh_token`: the advice names both."""
+    async with FLASK.start(tmp_path) as api:
+        code, out, err = await check_login(api, {"BFF_LOGIN_URL": "/login"})
+    assert code == 1
+    assert "answered with `access_token` (string), `refresh_token` (string)" in out
+    assert "set BFF_ACCESS_TOKEN_FIELD=access_token" in err
+    assert "set BFF_REFRESH_TOKEN_FIELD=refresh_token" in err
