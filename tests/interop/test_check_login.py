@@ -20,7 +20,6 @@ from .peer import Peer, RunningPeer, discover_peers
 from .peers.drf.peer import PEER as DRF
 from .peers.express_cookie.peer import PEER as EXPRESS_COOKIE
 from .peers.fastapi.peer import PEER as FASTAPI
-from .peers.flask.peer import PEER as FLASK
 
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 REST_PEERS = [
@@ -109,14 +108,3 @@ async def test_express_with_its_own_refresh_cookie_is_told_to_take_the_cookie(tm
     assert code == 1
     assert "answered with `accessToken` (string) and cookies refreshToken" in out
     assert "set BFF_REFRESH_TOKEN_IN=cookie and BFF_REFRESH_COOKIE_NAME=refreshToken" in err
-
-
-@pytest.mark.slow
-async def test_flask_jwt_extended_without_settings_is_told_the_field_names(tmp_path: Path) -> None:
-    """Flask-JWT-Extended answers `access_token` and `refresh_token`: the advice names both."""
-    async with FLASK.start(tmp_path) as api:
-        code, out, err = await check_login(api, {"BFF_LOGIN_URL": "/login"})
-    assert code == 1
-    assert "answered with `access_token` (string), `refresh_token` (string)" in out
-    assert "set BFF_ACCESS_TOKEN_FIELD=access_token" in err
-    assert "set BFF_REFRESH_TOKEN_FIELD=refresh_token" in err
