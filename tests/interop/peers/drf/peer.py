@@ -17,7 +17,7 @@ from tests.interop.peer import PYTHON, Peer, RunningPeer, free_port, run_checked
 
 APP = Path(__file__).parent / "app"
 USER, PASSWORD = "ann", "correct horse battery staple"
-ACCESS_SECONDS = 4
+ACCESS_SECONDS = 5
 
 CREATE_USER = (
     "from django.core.management import call_command; "

@@ -16,7 +16,7 @@ from tests.interop.peer import PYTHON, Peer, RunningPeer, free_port, served
 
 APP = Path(__file__).parent / "app"
 USER, PASSWORD = "ann", "correct horse battery staple"
-ACCESS_SECONDS = 4
+ACCESS_SECONDS = 5
 
 
 @contextlib.asynccontextmanager
