@@ -23,7 +23,7 @@ from tests.interop.peer import Peer, RunningPeer, free_port, run_checked, served
 
 APP = Path(__file__).parent
 USER, PASSWORD = "alice", "wonderland"  # server.mjs's users
-ACCESS_SECONDS = 4
+ACCESS_SECONDS = 5
 PACKAGES = ("express", "jsonwebtoken", "cookie-parser")
 REFRESH_COOKIE = "refreshToken"
 

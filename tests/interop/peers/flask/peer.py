@@ -18,7 +18,7 @@ from tests.interop.peer import PYTHON, Peer, RunningPeer, free_port, served
 
 APP = Path(__file__).parent
 USER, PASSWORD = "alice", "wonderland"  # app.py's users
-ACCESS_SECONDS = 4
+ACCESS_SECONDS = 5
 
 
 SETTINGS = {
