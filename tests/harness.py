@@ -94,7 +94,11 @@ async def serve(
     """Run ``app`` on an ephemeral loopback port in this event loop; yields its base URL."""
     sock = sock or bind_loopback()
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan, server_header=False)
+    # Keep idle connections longer than aiohttp's client does (15 s): with uvicorn's 5 s default, a test
+    # that waits a few seconds (a token expiring) reuses a connection the server is closing (reset).
+    config = uvicorn.Config(
+        app, log_level="warning", lifespan=lifespan, server_header=False, timeout_keep_alive=75
+    )
     server = ReadyServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     ready = asyncio.create_task(server.ready.wait())

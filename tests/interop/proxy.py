@@ -57,6 +57,10 @@ class ProxyRecord:
 async def recording_proxy(upstream: str) -> AsyncIterator[ProxyRecord]:
     """Forward every request to ``upstream`` (a base URL); yields the proxy's URL and its record."""
     client = aiohttp.ClientSession(
+        # A new connection per request: the APIs' servers close idle ones after 2 s (gunicorn) or 5 s
+        # (node), the scenario waits about that long for a token to expire, and a kept connection
+        # could be taken just as the server closes it.
+        connector=aiohttp.TCPConnector(force_close=True),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
         skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"),

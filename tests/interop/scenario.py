@@ -26,7 +26,7 @@ import time_machine
 
 from bffgate import Settings, create_app, load_settings
 
-from ..harness import SECRET_A, SECRET_R, Answer, Browser, bind_loopback, serve
+from ..harness import SECRET_A, SECRET_R, SESSION_COOKIES, Answer, Browser, bind_loopback, serve
 from .peer import Peer, RunningPeer
 from .proxy import ProxyRecord, recording_proxy
 
@@ -43,12 +43,16 @@ class StormFigures:
 
 def gateway_settings(peer: RunningPeer, remote_api: str, public_url: str) -> Settings:
     """The peer's documented environment, as ``bffgate serve`` would read it."""
+    return settings_from_environment({"BFF_PUBLIC_URL": public_url, **peer.settings}, remote_api)
+
+
+def settings_from_environment(recipe: dict[str, str], remote_api: str) -> Settings:
+    """A recipe's ``BFF_*`` variables with ``REMOTE_API`` and the secrets, read as ``bffgate serve`` would."""
     environment = {
         "REMOTE_API": remote_api,
         "ETLS_ACCESS": SECRET_A,
         "ETLS_REFRESH": SECRET_R,
-        "BFF_PUBLIC_URL": public_url,
-        **peer.settings,
+        **recipe,
     }
     values: dict[str, Any] = {name.lower(): value for name, value in environment.items()}
     return load_settings(**values)
@@ -75,6 +79,8 @@ async def _steps(api: RunningPeer, record: ProxyRecord, settings: Settings, brow
 
     # Login, then a GET with a query string and a POST whose JSON body arrives intact.
     await _sign_in(api, browser)
+    # Only the gateway's sealed cookies reach the browser (never an API's own refresh cookie).
+    assert set(browser.cookies) <= set(SESSION_COOKIES), browser.cookies
     got = await browser.request("GET", echo + "?q=caf%C3%A9&page=2")
     assert got.status == 200, got.body
     assert got.json()["method"] == "GET"

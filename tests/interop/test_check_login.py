@@ -18,6 +18,7 @@ import pytest
 from ..harness import SECRET_A, SECRET_R
 from .peer import Peer, RunningPeer, discover_peers
 from .peers.drf.peer import PEER as DRF
+from .peers.express_cookie.peer import PEER as EXPRESS_COOKIE
 from .peers.fastapi.peer import PEER as FASTAPI
 
 JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
@@ -109,3 +110,13 @@ async def test_an_oidc_recipe_passes_check_and_login_is_left_to_the_browser(
         code, _, err = await check_login(api, api.settings)
     assert code == 1
     assert "--login: applies to BFF_PROVIDER=rest; an OpenID Connect login happens in the browser" in err
+
+
+async def test_express_with_its_own_refresh_cookie_is_told_to_take_the_cookie(tmp_path: Path) -> None:
+    """Login answers only the access token and sets the refresh token as the API's own cookie: with
+    bffgate's defaults the advice names the cookie."""
+    async with EXPRESS_COOKIE.start(tmp_path) as api:
+        code, out, err = await check_login(api, {})
+    assert code == 1
+    assert "answered with `accessToken` (string) and cookies refreshToken" in out
+    assert "set BFF_REFRESH_TOKEN_IN=cookie and BFF_REFRESH_COOKIE_NAME=refreshToken" in err

@@ -3,7 +3,7 @@
 The API's shape is configured, not assumed (README, "Recipes"): the login body is JSON or a form; the
 refresh token travels in a JSON field, a form field, ``Authorization: Bearer`` or the API's own cookie;
 token fields may be dotted paths into the answer (``data.tokens.accessToken``); expiry is a lifetime
-(``expires_in``) or an absolute time (``expires_at``). Refresh answers 400/401/403 are terminal (the
+(``expires_in``) or an absolute time (``expires_at``). Refresh answers 400/401/403/422 are terminal (the
 token is dead); anything else that fails is transient.
 """
 
@@ -26,7 +26,9 @@ from . import read_tokens
 
 log = logging.getLogger("bffgate.provider")
 
-TERMINAL_REFRESH_STATUSES = frozenset({400, 401, 403})
+# 422: Flask-JWT-Extended's answer to a token it cannot decode (e.g. signed with a key the API no
+# longer has); sending the same token again can never succeed.
+TERMINAL_REFRESH_STATUSES = frozenset({400, 401, 403, 422})
 
 
 class RestProvider:
