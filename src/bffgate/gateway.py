@@ -15,13 +15,13 @@ from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
-from .http1 import Http1Pool, Response
 from .logout_redirect import LogoutReferences
 from .metrics import PROXIED
 from .providers import TokenProvider
 from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers
 from .refresh import RefreshCoordinator
 from .session import Session, SessionStore
+from .transport import ApiAnswer, ApiTransport, TransportError, transport_problem
 
 # Counter children resolved once: .labels() takes a lock and a dict lookup on every call.
 PROXIED_BY_CLASS = {n: PROXIED.labels(f"{n}xx") for n in range(1, 6)}
@@ -54,7 +54,7 @@ class Gateway:
         settings: Settings,
         store: SessionStore,
         provider: TokenProvider,
-        api_client: Http1Pool,
+        api_client: ApiTransport,
         cluster: ClusterCoordination | None = None,
     ) -> None:
         self.settings = settings
@@ -174,13 +174,16 @@ class Gateway:
 
     async def _send(
         self, method: str, url: URL, headers: list[tuple[str, str]], body: RequestBody, session: Session
-    ) -> Response:
+    ) -> ApiAnswer:
         authorized = [*headers, ("Authorization", f"Bearer {session.access_token}")]
-        return await self.api_client.request(
-            method,
-            url.raw_path_qs,
-            authorized,
-            body.payload(),
-            content_length=None if body.replayable else body.length,
-            partition=session.sid,  # one session's exchanges never share a connection with another's
-        )
+        try:
+            return await self.api_client.request(
+                method,
+                url.raw_path_qs,
+                authorized,
+                body.payload(),
+                content_length=None if body.replayable else body.length,
+                partition=session.sid,  # one session's exchanges never share a connection with another's
+            )
+        except TransportError as exc:  # the one place transport failures become problem answers
+            raise transport_problem(exc) from exc

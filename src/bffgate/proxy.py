@@ -17,9 +17,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from . import http1
 from .cache_control import for_shared_caches as cache_control_for_shared_caches
-from .errors import HeadersTooLarge, InvalidRequest, InvalidUrl, PayloadTooLarge, UpstreamError
+from .errors import HeadersTooLarge, InvalidRequest, InvalidUrl, PayloadTooLarge
+from .transport import ApiAnswer, TransportError
 
 log = logging.getLogger("bffgate.proxy")
 
@@ -252,7 +252,7 @@ def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> l
 
 
 def browser_response_headers(
-    upstream: http1.Response, *, pass_cookies: bool, set_cookies: list[str], bodiless: bool = False
+    upstream: ApiAnswer, *, pass_cookies: bool, set_cookies: list[str], bodiless: bool = False
 ) -> list[tuple[bytes, bytes]]:
     """The upstream's end-to-end head fields for the browser (never its trailers), plus our Set-Cookie.
 
@@ -370,7 +370,7 @@ class UpstreamResponse:
 
     def __init__(
         self,
-        upstream: http1.Response,
+        upstream: ApiAnswer,
         headers: list[tuple[bytes, bytes]],
         browser_method: str,
         *,
@@ -401,7 +401,7 @@ class UpstreamResponse:
                 await send({"type": "http.response.body", "body": body})
                 return
             await self._stream(receive, send)
-        except UpstreamError as exc:
+        except TransportError as exc:
             # The status line is gone already: all we can do is cut the connection (the server
             # does, as the response is incomplete) so the browser sees a broken answer, not a
             # silently truncated one.
@@ -423,7 +423,7 @@ class UpstreamResponse:
 
         def browser_left(done: asyncio.Future[None]) -> None:
             if not done.cancelled() and not upstream.complete:
-                upstream.close()  # wakes the read below with an UpstreamError
+                upstream.close()  # wakes the read below with a TransportError
 
         watch.add_done_callback(browser_left)
         try:
@@ -434,7 +434,7 @@ class UpstreamResponse:
         except TimeoutError:
             log.info("the browser took no data for %g s; its answer was cut off", self._write_timeout)
             upstream.close()
-        except UpstreamError:
+        except TransportError:
             if not (watch.done() and not watch.cancelled()):
                 raise
             log.debug("the browser went away mid-stream; the API's answer was dropped")
