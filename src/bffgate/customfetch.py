@@ -14,8 +14,10 @@ from typing import Any
 
 from yarl import URL
 
+from .api_url import ApiUrls
 from .errors import InvalidRequest, PayloadTooLarge
-from .proxy import RequestBody, UpstreamBase, forwardable_request_headers, refuse_body_on
+from .header_filter import forwardable_request_headers
+from .request_body import RequestBody, refuse_body_on
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
@@ -30,7 +32,7 @@ class EnvelopeCall:
     body: RequestBody
 
 
-def parse_envelope(envelope: Any, api: UpstreamBase, *, max_body_bytes: int) -> EnvelopeCall:
+def parse_envelope(envelope: Any, api: ApiUrls, *, max_body_bytes: int) -> EnvelopeCall:
     """The upstream call the envelope asks for; ``InvalidRequest`` / ``InvalidUrl`` when it is wrong."""
     if not isinstance(envelope, dict):
         raise InvalidRequest('the body must be a JSON object like {"url": "/path", "options": {}}')

@@ -26,6 +26,7 @@ from .errors import (
     Unauthenticated,
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
+from .header_filter import forwardable_request_headers
 from .logout_redirect import REDIRECT_PATH
 from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
@@ -34,7 +35,7 @@ from .providers import PasswordLogin, RedirectLogin
 from .providers.logout_token import REPLAY_WINDOW
 from .providers.oidc import OidcProvider
 from .providers.rest import RestProvider
-from .proxy import forwardable_request_headers, read_body
+from .request_body import read_body
 from .runtime import Runtime
 from .session import Session
 from .stores import RedisSessionStore
@@ -222,9 +223,15 @@ class Endpoints:
     async def proxy(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
         tracked = await gateway.open(request)
-        url = gateway.api.join(_relative_proxy_path(request), request.scope["query_string"].decode("latin-1"))
+        url = gateway.api_urls.join(
+            _relative_proxy_path(request), request.scope["query_string"].decode("latin-1")
+        )
         body = await read_body(
-            request, max_bytes=self.settings.bff_max_body_bytes, replay_bytes=self.settings.bff_replay_bytes
+            request.method,
+            request.scope["headers"],
+            request.receive,
+            max_bytes=self.settings.bff_max_body_bytes,
+            replay_bytes=self.settings.bff_replay_bytes,
         )
         headers = forwardable_request_headers(request.scope["headers"])
         return await gateway.forward(request, tracked, request.method, url, headers, body)  # type: ignore[return-value]
@@ -233,7 +240,7 @@ class Endpoints:
         gateway = await self.runtime.gateway()
         tracked = await gateway.open(request)
         envelope = await read_json(request, self.settings.bff_max_body_bytes + ENVELOPE_OVERHEAD)
-        call = parse_envelope(envelope, gateway.api, max_body_bytes=self.settings.bff_max_body_bytes)
+        call = parse_envelope(envelope, gateway.api_urls, max_body_bytes=self.settings.bff_max_body_bytes)
         return await gateway.forward(request, tracked, call.method, call.url, call.headers, call.body)  # type: ignore[return-value]
 
     # -- errors ------------------------------------------------------------------------------------
@@ -326,10 +333,19 @@ def _relative_proxy_path(request: Request) -> str:
     return path[index + len(PROXY_PREFIX) :]
 
 
+async def read_small_body(request: Request, limit: int) -> bytes:
+    """The whole body of a request that must fit ``limit`` bytes (413 beyond)."""
+    scope = request.scope
+    body = await read_body(
+        scope["method"], scope["headers"], request.receive, max_bytes=limit, replay_bytes=limit
+    )
+    return body.data or b""
+
+
 async def read_json(request: Request, limit: int) -> Any:
-    body = await read_body(request, max_bytes=limit, replay_bytes=limit)
+    body = await read_small_body(request, limit)
     try:
-        return json.loads(body.data or b"")
+        return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
         raise InvalidRequest("the body must be valid JSON") from None
 
@@ -363,9 +379,9 @@ async def _logout_token_field(request: Request) -> str:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
         raise InvalidRequest("a back-channel logout request is form-encoded")
-    body = await read_body(request, max_bytes=SMALL_JSON_LIMIT, replay_bytes=SMALL_JSON_LIMIT)
+    body = await read_small_body(request, SMALL_JSON_LIMIT)
     try:
-        fields = parse_qs((body.data or b"").decode("ascii"), max_num_fields=16)
+        fields = parse_qs(body.decode("ascii"), max_num_fields=16)
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the back-channel logout request's form cannot be read") from None
     values = fields.get("logout_token", [])

@@ -11,15 +11,18 @@ from __future__ import annotations
 from starlette.requests import Request
 from yarl import URL
 
+from .answer_stream import StreamedAnswer
+from .api_url import ApiUrls
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
+from .header_filter import browser_response_headers
 from .logout_redirect import LogoutReferences
 from .metrics import PROXIED
 from .providers import TokenProvider
-from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers
 from .refresh import RefreshCoordinator
+from .request_body import RequestBody
 from .session import Session, SessionStore
 from .transport import ApiAnswer, ApiTransport, TransportError, transport_problem
 
@@ -54,13 +57,13 @@ class Gateway:
         settings: Settings,
         store: SessionStore,
         provider: TokenProvider,
-        api_client: ApiTransport,
+        transport: ApiTransport,
         cluster: ClusterCoordination | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.provider = provider
-        self.api_client = api_client
+        self.transport = transport
         self.cluster = cluster
         self.refresher = RefreshCoordinator(
             provider,
@@ -71,7 +74,7 @@ class Gateway:
             cluster_required=settings.bff_session_store == "redis",
         )
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
-        self.api = UpstreamBase(settings.remote_api)
+        self.api_urls = ApiUrls(settings.remote_api)
         self._skew = settings.bff_refresh_skew
         self._pass_cookies = settings.bff_pass_upstream_cookies
 
@@ -140,7 +143,7 @@ class Gateway:
         url: URL,
         headers: list[tuple[str, str]],
         body: RequestBody,
-    ) -> UpstreamResponse:
+    ) -> StreamedAnswer:
         """Call the API with the session's token; on 401, refresh once and retry once if we can.
 
         The cookies are built before each call: a session that no longer fits them fails while no
@@ -168,7 +171,7 @@ class Gateway:
             upstream.close()
             raise
         # A browser that stops reading gets as long as the API would to answer, then it is dropped.
-        return UpstreamResponse(
+        return StreamedAnswer(
             upstream, browser_headers, request.method, write_timeout=self.settings.bff_upstream_timeout
         )
 
@@ -177,7 +180,7 @@ class Gateway:
     ) -> ApiAnswer:
         authorized = [*headers, ("Authorization", f"Bearer {session.access_token}")]
         try:
-            return await self.api_client.request(
+            return await self.transport.request(
                 method,
                 url.raw_path_qs,
                 authorized,

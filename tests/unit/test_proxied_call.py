@@ -12,7 +12,7 @@ from starlette.types import Message
 
 from bffgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from bffgate.gateway import Gateway, RequestSession
-from bffgate.proxy import RequestBody
+from bffgate.request_body import RequestBody
 from bffgate.session import Session
 from bffgate.tokens import TokenSet
 from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
@@ -98,7 +98,7 @@ async def forward(
     """Forward one call to ``/items`` and run its answer as the ASGI server would."""
     request = browser_request(method)
     tracked = RequestSession(live_session())
-    url = gateway.api.join("items", "q=1")
+    url = gateway.api_urls.join("items", "q=1")
     headers = [("Accept", "application/json")]
     answer = await gateway.forward(request, tracked, method, url, headers, body or RequestBody())
     sent: list[Message] = []
