@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .csrf import verify_csrf
-from .customfetch import parse_envelope
 from .errors import (
     BackchannelUnsupported,
     BffError,
     InvalidLogoutToken,
     InvalidRequest,
-    InvalidUrl,
     MethodNotAllowed,
     NotFound,
     SessionExpired,
     Unauthenticated,
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
-from .header_filter import forwardable_request_headers
 from .logout_redirect import REDIRECT_PATH
 from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
@@ -35,7 +31,7 @@ from .providers import PasswordLogin, RedirectLogin
 from .providers.logout_token import REPLAY_WINDOW
 from .providers.oidc import OidcProvider
 from .providers.rest import RestProvider
-from .request_body import read_body
+from .request_body import parse_json, read_whole_body
 from .runtime import Runtime
 from .session import Session
 from .stores import RedisSessionStore
@@ -44,11 +40,8 @@ from .transaction import MAX_RETURN_TO, LoginTransactions
 
 log = logging.getLogger("bffgate")
 
-PROXY_PREFIX = "/api/rest/proxy/"
 BACKCHANNEL_LOGOUT_PATH = "/api/auth/backchannel-logout"
-PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SMALL_JSON_LIMIT = 64 * 1024  # login credentials and similar small bodies
-ENVELOPE_OVERHEAD = 64 * 1024  # customfetch: the JSON around the body
 
 
 class Endpoints:
@@ -196,7 +189,7 @@ class Endpoints:
 
     async def user(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
+        tracked = await gateway.open(request.cookies, request.scope)
         session = await gateway.fresh(tracked)
         s = self.settings
         body = {
@@ -208,40 +201,15 @@ class Endpoints:
         }
         # no-store even without new cookies: a shared cache must never hand one user's data to another
         response = JSONResponse(body, headers={"Cache-Control": "no-store"})
-        return with_cookies(response, await gateway.answer_cookies(request, tracked))
+        return with_cookies(response, await gateway.answer_cookies(request.cookies, tracked))
 
     async def refresh_tokens(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
+        tracked = await gateway.open(request.cookies, request.scope)
         session = await gateway.force_refresh(tracked)
         body = {"message": "Tokens refreshed", "expiresAt": int(session.access_expires_at)}
         response = JSONResponse(body, headers={"Cache-Control": "no-store"})
-        return with_cookies(response, await gateway.answer_cookies(request, tracked))
-
-    # -- the API -----------------------------------------------------------------------------------
-
-    async def proxy(self, request: Request) -> Response:
-        gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
-        url = gateway.api_urls.join(
-            _relative_proxy_path(request), request.scope["query_string"].decode("latin-1")
-        )
-        body = await read_body(
-            request.method,
-            request.scope["headers"],
-            request.receive,
-            max_bytes=self.settings.bff_max_body_bytes,
-            replay_bytes=self.settings.bff_replay_bytes,
-        )
-        headers = forwardable_request_headers(request.scope["headers"])
-        return await gateway.forward(request, tracked, request.method, url, headers, body)  # type: ignore[return-value]
-
-    async def customfetch(self, request: Request) -> Response:
-        gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
-        envelope = await read_json(request, self.settings.bff_max_body_bytes + ENVELOPE_OVERHEAD)
-        call = parse_envelope(envelope, gateway.api_urls, max_body_bytes=self.settings.bff_max_body_bytes)
-        return await gateway.forward(request, tracked, call.method, call.url, call.headers, call.body)  # type: ignore[return-value]
+        return with_cookies(response, await gateway.answer_cookies(request.cookies, tracked))
 
     # -- errors ------------------------------------------------------------------------------------
 
@@ -265,7 +233,9 @@ class Endpoints:
                 return with_cookies(response, gateway.store.clear_cookies(request.cookies))
             return response
         tracked = _tracked(request)
-        return with_cookies(response, await gateway.cookies_for_problem(request, tracked) if tracked else [])
+        return with_cookies(
+            response, await gateway.cookies_for_problem(request.cookies, tracked) if tracked else []
+        )
 
     async def on_http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
@@ -312,42 +282,9 @@ def _tracked(request: Request) -> RequestSession | None:
     return tracked if isinstance(tracked, RequestSession) else None
 
 
-def _relative_proxy_path(request: Request) -> str:
-    """The path after ``/api/rest/proxy/`` exactly as the browser encoded it.
-
-    Routing chose this endpoint on the decoded path (after the mount's ``root_path``); the raw path
-    must say the same: the prefix written as is, right after what decodes to the root path. Else the
-    raw path holds the prefix somewhere else (``/api/rest/prox%79/x/api/rest/proxy/admin``), and
-    taking that occurrence would forward another path than the one routed: 400.
-    """
-    raw = request.scope.get("raw_path")
-    path: str = raw.decode("latin-1") if raw else request.scope["path"]
-    root: str = request.scope.get("root_path", "")
-    if not request.scope["path"].startswith(root):  # a server whose paths leave out the root path
-        root = ""
-    index = path.find(PROXY_PREFIX)
-    while index >= 0 and unquote(path[:index]) != root:
-        index = path.find(PROXY_PREFIX, index + 1)
-    if index < 0:  # the prefix itself was percent-encoded (/api/rest/%70roxy/...): not a path we route
-        raise InvalidUrl("the proxy prefix must not be percent-encoded")
-    return path[index + len(PROXY_PREFIX) :]
-
-
-async def read_small_body(request: Request, limit: int) -> bytes:
-    """The whole body of a request that must fit ``limit`` bytes (413 beyond)."""
-    scope = request.scope
-    body = await read_body(
-        scope["method"], scope["headers"], request.receive, max_bytes=limit, replay_bytes=limit
-    )
-    return body.data or b""
-
-
 async def read_json(request: Request, limit: int) -> Any:
-    body = await read_small_body(request, limit)
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
-        raise InvalidRequest("the body must be valid JSON") from None
+    scope = request.scope
+    return parse_json(await read_whole_body(scope["method"], scope["headers"], request.receive, limit))
 
 
 async def _ready_for_revocation(gateway: Gateway, session: Session) -> Session | None:
@@ -379,7 +316,7 @@ async def _logout_token_field(request: Request) -> str:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
         raise InvalidRequest("a back-channel logout request is form-encoded")
-    body = await read_small_body(request, SMALL_JSON_LIMIT)
+    body = await read_whole_body(request.method, request.scope["headers"], request.receive, SMALL_JSON_LIMIT)
     try:
         fields = parse_qs(body.decode("ascii"), max_num_fields=16)
     except (UnicodeDecodeError, ValueError):

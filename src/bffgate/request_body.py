@@ -6,8 +6,10 @@ A leaf module: the ASGI ``receive`` and raw headers in, a ``RequestBody`` out; b
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.types import Receive
 
@@ -95,3 +97,19 @@ async def _continue(
         if size > max_bytes:
             raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
         yield chunk
+
+
+async def read_whole_body(
+    method: str, raw_headers: list[tuple[bytes, bytes]], receive: Receive, limit: int
+) -> bytes:
+    """The whole body of a request that must fit ``limit`` bytes (413 beyond): credentials, envelopes."""
+    body = await read_body(method, raw_headers, receive, max_bytes=limit, replay_bytes=limit)
+    return body.data or b""
+
+
+def parse_json(data: bytes) -> Any:
+    """``data`` as JSON, or ``InvalidRequest`` (400)."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
+        raise InvalidRequest("the body must be valid JSON") from None

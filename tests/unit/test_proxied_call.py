@@ -1,18 +1,21 @@
-"""The proxied call (``Gateway.forward``) through the transport seam: no sockets, no framework server."""
+"""``ProxiedCall`` driven through the in-memory transport: no sockets, no server, no router."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 from starlette.requests import Request
-from starlette.types import Message
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
 
-from bffgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
-from bffgate.gateway import Gateway, RequestSession
-from bffgate.request_body import RequestBody
+from bffgate.errors import BffError
+from bffgate.gateway import Gateway
+from bffgate.problems import problem_response
+from bffgate.proxied_call import ProxiedCall
 from bffgate.session import Session
 from bffgate.tokens import TokenSet
 from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
@@ -49,7 +52,7 @@ class OneSessionStore:
         self.saved: list[Session] = []
 
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
-        return None
+        return live_session()
 
     async def save(self, session: Session, *, existing: bool = False) -> None:
         self.saved.append(session)
@@ -82,34 +85,50 @@ def live_session() -> Session:
     )
 
 
-def browser_request(method: str = "GET") -> Request:
-    scope: dict[str, Any] = {"type": "http", "method": method, "path": "/", "headers": []}
-    return Request(scope)
-
-
 def gateway_with(transport: MemoryTransport, provider: RotatingProvider | None = None) -> Gateway:
     provider = provider or RotatingProvider()
     return Gateway(settings_for(API), OneSessionStore(), provider, transport)
 
 
-async def forward(
-    gateway: Gateway, body: RequestBody | None = None, method: str = "GET"
+async def not_proxied(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("a proxied call went on to the router")
+
+
+async def problem_answer(request: Request, error: Exception) -> Response:
+    return problem_response(error if isinstance(error, BffError) else BffError())
+
+
+async def call(
+    gateway: Gateway, method: str = "GET", body: list[bytes] | None = None
 ) -> tuple[int, dict[bytes, list[bytes]], bytes]:
-    """Forward one call to ``/items`` and run its answer as the ASGI server would."""
-    request = browser_request(method)
-    tracked = RequestSession(live_session())
-    url = gateway.api_urls.join("items", "q=1")
-    headers = [("Accept", "application/json")]
-    answer = await gateway.forward(request, tracked, method, url, headers, body or RequestBody())
+    """``method /api/rest/proxy/items?q=1`` through ``ProxiedCall``, as an ASGI server would run it."""
+
+    async def current() -> Gateway:
+        return gateway
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": method,
+        "path": "/api/rest/proxy/items",
+        "raw_path": b"/api/rest/proxy/items",
+        "query_string": b"q=1",
+        "root_path": "",
+        "headers": [(b"accept", b"application/json"), (b"x-csrf", b"1")]
+        + ([(b"transfer-encoding", b"chunked")] if body else []),
+    }
+    incoming: list[Message] = [
+        {"type": "http.request", "body": piece, "more_body": True} for piece in body or []
+    ]
+    incoming.append({"type": "http.request", "body": b"", "more_body": False})
     sent: list[Message] = []
 
     async def receive() -> Message:
-        return {"type": "http.request", "body": b"", "more_body": False}
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
 
     async def send(message: Message) -> None:
         sent.append(message)
 
-    await answer(request.scope, receive, send)
+    await ProxiedCall(not_proxied, gateway=current, on_error=problem_answer)(scope, receive, send)
     heads: dict[bytes, list[bytes]] = {}
     for name, value in sent[0]["headers"]:
         heads.setdefault(name, []).append(value)
@@ -122,7 +141,7 @@ def ok(_: SentRequest) -> MemoryAnswer:
 
 async def test_the_call_carries_the_session_token_and_streams_the_answer() -> None:
     transport = MemoryTransport(ok)
-    status, headers, body = await forward(gateway_with(transport))
+    status, headers, body = await call(gateway_with(transport))
     assert (status, body) == (200, b"{}")
     [sent] = transport.sent
     assert (sent.method, sent.target, sent.partition) == ("GET", "/v1/items?q=1", "sid-1")
@@ -138,7 +157,7 @@ async def test_a_401_is_retried_once_with_refreshed_tokens_whose_cookies_reach_t
 
     transport = MemoryTransport(first_refused)
     provider = RotatingProvider()
-    status, headers, _ = await forward(gateway_with(transport, provider))
+    status, headers, _ = await call(gateway_with(transport, provider))
     assert status == 200
     assert [s.header("Authorization") for s in transport.sent] == ["Bearer at0", "Bearer at1"]
     assert provider.refreshes == 1
@@ -148,33 +167,51 @@ async def test_a_401_is_retried_once_with_refreshed_tokens_whose_cookies_reach_t
 
 
 async def test_a_401_to_a_streamed_body_is_not_retried() -> None:
-    async def pieces() -> Any:
-        yield b"x" * 10
-
     transport = MemoryTransport(lambda _: MemoryAnswer(401))
-    body = RequestBody(rest=pieces(), length=10)
-    status, _, _ = await forward(gateway_with(transport), body, method="POST")
+    gateway = gateway_with(transport)
+    beyond_replay = gateway.settings.bff_replay_bytes + 1
+    status, _, _ = await call(gateway, "POST", [b"x" * beyond_replay])
     assert status == 401
     assert len(transport.sent) == 1
-    assert transport.sent[0].content_length == 10
+    assert transport.sent[0].body == b"x" * beyond_replay
 
 
 @pytest.mark.parametrize(
-    ("failure", "problem", "status"),
+    ("failure", "status", "code"),
     [
-        (TransportError("refused"), UpstreamError, 502),
-        (TransportTimeout("slow"), UpstreamTimeout, 504),
-        (UnsendableRequest("line break"), InvalidRequest, 400),
+        (TransportError("refused"), 502, "upstream_unavailable"),
+        (TransportTimeout("slow"), 504, "upstream_timeout"),
+        (UnsendableRequest("line break"), 400, "invalid_request"),
     ],
 )
-async def test_transport_failures_become_problems_once(
-    failure: TransportError, problem: type[Exception], status: int
+async def test_transport_failures_become_problem_answers(
+    failure: TransportError, status: int, code: str
 ) -> None:
     transport = MemoryTransport(lambda _: failure)
-    with pytest.raises(problem) as raised:
-        await forward(gateway_with(transport))
-    assert getattr(raised.value, "status", None) == status
-    assert raised.value.__cause__ is failure
+    answer_status, headers, body = await call(gateway_with(transport))
+    assert (answer_status, json.loads(body)["code"]) == (status, code)
+    assert headers[b"content-type"] == [b"application/problem+json"]
+
+
+async def test_another_path_goes_on_to_the_next_app() -> None:
+    reached: list[str] = []
+
+    async def router(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+
+    async def no_gateway() -> Gateway:
+        raise AssertionError("the gateway is not needed")
+
+    async def nothing_arrives() -> Message:
+        raise AssertionError("nothing is read")
+
+    async def nothing_leaves(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    scope = {"type": "http", "method": "GET", "path": "/api/auth/user", "root_path": "", "headers": []}
+    proxied = ProxiedCall(router, gateway=no_gateway, on_error=problem_answer)
+    await proxied(scope, nothing_arrives, nothing_leaves)
+    assert reached == ["/api/auth/user"]
 
 
 async def test_an_answer_that_breaks_off_mid_stream_is_closed_not_raised() -> None:
@@ -182,7 +219,7 @@ async def test_an_answer_that_breaks_off_mid_stream_is_closed_not_raised() -> No
         return MemoryAnswer(200, [], [b"a" * 10, b"b" * 10], broken_after=1)
 
     transport = MemoryTransport(broken)
-    status, _, body = await forward(gateway_with(transport))
+    status, _, body = await call(gateway_with(transport))
     assert status == 200
     assert body == b"a" * 10  # what came before the break, then the connection is cut
     assert transport.answers[0].closed
