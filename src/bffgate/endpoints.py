@@ -27,14 +27,11 @@ from .logout_redirect import REDIRECT_PATH
 from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
-from .providers import PasswordLogin, RedirectLogin
+from .providers import BackchannelLogout, PasswordLogin, RedirectLogin
 from .providers.logout_token import REPLAY_WINDOW
-from .providers.oidc import OidcProvider
-from .providers.rest import RestProvider
 from .request_body import parse_json, read_whole_body
 from .runtime import Runtime
 from .session import Session
-from .stores import RedisSessionStore
 from .tokens import visible_claims
 from .transaction import MAX_RETURN_TO, LoginTransactions
 
@@ -61,15 +58,14 @@ class Endpoints:
             if request.method != "GET":
                 raise MethodNotAllowed("with BFF_PROVIDER=oidc, start the login with GET /api/auth/login")
             return await self._start_redirect_login(request, provider)
-        if request.method == "GET" or not hasattr(provider, "login"):
+        if request.method == "GET" or not isinstance(provider, PasswordLogin):
             raise MethodNotAllowed("with BFF_PROVIDER=rest, log in with POST and JSON credentials")
         verify_csrf(request.scope["headers"], self.settings.allowed_origins)
         credentials = await read_json(request, SMALL_JSON_LIMIT)
         if not isinstance(credentials, dict):
             raise InvalidRequest("the credentials must be a JSON object")
         await self._count_login_attempt(request, credentials)
-        password_login: PasswordLogin = provider  # type: ignore[assignment]  # checked just above
-        tokens, user = await password_login.login(credentials)
+        tokens, user = await provider.login(credentials)
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
@@ -118,7 +114,7 @@ class Endpoints:
                 await gateway.provider.revoke(session)
             await gateway.store.delete(session)
             ended = 1
-            if everywhere and isinstance(gateway.store, RedisSessionStore):
+            if everywhere:
                 ended += await gateway.store.delete_all_of_user(session.user)
             LOGOUTS.inc()
         body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
@@ -178,9 +174,9 @@ class Endpoints:
     async def _end_provider_sessions(self, request: Request) -> int:
         gateway = await self.runtime.gateway()
         provider, store = gateway.provider, gateway.store
-        if not isinstance(provider, OidcProvider):
+        if not isinstance(provider, BackchannelLogout):
             raise NotFound("back-channel logout needs BFF_PROVIDER=oidc")
-        if not isinstance(store, RedisSessionStore):
+        if not store.server_side:
             raise BackchannelUnsupported()
         token = await provider.logout_token(await _logout_token_field(request))
         if not await store.first_use_of_logout_token(token.issuer, token.jti, REPLAY_WINDOW):
@@ -297,7 +293,7 @@ async def _ready_for_revocation(gateway: Gateway, session: Session) -> Session |
     refused); the session ends here in any case.
     """
     provider = gateway.provider
-    if not isinstance(provider, RestProvider) or not provider.revokes_with_access_token:
+    if not provider.revokes_with_access_token:
         return session
     if not session.needs_refresh(gateway.settings.bff_refresh_skew):
         return session

@@ -126,7 +126,16 @@ class Session:
 
 
 class SessionStore(Protocol):
-    """Where sessions live between requests. Cookie headers are returned, never written directly."""
+    """Where sessions live between requests. Cookie headers are returned, never written directly.
+
+    What a store can do beyond keeping one session is declared here too, so that request handlers
+    never ask which store they hold: ``server_side`` says whether sessions can be ended by anything
+    but their own cookies (a user's other sessions, a provider's back-channel logout).
+    """
+
+    @property
+    def server_side(self) -> bool:
+        """Whether sessions live on the server (then they can be ended by id, user or provider)."""
 
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         """The session the browser's cookies point to, or None (absent, tampered, expired, unknown)."""
@@ -151,6 +160,17 @@ class SessionStore(Protocol):
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the store cannot be reached (readiness)."""
+
+    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
+        """End every session of ``user`` (log out everywhere); how many ended (0 when not server-side)."""
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        """Back-channel logout: end the sessions of provider session ``sid`` (else of subject ``sub``);
+        how many ended. Only server-side stores can: the others raise ``BackchannelUnsupported``."""
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        """Whether no logout token with this ``jti`` came within ``window`` seconds (then it is noted).
+        Only server-side stores can tell: the others raise ``BackchannelUnsupported``."""
 
 
 def _identity(value: Any) -> dict[str, Any] | None:

@@ -44,6 +44,8 @@ class RotatingProvider:
     async def ready(self) -> None:
         return None
 
+    revokes_with_access_token = False
+
 
 class OneSessionStore:
     """Keeps one session; its cookies name the access token, so a test sees which one was sent."""
@@ -71,6 +73,17 @@ class OneSessionStore:
 
     async def ping(self) -> None:
         return None
+
+    server_side = False
+
+    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
+        return 0
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        return 0
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        return True
 
 
 def live_session() -> Session:

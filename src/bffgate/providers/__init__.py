@@ -11,10 +11,19 @@ from ..config import Settings
 from ..session import Session
 from ..tokens import TokenSet
 from ..upstream import JsonAnswer
+from .logout_token import LogoutToken
 
 
 class TokenProvider(Protocol):
-    """What the gateway needs from whoever issues tokens."""
+    """What the gateway needs from whoever issues tokens.
+
+    How a user signs in is a capability of its own: ``PasswordLogin`` or ``RedirectLogin``; and
+    ``BackchannelLogout`` for providers that end sessions server to server.
+    """
+
+    @property
+    def revokes_with_access_token(self) -> bool:
+        """Whether ``revoke`` presents the access token (so logout refreshes an expired one first)."""
 
     async def refresh(self, refresh_token: str) -> TokenSet:
         """New tokens; raises ``RefreshRejected`` (terminal) or ``RefreshFailed`` (transient)."""
@@ -26,6 +35,7 @@ class TokenProvider(Protocol):
         """Raise ``UpstreamError`` when the provider cannot be used (readiness, ``bffgate check``)."""
 
 
+@runtime_checkable
 class PasswordLogin(Protocol):
     """Providers that take credentials from the browser (``rest``)."""
 
@@ -50,6 +60,14 @@ class RedirectLogin(Protocol):
 
         The URL carries ``id_token_hint`` when given: only the gateway's logout redirect asks for that,
         never a page (``logout_redirect.py``)."""
+
+
+@runtime_checkable
+class BackchannelLogout(Protocol):
+    """Providers that tell the gateway, server to server, that a user's session there has ended."""
+
+    async def logout_token(self, token: str) -> LogoutToken:
+        """The claims of a valid logout token; raises ``InvalidLogoutToken`` (``UpstreamError``: JWKS)."""
 
 
 def read_tokens(

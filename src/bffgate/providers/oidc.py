@@ -90,6 +90,9 @@ class OidcProvider:
         )
         self.keys = JwksCache(self._fetch_jwks)
 
+    # Revocation authenticates the client and names the refresh token: no access token needed.
+    revokes_with_access_token = False
+
     def __repr__(self) -> str:
         return f"OidcProvider(client_id={self._client_id!r}, secret='**********')"
 

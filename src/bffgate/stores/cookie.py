@@ -18,7 +18,7 @@ from typing import Any
 
 from ..config import Settings
 from ..cookies import CookieJar, CookieTooLarge
-from ..errors import SessionTooLarge
+from ..errors import BackchannelUnsupported, SessionTooLarge
 from ..sealing import Sealer
 from ..session import Session
 from ..tokens import USER_CLAIMS
@@ -115,6 +115,18 @@ class CookieSessionStore:
 
     async def delete(self, session: Session) -> None:
         """Nothing to do: clearing the cookies ends a stateless session."""
+
+    # Stateless: nothing but a browser's own cookies knows its session, so no other can be ended.
+    server_side = False
+
+    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
+        return 0
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        raise BackchannelUnsupported()
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        raise BackchannelUnsupported()
 
     def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
         try:

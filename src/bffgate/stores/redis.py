@@ -91,6 +91,8 @@ class RedisSessionStore:
         self._ticket = Sealer(settings.refresh_secrets, "session-ticket")
         self._at_rest = Sealer(settings.refresh_secrets, "redis-session")
 
+    server_side = True
+
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         value = cookies.get(self._cookie)
         ticket = self._ticket.unseal(value) if value else None
