@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,6 +29,17 @@ def test_public_api_does_not_drift() -> None:
         "create_app",
         "load_settings",
     ]
+
+
+def test_all_names_what_the_package_really_exposes() -> None:
+    """Every name in ``__all__`` exists, and every public non-module attribute is in ``__all__``."""
+    exposed = {
+        name
+        for name, value in vars(bffgate).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert all(hasattr(bffgate, name) for name in bffgate.__all__)
+    assert exposed | {"__version__"} == set(bffgate.__all__)
 
 
 async def test_mounted_under_a_prefix_in_a_host_app(make_stack: StackFactory) -> None:

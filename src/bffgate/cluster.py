@@ -28,6 +28,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import LockError, RedisError
 
+from .redis_errors import redis_errors
 from .redis_url import RedisTarget, parse_redis_url
 from .sealing import Sealer
 from .session import Session, token_fingerprint
@@ -163,10 +164,8 @@ class ClusterCoordination:
 
     async def remember(self, old_refresh_token: str, newer: Session) -> None:
         sealed = _grace_sealer(old_refresh_token).seal(newer.to_dict(), _far_future())
-        try:
+        with redis_errors(ClusterUnavailable):
             await self._redis.set(_grace_key(old_refresh_token), sealed, px=self._grace_ms)
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
 
     @asynccontextmanager
     async def lock(self, sid: str) -> AsyncIterator[None]:
@@ -194,39 +193,25 @@ class ClusterCoordination:
 
     async def mark_ended(self, sid: str, seconds: float) -> None:
         """Record, for ``seconds``, that session ``sid`` was logged out (a tombstone every process sees)."""
-        try:
+        with redis_errors(ClusterUnavailable):
             await self._redis.set(_ended_key(sid), b"1", px=max(1, int(seconds * 1000)))
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
 
     async def is_ended(self, sid: str) -> bool:
         """Whether any process recorded a logout of session ``sid``."""
-        try:
+        with redis_errors(ClusterUnavailable):
             return bool(await self._redis.exists(_ended_key(sid)))
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
 
     async def first_use(self, name: str, seconds: float) -> bool:
         """True the first time ``name`` is presented within ``seconds`` (single-use references)."""
-        try:
+        with redis_errors(ClusterUnavailable):
             fresh = await self._redis.set(
                 f"{PREFIX}used:{token_fingerprint(name)}", b"1", nx=True, px=max(1, int(seconds * 1000))
             )
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
         return bool(fresh)
 
-    async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
-
     async def _grace_entry(self, refresh_token: str) -> Session | None:
-        try:
+        with redis_errors(ClusterUnavailable):
             sealed = await self._redis.get(_grace_key(refresh_token))
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
         if sealed is None:
             return None
         data = _grace_sealer(refresh_token).unseal(as_text(sealed))

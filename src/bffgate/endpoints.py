@@ -24,10 +24,10 @@ from .errors import (
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
 from .logout_redirect import REDIRECT_PATH
-from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
+from .metrics import LOGINS, LOGOUTS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
-from .problems import problem_page, problem_response
-from .providers import BackchannelLogout, PasswordLogin, RedirectLogin
+from .problems import NO_STORE, error_answer, refusal_answer, with_cookies
+from .providers import BackchannelLogout, LoginRefusal, PasswordLogin, RedirectLogin
 from .providers.logout_token import REPLAY_WINDOW
 from .request_body import parse_json, read_whole_body
 from .runtime import Runtime
@@ -65,7 +65,10 @@ class Endpoints:
         if not isinstance(credentials, dict):
             raise InvalidRequest("the credentials must be a JSON object")
         await self._count_login_attempt(request, credentials)
-        tokens, user = await provider.login(credentials)
+        outcome = await provider.login(credentials)
+        if isinstance(outcome, LoginRefusal):
+            return refusal_answer(outcome.code, outcome.status, outcome.body)
+        tokens, user = outcome
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
@@ -143,16 +146,8 @@ class Endpoints:
         url = await provider.end_session_url(id_token) if id_token else None
         if url is None:
             error = InvalidRequest("this logout link is unknown, expired or already used; sign out again")
-            PROBLEMS.labels(error.code).inc()
-            headers = {"Cache-Control": "no-store"}
-            return (
-                problem_page(error, headers)
-                if is_navigation(request.headers)
-                else problem_response(error, headers)
-            )
-        return RedirectResponse(
-            url, 302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-        )
+            return error_answer(error, page=is_navigation(request.headers), headers=NO_STORE)
+        return RedirectResponse(url, 302, headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
 
     async def backchannel_logout(self, request: Request) -> Response:
         """OpenID Connect Back-Channel Logout 1.0: the provider says a user's session there has ended.
@@ -165,11 +160,10 @@ class Endpoints:
         try:
             ended = await self._end_provider_sessions(request)
         except BffError as error:
-            PROBLEMS.labels(error.code).inc()
             log.info("back-channel logout refused: %s", error.detail)
-            return problem_response(error, headers={"Cache-Control": "no-store"})
+            return error_answer(error, headers=NO_STORE)
         LOGOUTS.inc(ended)
-        return JSONResponse({"endedSessions": ended}, headers={"Cache-Control": "no-store"})
+        return JSONResponse({"endedSessions": ended}, headers=NO_STORE)
 
     async def _end_provider_sessions(self, request: Request) -> int:
         gateway = await self.runtime.gateway()
@@ -210,34 +204,30 @@ class Endpoints:
     # -- errors ------------------------------------------------------------------------------------
 
     async def on_error(self, request: Request, exc: Exception) -> Response:
+        """Every error of every endpoint and of the proxied call: the answer, and the session's cookies.
+
+        A session that ended clears its cookies (and a page navigation goes to the login page); any
+        other problem still carries the cookies of a session that changed on the way."""
         error = exc if isinstance(exc, BffError) else BffError()
-        PROBLEMS.labels(error.code).inc()
         gateway = await self.runtime.gateway()
-        ended = isinstance(error, Unauthenticated | SessionExpired)
-        if ended and request.method in ("GET", "HEAD") and is_navigation(request.headers):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            response: Response = RedirectResponse(
-                login_redirect_location(self.settings.bff_login_page, target), 302
-            )
-        else:
-            response = problem_response(error)
-        if ended:
-            tracked = _tracked(request)
-            if tracked is not None:
-                tracked.ended = True
-            if isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies):
-                return with_cookies(response, gateway.store.clear_cookies(request.cookies))
-            return response
         tracked = _tracked(request)
-        return with_cookies(
-            response, await gateway.cookies_for_problem(request.cookies, tracked) if tracked else []
-        )
+        if not isinstance(error, Unauthenticated | SessionExpired):
+            cookies = await gateway.cookies_for_problem(request.cookies, tracked) if tracked else []
+            return error_answer(error, set_cookies=cookies)
+        if tracked is not None:
+            tracked.ended = True
+        redirect_to = None
+        if request.method in ("GET", "HEAD") and is_navigation(request.headers):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            redirect_to = login_redirect_location(self.settings.bff_login_page, target)
+        clear = isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies)
+        cleared = gateway.store.clear_cookies(request.cookies) if clear else []
+        return error_answer(error, redirect_to=redirect_to, set_cookies=cleared)
 
     async def on_http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         error: BffError = MethodNotAllowed() if status == 405 else NotFound() if status == 404 else BffError()
-        PROBLEMS.labels(error.code).inc()
-        return problem_response(error)
+        return error_answer(error)
 
     async def _start_redirect_login(self, request: Request, provider: RedirectLogin) -> Response:
         """OIDC: 302 to the provider, the transaction (state, PKCE verifier, nonce) in a Lax cookie."""
@@ -252,9 +242,8 @@ class Endpoints:
 
     def _login_problem(self, request: Request, error: BffError) -> Response:
         """A failed OIDC login: an HTML page for a page navigation, else a problem; never a session."""
-        PROBLEMS.labels(error.code).inc()
         log.info("OpenID Connect login failed: %s", error.detail)
-        return problem_page(error) if is_navigation(request.headers) else problem_response(error)
+        return error_answer(error, page=is_navigation(request.headers))
 
     async def _end_previous_session(self, request: Request, gateway: Gateway) -> None:
         """A login replaces any session the browser had: ended like a logout, its refresh token revoked."""
@@ -262,15 +251,6 @@ class Endpoints:
         if previous is not None and not gateway.refresher.ended_here(previous.sid):
             await gateway.provider.revoke(await gateway.refresher.end(previous))
             await gateway.store.delete(previous)
-
-
-def with_cookies(response: Response, set_cookies: list[str]) -> Response:
-    """Add one Set-Cookie header per cookie, and ``no-store`` so no cache keeps them."""
-    if set_cookies:
-        response.headers["Cache-Control"] = "no-store"
-        for cookie in set_cookies:
-            response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
-    return response
 
 
 def _tracked(request: Request) -> RequestSession | None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from .cache_control import for_shared_caches as cache_control_for_shared_caches
 from .errors import HeadersTooLarge
+from .problems import session_cookie_headers
 from .transport import ApiAnswer
 
 HOP_BY_HOP = frozenset(
@@ -172,8 +173,7 @@ def browser_response_headers(
     if connection_named:
         headers = [(name, value) for name, value in headers if name not in connection_named]
     if set_cookies:
-        headers.append((b"cache-control", b"no-store"))
-        headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in set_cookies)
+        headers += session_cookie_headers(set_cookies)
     else:  # every proxied call is session-authenticated: no shared cache may keep its answer
         headers.append((b"cache-control", cache_control_for_shared_caches(cache_control)))
     return headers

@@ -16,8 +16,8 @@ from .gateway import Gateway
 from .http1 import Http1Pool
 from .login_limit import LoginLimiter, create_login_limiter
 from .providers import create_provider
+from .providers.http import create_http_client
 from .stores import create_store
-from .upstream import create_http_client
 
 log = logging.getLogger("bffgate")
 

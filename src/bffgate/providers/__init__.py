@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
 from ..config import Settings
 from ..session import Session
 from ..tokens import TokenSet
-from ..upstream import JsonAnswer
+from .http import JsonAnswer
 from .logout_token import LogoutToken
 
 
@@ -35,12 +36,22 @@ class TokenProvider(Protocol):
         """Raise ``UpstreamError`` when the provider cannot be used (readiness, ``bffgate check``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LoginRefusal:
+    """The API's own refusal of a password login (a wrong password and the like), not an error of ours:
+    the browser gets its status and JSON body as the API wrote them."""
+
+    status: int
+    body: Any
+    code: ClassVar[str] = "login_refused"  # the problems metric's label
+
+
 @runtime_checkable
 class PasswordLogin(Protocol):
     """Providers that take credentials from the browser (``rest``)."""
 
-    async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]]:
-        """Tokens and user data for ``credentials``; raises ``LoginFailed`` or ``UpstreamError``."""
+    async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]] | LoginRefusal:
+        """Tokens and user data for ``credentials``, or the API's refusal; raises ``UpstreamError``."""
 
 
 @runtime_checkable

@@ -33,9 +33,9 @@ from ..config import Settings
 from ..errors import LoginRejected, RefreshFailed, RefreshRejected, UpstreamError
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt
-from ..upstream import JsonAnswer, call_json
 from . import read_tokens
 from .discovery import Discovery, JwksCache, ProviderMetadata
+from .http import JsonAnswer, call_json
 from .id_token import InvalidIdToken, validate_id_token
 from .logout_token import LogoutToken, validate_logout_token
 
