@@ -199,7 +199,7 @@ async def _reach_services(settings: Settings) -> list[str]:
 async def _reach_redis(url: str) -> list[str]:
     from redis.exceptions import RedisError
 
-    from .cluster import close, connect
+    from .redis_client import close, connect
     from .redis_url import parse_redis_url
 
     mode = parse_redis_url(url).mode  # single, sentinel or cluster

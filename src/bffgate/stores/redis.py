@@ -28,10 +28,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..cluster import RedisClient, as_text, is_cluster
 from ..config import Settings
 from ..cookies import CookieJar
 from ..errors import SessionExpired, StoreUnavailable
+from ..redis_client import RedisClient, as_text, is_redis_cluster
 from ..redis_errors import redis_errors, store_unavailable
 from ..sealing import Sealer
 from ..session import Session, token_fingerprint
@@ -82,7 +82,7 @@ class RedisSessionStore:
 
     def __init__(self, settings: Settings, jar: CookieJar, client: RedisClient) -> None:
         self._redis = client
-        self._atomic = not is_cluster(client)  # MULTI/EXEC only where all keys share one server
+        self._atomic = not is_redis_cluster(client)  # MULTI/EXEC only where all keys share one server
         self._jar = jar
         self._idle = settings.bff_session_idle
         self._absolute = settings.bff_session_absolute
