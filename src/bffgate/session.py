@@ -24,6 +24,13 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
+# The session's codec is ``to_dict``/``from_dict`` (short keys, sealed before they leave the process);
+# the cookie store splits it over three cookies by these keys and joins them back with ``from_dict``.
+DURABLE_KEYS = ("sid", "c", "rt", "u", "it", "id")  # the refresh cookie: lives as long as the session
+ACCESS_KEYS = ("sid", "c", "at", "exp", "iat")  # the access cookie: lives as long as the access token
+USER_KEYS = ("sid", "u")  # the user cookie: the user data, readable without the refresh secret
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """One signed-in browser. Immutable: a refresh produces a new Session."""
@@ -86,6 +93,11 @@ class Session:
             "u": self.user,
             "id": self.identity,
         }
+
+    def part(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        """The ``to_dict`` entries named by ``keys`` that have a value (one cookie's share of it)."""
+        whole = self.to_dict()
+        return {key: whole[key] for key in keys if whole[key] is not None}
 
     @classmethod
     def from_dict(cls, data: Any) -> Session | None:
