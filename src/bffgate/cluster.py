@@ -25,6 +25,7 @@ from contextlib import asynccontextmanager
 
 from redis.exceptions import LockError, RedisError
 
+from .grace import MAX_GRACE_CHAIN, succeeds
 from .redis_client import PREFIX, RedisClient, as_text
 from .redis_errors import redis_errors
 from .sealing import Sealer
@@ -47,15 +48,15 @@ class ClusterCoordination:
         self._grace_ms = max(1, int(grace_seconds * 1000))
         self._lease = lease_seconds
 
-    async def newest(self, session: Session, max_chain: int = 8) -> Session | None:
+    async def newest(self, session: Session) -> Session | None:
         """The latest session that superseded ``session`` in any process, following rotations."""
         found: Session | None = None
         current = session
-        for _ in range(max_chain):
+        for _ in range(MAX_GRACE_CHAIN):
             if not current.refresh_token:
                 break
             newer = await self._grace_entry(current.refresh_token)
-            if newer is None or newer.sid != session.sid:
+            if newer is None or not succeeds(newer, session):
                 break
             found = current = newer
         return found
