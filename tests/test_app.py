@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import bffgate
 from bffgate import create_app
@@ -27,6 +29,17 @@ def test_public_api_does_not_drift() -> None:
         "create_app",
         "load_settings",
     ]
+
+
+def test_all_names_what_the_package_really_exposes() -> None:
+    """Every name in ``__all__`` exists, and every public non-module attribute is in ``__all__``."""
+    exposed = {
+        name
+        for name, value in vars(bffgate).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert all(hasattr(bffgate, name) for name in bffgate.__all__)
+    assert exposed | {"__version__"} == set(bffgate.__all__)
 
 
 async def test_mounted_under_a_prefix_in_a_host_app(make_stack: StackFactory) -> None:
@@ -53,3 +66,35 @@ async def test_mounted_under_a_prefix_in_a_host_app(make_stack: StackFactory) ->
     assert items.status == 200
     assert [r.raw_path + "?" + r.query for r in stack.recorder.to("/items")] == ["/items?x=1"]
     assert refused.code == "csrf_failed"
+
+
+async def test_user_middleware_wraps_the_proxied_calls(make_stack: StackFactory) -> None:
+    """Middleware added with ``app.add_middleware`` sees proxied calls too (README: the proxied call)."""
+    seen: list[tuple[str, int]] = []
+
+    class RecordAnswers:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            async def record(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    seen.append((scope["path"], message["status"]))
+                await send(message)
+
+            await self.app(scope, receive, record if scope["type"] == "http" else send)
+
+    async with make_stack() as stack:
+        gateway = create_app(stack.settings)
+        gateway.add_middleware(RecordAnswers)
+        async with serve(gateway) as url:
+            browser = Browser(stack.http, url)
+            assert (await browser.login()).status == 200
+            assert (await browser.request("GET", "/api/rest/proxy/me")).status == 200
+            envelope = {"url": "/me"}
+            assert (await browser.request("POST", "/api/rest/customfetch", json_body=envelope)).status == 200
+    assert seen == [
+        ("/api/auth/login", 200),
+        ("/api/rest/proxy/me", 200),
+        ("/api/rest/customfetch", 200),
+    ]

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bffgate.errors import InvalidRequest, UpstreamError, UpstreamTimeout
 from bffgate.http1 import (
     MAX_RESPONSE_HEAD_BYTES,
     READ_HIGH_WATER,
@@ -31,6 +30,7 @@ from bffgate.http1 import (
     Http1Pool,
     Response,
 )
+from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
 
 from .harness import closed_port
 from .rawserver import Handler, Peer, RawServer, start_raw_server, within
@@ -427,7 +427,7 @@ async def test_unsafe_or_unreplayable_requests_are_not_retried(
     server = await serve(hangs_up_after(1, 1))
     pool = pools(server.url)
     assert await get(pool) == b"ok"
-    with pytest.raises(UpstreamError):
+    with pytest.raises(TransportError):
         await pool.request(method, "/", [], body())
     assert [r.connection for r in server.requests] == [1, 1] and len(server.peers) == 1
 
@@ -436,7 +436,7 @@ async def test_a_failed_retry_is_not_retried_again(serve: ServeFactory, pools: P
     server = await serve(hangs_up_after(1, 0))  # later connections hang up on their first request
     pool = pools(server.url)
     assert await get(pool) == b"ok"
-    with pytest.raises(UpstreamError):
+    with pytest.raises(TransportError):
         await pool.request("GET", "/again", [])
     unanswered = [r.connection for r in server.requests if r.line == "GET /again HTTP/1.1"]
     assert unanswered == [1, 2] and len(server.peers) == 2
@@ -457,15 +457,15 @@ async def test_the_retry_goes_to_a_fresh_connection(serve: ServeFactory, pools: 
 
 async def test_connection_refused_is_an_upstream_error(pools: PoolFactory) -> None:
     pool = pools(f"http://127.0.0.1:{closed_port()}")
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(TransportError) as caught:
         await pool.request("GET", "/", [])
-    assert not isinstance(caught.value, UpstreamTimeout)
+    assert not isinstance(caught.value, TransportTimeout)
 
 
 async def test_no_answer_times_out_and_drops_the_connection(serve: ServeFactory, pools: PoolFactory) -> None:
     server = await serve(sends(b""))
     pool = pools(server.url, read_timeout=0.2)
-    with pytest.raises(UpstreamTimeout):
+    with pytest.raises(TransportTimeout):
         await pool.request("GET", "/", [])
     await within(server.peers[0].eof.wait())
 
@@ -476,7 +476,7 @@ async def test_a_stall_mid_body_times_out(serve: ServeFactory, pools: PoolFactor
     response = await pool.request("GET", "/", [])
     chunks = response.iter_chunks()
     assert await anext(chunks) == b"12345"  # what arrived is handed over before the failure
-    with pytest.raises(UpstreamTimeout):
+    with pytest.raises(TransportTimeout):
         await anext(chunks)
     response.release()
     await within(server.peers[0].eof.wait())
@@ -496,9 +496,9 @@ async def test_a_close_mid_body_is_an_upstream_error(
     server = await serve(sends(wire, close=True))
     pool = pools(server.url)
     response = await pool.request("GET", "/", [])
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(TransportError) as caught:
         await response.read()
-    assert not isinstance(caught.value, UpstreamTimeout)
+    assert not isinstance(caught.value, TransportTimeout)
     response.release()
 
 
@@ -519,9 +519,9 @@ async def test_an_unusable_answer_is_an_upstream_error(
 ) -> None:
     server = await serve(sends(wire))
     pool = pools(server.url)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(TransportError) as caught:
         await pool.request("GET", "/", [])
-    assert not isinstance(caught.value, UpstreamTimeout)
+    assert not isinstance(caught.value, TransportTimeout)
     await within(server.peers[0].eof.wait())  # the client hung up (the server kept the connection)
 
 
@@ -540,9 +540,9 @@ async def test_an_endless_header_line_is_cut_off(serve: ServeFactory, pools: Poo
 
     server = await serve(handler)
     pool = pools(server.url, read_timeout=0.5)
-    with pytest.raises(UpstreamError) as caught:
+    with pytest.raises(TransportError) as caught:
         await pool.request("GET", "/", [])
-    assert not isinstance(caught.value, UpstreamTimeout)
+    assert not isinstance(caught.value, TransportTimeout)
 
 
 @pytest.mark.parametrize("together", [True, False], ids=["same-read", "after-the-answer"])
@@ -611,7 +611,7 @@ async def test_a_request_that_cannot_be_written_safely_is_refused_unsent(
     server = await serve(answering(OK))
     pool = pools(server.url)
     assert await get(pool, "/ok") == b"ok"  # an idle connection the request could have gone to
-    with pytest.raises(InvalidRequest):
+    with pytest.raises(UnsendableRequest):
         await pool.request("GET", target, headers)
     assert await get(pool, "/ok") == b"ok"
     assert [(r.line, r.connection) for r in server.requests] == [("GET /ok HTTP/1.1", 1)] * 2
@@ -780,7 +780,7 @@ async def test_close_drops_idle_connections_and_refuses_requests(
     assert await in_flight.read() == b"ok"  # an answer under way still completes...
     in_flight.release()
     await within(server.peers[0].eof.wait())  # ...and its connection is closed, not kept
-    with pytest.raises(UpstreamError):
+    with pytest.raises(TransportError):
         await pool.request("GET", "/", [])
     assert len(server.peers) == 2
 
@@ -930,6 +930,6 @@ async def test_https_refuses_an_untrusted_certificate(
     server_context, _ = tls_contexts(tmp_path)
     server = await serve(answering(OK), ssl_context=server_context)
     pool = pools(server.url)  # the system's trust store
-    with pytest.raises(UpstreamError):
+    with pytest.raises(TransportError):
         await pool.request("GET", "/", [])
     assert server.requests == []

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from bffgate import cluster
+from bffgate import redis_client
 
 from .conftest import StackFactory
 from .harness import SECRET_A, SECRET_R, Browser, Stack, closed_port, serve
@@ -55,14 +55,14 @@ async def redis_stack(make_stack: StackFactory, redis_url: str) -> AsyncIterator
 
 async def session_keys(url: str) -> list[bytes]:
     """The stored sessions, read through the same client the gateway uses (all nodes for a Cluster)."""
-    client = cluster.connect(url)
+    client = redis_client.connect(url)
     try:
         if isinstance(client, redis.RedisCluster):
             keys = await client.keys("bffgate:s:*", target_nodes=redis.RedisCluster.PRIMARIES)
         else:
             keys = await client.keys("bffgate:s:*")
     finally:
-        await cluster.close(client)
+        await redis_client.close(client)
     return sorted(cast("list[bytes]", keys))  # the stubs assume decoded strings
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import pytest
 
@@ -42,6 +43,8 @@ class ScriptedProvider:
     async def ready(self) -> None:
         return None
 
+    revokes_with_access_token = False
+
 
 class MemoryStore:
     def __init__(self) -> None:
@@ -68,6 +71,17 @@ class MemoryStore:
 
     async def ping(self) -> None:
         return None
+
+    server_side = False
+
+    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
+        return 0
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        return 0
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        return True
 
 
 def expired_session() -> Session:

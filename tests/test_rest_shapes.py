@@ -16,9 +16,11 @@ import pytest
 import time_machine
 
 from bffgate.errors import InvalidRequest, RefreshRejected
+from bffgate.providers import LoginRefusal
+from bffgate.providers.http import create_http_client
 from bffgate.providers.rest import RestProvider
 from bffgate.session import Session
-from bffgate.upstream import create_http_client
+from bffgate.tokens import TokenSet
 
 from .harness import CREDENTIALS, Browser, running_gateway, settings_for
 from .wire import WireAnswer, WireApi, WireRequest, wire_api
@@ -53,7 +55,7 @@ async def test_form_login_and_form_refresh() -> None:
             api, bff_login_body="form", bff_refresh_token_in="form", bff_refresh_request_field="refresh_token"
         ) as provider,
     ):
-        tokens, _ = await provider.login({"username": "ann", "password": "p&ss=word"})
+        tokens, _ = await signed_in(provider, {"username": "ann", "password": "p&ss=word"})
         await provider.refresh(tokens.refresh_token or "")
     login, refresh = api.requests
     assert login.content_type == "application/x-www-form-urlencoded"
@@ -97,7 +99,7 @@ async def test_refresh_token_in_the_apis_own_cookie_is_captured_and_sent_back() 
         wire_api(handler) as api,
         provider_for(api, bff_refresh_token_in="cookie", bff_refresh_cookie_name="rt") as provider,
     ):
-        tokens, _ = await provider.login(CREDENTIALS)
+        tokens, _ = await signed_in(provider, CREDENTIALS)
         assert tokens.refresh_token == "first"
         rotated = await provider.refresh("first")
         assert rotated.refresh_token == "second"
@@ -125,7 +127,7 @@ async def test_nested_tokens_and_absolute_expiry() -> None:
         ) as provider,
     ):
         with time_machine.travel(now, tick=False):
-            tokens, user = await provider.login(CREDENTIALS)
+            tokens, user = await signed_in(provider, CREDENTIALS)
             await provider.refresh("refresh-1")
     assert (tokens.access_token, tokens.refresh_token) == ("access-1", "refresh-1")
     assert tokens.expires_in == 120
@@ -185,3 +187,10 @@ async def test_the_apis_refresh_cookie_never_reaches_the_browser(http: aiohttp.C
     _, refresh, proxied = api.requests
     assert refresh.cookies() == {"rt": "secret-refresh"}
     assert "cookie" not in proxied.headers
+
+
+async def signed_in(provider: RestProvider, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]]:
+    """The tokens and user of a login the API accepted (a refusal fails the test)."""
+    outcome = await provider.login(credentials)
+    assert not isinstance(outcome, LoginRefusal), outcome
+    return outcome

@@ -25,9 +25,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from yarl import URL
 
 from bffgate import create_app
+from bffgate.api_url import ApiUrls
 from bffgate.errors import InvalidUrl
 from bffgate.navigation import login_redirect_location, safe_return_to
-from bffgate.proxy import UpstreamBase
 from bffgate.sealing import Sealer, derive_key
 from bffgate.tokens import unverified_claims
 
@@ -937,8 +937,8 @@ BASE = "http://api.test/v1"
 )
 def test_join_keeps_ordinary_paths_under_the_base(path: str, query: str, expected: str) -> None:
     """Ordinary paths and queries are joined under REMOTE_API's base path."""
-    assert str(UpstreamBase(BASE).join(path, query)) == expected
-    assert str(UpstreamBase(BASE + "/").join(path, query)) == expected
+    assert str(ApiUrls(BASE).join(path, query)) == expected
+    assert str(ApiUrls(BASE + "/").join(path, query)) == expected
 
 
 @pytest.mark.parametrize(
@@ -977,12 +977,12 @@ def test_join_keeps_ordinary_paths_under_the_base(path: str, query: str, expecte
 def test_join_refuses_escapes(path: str) -> None:
     """Every traversal or authority trick raises InvalidUrl instead of building a URL."""
     with pytest.raises(InvalidUrl):
-        UpstreamBase(BASE).join(path)
+        ApiUrls(BASE).join(path)
 
 
 def test_join_relative_url_refuses_non_paths() -> None:
     """customfetch's joiner accepts ``/path?q`` only."""
-    api = UpstreamBase(BASE)
+    api = ApiUrls(BASE)
     assert str(api.join_relative_url("/items?q=1")) == "http://api.test/v1/items?q=1"
     assert str(api.join_relative_url("/items#frag")) == "http://api.test/v1/items"
     for url in ("items", "//evil.example", "/\\evil.example", "https://evil.example/", "@evil", "/../x"):
@@ -1019,7 +1019,7 @@ FUZZ_PIECES = [
 
 def test_join_fuzz_never_leaves_the_base() -> None:
     """Thousands of random hostile combinations: InvalidUrl, or a URL that is still under /v1/ after decoding."""
-    api = UpstreamBase(BASE)
+    api = ApiUrls(BASE)
     rng = random.Random(20240611)
     accepted = 0
     for _ in range(5000):

@@ -3,8 +3,8 @@ tests/interop/test_check_login.py): advice names the setting, and no token ever 
 
 from __future__ import annotations
 
+from bffgate.providers.http import create_http_client
 from bffgate.trial import TrialReport, trial_login
-from bffgate.upstream import create_http_client
 
 from .harness import CREDENTIALS, settings_for
 from .wire import WireAnswer, WireRequest, wire_api

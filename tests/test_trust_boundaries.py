@@ -16,11 +16,12 @@ from urllib.parse import urlencode
 import pytest
 from yarl import URL
 
-from bffgate import proxy
+from bffgate import header_filter
+from bffgate.api_url import ApiUrls
 from bffgate.cache_control import for_shared_caches
 from bffgate.errors import InvalidUrl
+from bffgate.header_filter import forwardable_request_headers, is_dropped_request_header
 from bffgate.navigation import browser_pathname, login_redirect_location, safe_return_to
-from bffgate.proxy import UpstreamBase, forwardable_request_headers, is_dropped_request_header
 
 from .harness import Stack, nothing_goes_upstream
 
@@ -118,9 +119,9 @@ async def test_path_parameters_cannot_hide_dot_segments_from_customfetch(stack: 
 
 @pytest.mark.parametrize("path", ["a/..;/x", "a/%2e%2e;/x", "..;", ".;", "a/..%3b/x", "a/.%2E;p/x"])
 def test_join_refuses_dot_segments_with_parameters(path: str) -> None:
-    """The joiner itself refuses them (so every caller of ``UpstreamBase.join`` is covered)."""
+    """The joiner itself refuses them (so every caller of ``ApiUrls.join`` is covered)."""
     with pytest.raises(InvalidUrl):
-        UpstreamBase(BASE).join(path)
+        ApiUrls(BASE).join(path)
 
 
 @pytest.mark.parametrize(
@@ -418,11 +419,11 @@ def test_for_shared_caches_rewrites_only_what_it_must(values: list[bytes], expec
 def test_header_rule_holds_however_often_a_name_is_seen() -> None:
     """Verdicts are remembered within a bound (random names cannot grow the memory), and a
     trusted-hop name is dropped on every request, whether its verdict was remembered or not."""
-    noise = [(f"x-random-{n}".encode(), b"v") for n in range(proxy._MAX_VERDICTS + 500)]
+    noise = [(f"x-random-{n}".encode(), b"v") for n in range(header_filter._MAX_VERDICTS + 500)]
     for _ in range(2):
         kept = forwardable_request_headers([*noise, (b"x-forwarded-prefix", b"/admin"), (b"x-real-ip", b"1")])
         assert len(kept) == len(noise)
-        assert len(proxy._VERDICTS) <= proxy._MAX_VERDICTS
+        assert len(header_filter._VERDICTS) <= header_filter._MAX_VERDICTS
 
 
 @pytest.mark.parametrize("name", [n.lower() for n in TRUSTED_HOP_HEADERS])

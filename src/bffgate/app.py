@@ -9,16 +9,17 @@ from importlib.resources import files
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .config import Settings, load_settings
-from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
+from .endpoints import BACKCHANNEL_LOGOUT_PATH, Endpoints
 from .errors import BffError
-from .fastpath import GatewayApp
 from .logout_redirect import REDIRECT_PATH
 from .operations import Operations, operations_listener
+from .proxied_call import ProxiedCall
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -51,9 +52,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
             else []
         ),
         Route("/api/rest/refreshresttokens", endpoints.refresh_tokens, methods=["POST"]),
-        Route("/api/rest/customfetch", endpoints.customfetch, methods=["POST"]),
-        # Normally answered by GatewayApp's fast path; kept so the route table stays complete.
-        Route(PROXY_PREFIX + "{path:path}", endpoints.proxy, methods=PROXY_METHODS),
+        # /api/rest/proxy/… and /api/rest/customfetch: answered by ProxiedCall before the router.
         Route("/healthz", operations.healthz, methods=["GET"]),
         Route("/readyz", operations.readyz, methods=["GET"]),
         # With BFF_METRICS_ADDRESS the metrics are served on that address only.
@@ -62,12 +61,10 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/bffgate.d.ts", browser_helper("bffgate.d.ts", "text/plain; charset=utf-8"), methods=["GET"]),
         *extra_routes,
     ]
-    app = GatewayApp(
-        fast_prefix=PROXY_PREFIX,
-        fast_methods=frozenset(PROXY_METHODS),
-        fast_endpoint=endpoints.proxy,
-        on_error=endpoints.on_error,
+    return Starlette(
         routes=routes,
+        # The innermost middleware: what users add with app.add_middleware wraps the proxied calls too.
+        middleware=[Middleware(ProxiedCall, gateway=runtime.gateway, on_error=endpoints.on_error)],
         lifespan=lifespan,
         exception_handlers={
             BffError: endpoints.on_error,
@@ -75,8 +72,6 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
             Exception: endpoints.on_error,  # a bug: still a problem answer, never a traceback
         },
     )
-    app.state.runtime = runtime
-    return app
 
 
 def browser_helper(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:

@@ -6,7 +6,7 @@ from storing the answer (RFC 9111 3.5). So unless the API said ``public`` (an an
 for everyone), the browser gets the API's ``Cache-Control`` with ``private`` added (and the
 shared-cache-only ``s-maxage`` removed): the browser's own cache keeps working, shared caches store
 nothing. ``no-store`` and a bare ``private`` are already safe and pass unchanged. Answers that set
-cookies are ``no-store`` (``proxy.browser_response_headers``).
+cookies are ``no-store`` (``header_filter.browser_response_headers``).
 """
 
 from __future__ import annotations

@@ -165,8 +165,8 @@ def _trial_login(settings: Settings, credentials: dict[str, str]) -> list[str]:
     """Run ``bffgate check --login``'s trial, print what fits, return the problems."""
     if settings.bff_provider != "rest":
         return ["--login: applies to BFF_PROVIDER=rest; an OpenID Connect login happens in the browser"]
+    from .providers.http import create_http_client
     from .trial import trial_login
-    from .upstream import create_http_client
 
     async def run() -> list[str]:
         async with create_http_client(connect_timeout=5.0) as http:
@@ -182,7 +182,7 @@ def _trial_login(settings: Settings, credentials: dict[str, str]) -> list[str]:
 
 async def _reach_services(settings: Settings) -> list[str]:
     from .providers import create_provider
-    from .upstream import create_http_client
+    from .providers.http import create_http_client
 
     problems = []
     async with create_http_client(connect_timeout=5.0) as http:
@@ -199,7 +199,7 @@ async def _reach_services(settings: Settings) -> list[str]:
 async def _reach_redis(url: str) -> list[str]:
     from redis.exceptions import RedisError
 
-    from .cluster import close, connect
+    from .redis_client import close, connect
     from .redis_url import parse_redis_url
 
     mode = parse_redis_url(url).mode  # single, sentinel or cluster
@@ -225,4 +225,3 @@ def keygen_command(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main(sys.argv[1:] if len(sys.argv) > 1 else None))
-    os._exit(0)

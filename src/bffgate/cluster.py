@@ -1,4 +1,4 @@
-"""Coordination between gateway processes and instances over Redis (``REDIS_URL``).
+"""Refresh coordination between gateway processes and instances over Redis (``REDIS_URL``).
 
 Three things cross process boundaries:
 
@@ -11,7 +11,8 @@ Three things cross process boundaries:
   for ``BFF_GRACE_SECONDS``. It is sealed with a key derived from that old refresh token, so only a
   request that holds the old token can open it, and Redis alone reveals nothing.
 
-redis-py's exceptions are mapped here: ``ClusterUnavailable`` tells the caller Redis is down, and in
+The Redis client itself is made in ``redis_client.py``. redis-py's exceptions are mapped here
+(``redis_errors``): ``ClusterUnavailable`` tells the caller Redis is down, and in
 cookie mode the coordinator carries on in-process (logged), as the contract says.
 """
 
@@ -21,123 +22,22 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-import redis.asyncio as redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.exceptions import LockError, RedisError
 
-from .redis_url import RedisTarget, parse_redis_url
+from .grace import MAX_GRACE_CHAIN, succeeds
+from .redis_client import PREFIX, RedisClient, as_text
+from .redis_errors import redis_errors
 from .sealing import Sealer
 from .session import Session, token_fingerprint
 
 log = logging.getLogger("bffgate.cluster")
 
-PREFIX = "bffgate:"
 LOCK_POLL_SECONDS = 0.02  # how often a waiter re-tries the lock; only one waiter per process polls
 
 
 class ClusterUnavailable(Exception):
     """Redis could not be reached or answered with an error."""
-
-
-MAX_CONNECTIONS = 64
-# Redis Cluster's per-node pools cannot block when full (they raise): allow more per node, so a burst
-# that a blocking single-server pool would have queued does not fail.
-CLUSTER_NODE_MAX_CONNECTIONS = 512
-
-RedisClient = redis.Redis | RedisCluster
-"""A client for one server, a Sentinel-managed master (both ``Redis``) or a Redis Cluster."""
-
-_TIMEOUTS: dict[str, Any] = {
-    "socket_connect_timeout": 2.0,
-    "socket_timeout": 5.0,
-    "health_check_interval": 30,
-}
-
-
-class BlockingSentinelConnectionPool(SentinelConnectionPool, redis.BlockingConnectionPool):
-    """Sentinel's master discovery with the blocking pool's waiting for a free connection."""
-
-
-def connect(url: str) -> RedisClient:
-    """A client for ``REDIS_URL``: one server, a Sentinel service or a Cluster (see ``redis_url``).
-
-    One server and Sentinel get a *blocking* pool: under a burst, commands wait briefly for a free
-    connection instead of failing with "Too many connections" — a failure that would wrongly look like
-    Redis being down. With Sentinel the pool asks the sentinels for the master on every new connection
-    and drops its connections when the master changed (or answers READONLY after a failover), so a
-    failover is followed without a restart. A Cluster client discovers the nodes from the startup
-    nodes and follows MOVED/ASK redirections.
-    """
-    target = parse_redis_url(url)
-    if target.mode == "sentinel":
-        return _sentinel_master(target)
-    if target.mode == "cluster":
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-            username=target.username,
-            password=target.password,
-            ssl=target.ssl,
-            max_connections=CLUSTER_NODE_MAX_CONNECTIONS,
-            **_TIMEOUTS,
-        )
-    pool = redis.BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=5.0, **_TIMEOUTS
-    )
-    return redis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes its connections
-
-
-def _sentinel_master(target: RedisTarget) -> redis.Redis:
-    sentinel_kwargs: dict[str, Any] = {
-        "socket_connect_timeout": _TIMEOUTS["socket_connect_timeout"],
-        "socket_timeout": _TIMEOUTS["socket_timeout"],
-        "ssl": target.ssl,
-    }
-    if target.sentinel_password is not None:
-        sentinel_kwargs["password"] = target.sentinel_password
-        sentinel_kwargs["username"] = target.username
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    client: redis.Redis = sentinel.master_for(
-        target.service_name,
-        connection_pool_class=BlockingSentinelConnectionPool,
-        max_connections=MAX_CONNECTIONS,
-        timeout=5.0,
-        db=target.db,
-        username=target.username,
-        password=target.password,
-        ssl=target.ssl,
-        **_TIMEOUTS,
-    )
-    return client
-
-
-async def close(client: RedisClient) -> None:
-    """Close ``client`` and, for Sentinel, the connections to the sentinels too."""
-    pool = client.connection_pool if isinstance(client, redis.Redis) else None
-    await client.aclose()
-    if isinstance(pool, SentinelConnectionPool):
-        await pool.sentinel_manager.aclose()
-
-
-async def warm_up(client: RedisClient) -> None:
-    """Discover a Cluster's nodes before the first requests arrive.
-
-    redis-py initializes a Cluster client lazily, on the first command; many concurrent first commands
-    race with that discovery and can hit a connection it just closed (an error that is not a
-    ``RedisError``). When Redis is down now, the client initializes later, on first use.
-    """
-    if isinstance(client, RedisCluster):
-        try:
-            await client.initialize()
-        except (RedisError, OSError) as exc:
-            log.warning("Redis Cluster not reachable at start-up (will retry on first use): %s", exc)
-
-
-def is_cluster(client: RedisClient) -> bool:
-    """Whether keys may live on different nodes (then no multi-key transactions, no multi-key DEL)."""
-    return isinstance(client, RedisCluster)
 
 
 class ClusterCoordination:
@@ -148,25 +48,23 @@ class ClusterCoordination:
         self._grace_ms = max(1, int(grace_seconds * 1000))
         self._lease = lease_seconds
 
-    async def newest(self, session: Session, max_chain: int = 8) -> Session | None:
+    async def newest(self, session: Session) -> Session | None:
         """The latest session that superseded ``session`` in any process, following rotations."""
         found: Session | None = None
         current = session
-        for _ in range(max_chain):
+        for _ in range(MAX_GRACE_CHAIN):
             if not current.refresh_token:
                 break
             newer = await self._grace_entry(current.refresh_token)
-            if newer is None or newer.sid != session.sid:
+            if newer is None or not succeeds(newer, session):
                 break
             found = current = newer
         return found
 
     async def remember(self, old_refresh_token: str, newer: Session) -> None:
         sealed = _grace_sealer(old_refresh_token).seal(newer.to_dict(), _far_future())
-        try:
+        with redis_errors(ClusterUnavailable):
             await self._redis.set(_grace_key(old_refresh_token), sealed, px=self._grace_ms)
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
 
     @asynccontextmanager
     async def lock(self, sid: str) -> AsyncIterator[None]:
@@ -194,48 +92,29 @@ class ClusterCoordination:
 
     async def mark_ended(self, sid: str, seconds: float) -> None:
         """Record, for ``seconds``, that session ``sid`` was logged out (a tombstone every process sees)."""
-        try:
+        with redis_errors(ClusterUnavailable):
             await self._redis.set(_ended_key(sid), b"1", px=max(1, int(seconds * 1000)))
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
 
     async def is_ended(self, sid: str) -> bool:
         """Whether any process recorded a logout of session ``sid``."""
-        try:
+        with redis_errors(ClusterUnavailable):
             return bool(await self._redis.exists(_ended_key(sid)))
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
 
     async def first_use(self, name: str, seconds: float) -> bool:
         """True the first time ``name`` is presented within ``seconds`` (single-use references)."""
-        try:
+        with redis_errors(ClusterUnavailable):
             fresh = await self._redis.set(
                 f"{PREFIX}used:{token_fingerprint(name)}", b"1", nx=True, px=max(1, int(seconds * 1000))
             )
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
         return bool(fresh)
 
-    async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
-
     async def _grace_entry(self, refresh_token: str) -> Session | None:
-        try:
+        with redis_errors(ClusterUnavailable):
             sealed = await self._redis.get(_grace_key(refresh_token))
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
         if sealed is None:
             return None
         data = _grace_sealer(refresh_token).unseal(as_text(sealed))
         return Session.from_dict(data) if data is not None else None
-
-
-def as_text(value: bytes | str) -> str:
-    """Redis answers bytes (we do not ask redis-py to decode, to keep one client for everything)."""
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _grace_key(refresh_token: str) -> str:

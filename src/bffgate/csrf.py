@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .errors import CsrfFailed
-from .proxy import header_value
+from .header_filter import header_value
 
 
 def verify_csrf(raw_headers: Iterable[tuple[bytes, bytes]], allowed_origins: frozenset[str]) -> None:

@@ -14,8 +14,10 @@ from typing import Any
 
 from yarl import URL
 
+from .api_url import ApiUrls
 from .errors import InvalidRequest, PayloadTooLarge
-from .proxy import RequestBody, UpstreamBase, forwardable_request_headers, refuse_body_on
+from .header_filter import forwardable_request_headers
+from .request_body import RequestBody, refuse_body_on
 
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110 token)
@@ -23,14 +25,16 @@ _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")  # no CR, LF or other cont
 
 
 @dataclass(frozen=True, slots=True)
-class EnvelopeCall:
+class ApiCall:
+    """The call to the API, whichever way the browser asked for it (a proxy path or an envelope)."""
+
     method: str
     url: URL
     headers: list[tuple[str, str]]
     body: RequestBody
 
 
-def parse_envelope(envelope: Any, api: UpstreamBase, *, max_body_bytes: int) -> EnvelopeCall:
+def parse_envelope(envelope: Any, api: ApiUrls, *, max_body_bytes: int) -> ApiCall:
     """The upstream call the envelope asks for; ``InvalidRequest`` / ``InvalidUrl`` when it is wrong."""
     if not isinstance(envelope, dict):
         raise InvalidRequest('the body must be a JSON object like {"url": "/path", "options": {}}')
@@ -53,7 +57,7 @@ def parse_envelope(envelope: Any, api: UpstreamBase, *, max_body_bytes: int) -> 
         raise PayloadTooLarge(f"the body is larger than {max_body_bytes} bytes")
     if content_type and not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", content_type))
-    return EnvelopeCall(method.upper(), api.join_relative_url(url), headers, RequestBody(data=body))
+    return ApiCall(method.upper(), api.join_relative_url(url), headers, RequestBody(data=body))
 
 
 def _headers(value: Any) -> list[tuple[str, str]]:

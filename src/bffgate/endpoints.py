@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlencode
+from urllib.parse import parse_qs, urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .csrf import verify_csrf
-from .customfetch import parse_envelope
 from .errors import (
     BackchannelUnsupported,
     BffError,
     InvalidLogoutToken,
     InvalidRequest,
-    InvalidUrl,
     MethodNotAllowed,
     NotFound,
     SessionExpired,
@@ -27,27 +24,21 @@ from .errors import (
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
 from .logout_redirect import REDIRECT_PATH
-from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
+from .metrics import LOGINS, LOGOUTS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
-from .problems import problem_page, problem_response
-from .providers import PasswordLogin, RedirectLogin
+from .problems import NO_STORE, error_answer, refusal_answer, with_cookies
+from .providers import BackchannelLogout, LoginRefusal, PasswordLogin, RedirectLogin
 from .providers.logout_token import REPLAY_WINDOW
-from .providers.oidc import OidcProvider
-from .providers.rest import RestProvider
-from .proxy import forwardable_request_headers, read_body
+from .request_body import parse_json, read_whole_body
 from .runtime import Runtime
 from .session import Session
-from .stores import RedisSessionStore
 from .tokens import visible_claims
 from .transaction import MAX_RETURN_TO, LoginTransactions
 
 log = logging.getLogger("bffgate")
 
-PROXY_PREFIX = "/api/rest/proxy/"
 BACKCHANNEL_LOGOUT_PATH = "/api/auth/backchannel-logout"
-PROXY_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 SMALL_JSON_LIMIT = 64 * 1024  # login credentials and similar small bodies
-ENVELOPE_OVERHEAD = 64 * 1024  # customfetch: the JSON around the body
 
 
 class Endpoints:
@@ -67,15 +58,17 @@ class Endpoints:
             if request.method != "GET":
                 raise MethodNotAllowed("with BFF_PROVIDER=oidc, start the login with GET /api/auth/login")
             return await self._start_redirect_login(request, provider)
-        if request.method == "GET" or not hasattr(provider, "login"):
+        if request.method == "GET" or not isinstance(provider, PasswordLogin):
             raise MethodNotAllowed("with BFF_PROVIDER=rest, log in with POST and JSON credentials")
         verify_csrf(request.scope["headers"], self.settings.allowed_origins)
         credentials = await read_json(request, SMALL_JSON_LIMIT)
         if not isinstance(credentials, dict):
             raise InvalidRequest("the credentials must be a JSON object")
         await self._count_login_attempt(request, credentials)
-        password_login: PasswordLogin = provider  # type: ignore[assignment]  # checked just above
-        tokens, user = await password_login.login(credentials)
+        outcome = await provider.login(credentials)
+        if isinstance(outcome, LoginRefusal):
+            return refusal_answer(outcome.code, outcome.status, outcome.body)
+        tokens, user = outcome
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
@@ -124,7 +117,7 @@ class Endpoints:
                 await gateway.provider.revoke(session)
             await gateway.store.delete(session)
             ended = 1
-            if everywhere and isinstance(gateway.store, RedisSessionStore):
+            if everywhere:
                 ended += await gateway.store.delete_all_of_user(session.user)
             LOGOUTS.inc()
         body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
@@ -153,16 +146,8 @@ class Endpoints:
         url = await provider.end_session_url(id_token) if id_token else None
         if url is None:
             error = InvalidRequest("this logout link is unknown, expired or already used; sign out again")
-            PROBLEMS.labels(error.code).inc()
-            headers = {"Cache-Control": "no-store"}
-            return (
-                problem_page(error, headers)
-                if is_navigation(request.headers)
-                else problem_response(error, headers)
-            )
-        return RedirectResponse(
-            url, 302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-        )
+            return error_answer(error, page=is_navigation(request.headers), headers=NO_STORE)
+        return RedirectResponse(url, 302, headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
 
     async def backchannel_logout(self, request: Request) -> Response:
         """OpenID Connect Back-Channel Logout 1.0: the provider says a user's session there has ended.
@@ -175,18 +160,17 @@ class Endpoints:
         try:
             ended = await self._end_provider_sessions(request)
         except BffError as error:
-            PROBLEMS.labels(error.code).inc()
             log.info("back-channel logout refused: %s", error.detail)
-            return problem_response(error, headers={"Cache-Control": "no-store"})
+            return error_answer(error, headers=NO_STORE)
         LOGOUTS.inc(ended)
-        return JSONResponse({"endedSessions": ended}, headers={"Cache-Control": "no-store"})
+        return JSONResponse({"endedSessions": ended}, headers=NO_STORE)
 
     async def _end_provider_sessions(self, request: Request) -> int:
         gateway = await self.runtime.gateway()
         provider, store = gateway.provider, gateway.store
-        if not isinstance(provider, OidcProvider):
+        if not isinstance(provider, BackchannelLogout):
             raise NotFound("back-channel logout needs BFF_PROVIDER=oidc")
-        if not isinstance(store, RedisSessionStore):
+        if not store.server_side:
             raise BackchannelUnsupported()
         token = await provider.logout_token(await _logout_token_field(request))
         if not await store.first_use_of_logout_token(token.issuer, token.jti, REPLAY_WINDOW):
@@ -195,7 +179,7 @@ class Endpoints:
 
     async def user(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
+        tracked = await gateway.open(request.cookies, request.scope)
         session = await gateway.fresh(tracked)
         s = self.settings
         body = {
@@ -207,64 +191,43 @@ class Endpoints:
         }
         # no-store even without new cookies: a shared cache must never hand one user's data to another
         response = JSONResponse(body, headers={"Cache-Control": "no-store"})
-        return with_cookies(response, await gateway.answer_cookies(request, tracked))
+        return with_cookies(response, await gateway.answer_cookies(request.cookies, tracked))
 
     async def refresh_tokens(self, request: Request) -> Response:
         gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
+        tracked = await gateway.open(request.cookies, request.scope)
         session = await gateway.force_refresh(tracked)
         body = {"message": "Tokens refreshed", "expiresAt": int(session.access_expires_at)}
         response = JSONResponse(body, headers={"Cache-Control": "no-store"})
-        return with_cookies(response, await gateway.answer_cookies(request, tracked))
-
-    # -- the API -----------------------------------------------------------------------------------
-
-    async def proxy(self, request: Request) -> Response:
-        gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
-        url = gateway.api.join(_relative_proxy_path(request), request.scope["query_string"].decode("latin-1"))
-        body = await read_body(
-            request, max_bytes=self.settings.bff_max_body_bytes, replay_bytes=self.settings.bff_replay_bytes
-        )
-        headers = forwardable_request_headers(request.scope["headers"])
-        return await gateway.forward(request, tracked, request.method, url, headers, body)  # type: ignore[return-value]
-
-    async def customfetch(self, request: Request) -> Response:
-        gateway = await self.runtime.gateway()
-        tracked = await gateway.open(request)
-        envelope = await read_json(request, self.settings.bff_max_body_bytes + ENVELOPE_OVERHEAD)
-        call = parse_envelope(envelope, gateway.api, max_body_bytes=self.settings.bff_max_body_bytes)
-        return await gateway.forward(request, tracked, call.method, call.url, call.headers, call.body)  # type: ignore[return-value]
+        return with_cookies(response, await gateway.answer_cookies(request.cookies, tracked))
 
     # -- errors ------------------------------------------------------------------------------------
 
     async def on_error(self, request: Request, exc: Exception) -> Response:
+        """Every error of every endpoint and of the proxied call: the answer, and the session's cookies.
+
+        A session that ended clears its cookies (and a page navigation goes to the login page); any
+        other problem still carries the cookies of a session that changed on the way."""
         error = exc if isinstance(exc, BffError) else BffError()
-        PROBLEMS.labels(error.code).inc()
         gateway = await self.runtime.gateway()
-        ended = isinstance(error, Unauthenticated | SessionExpired)
-        if ended and request.method in ("GET", "HEAD") and is_navigation(request.headers):
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            response: Response = RedirectResponse(
-                login_redirect_location(self.settings.bff_login_page, target), 302
-            )
-        else:
-            response = problem_response(error)
-        if ended:
-            tracked = _tracked(request)
-            if tracked is not None:
-                tracked.ended = True
-            if isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies):
-                return with_cookies(response, gateway.store.clear_cookies(request.cookies))
-            return response
         tracked = _tracked(request)
-        return with_cookies(response, await gateway.cookies_for_problem(request, tracked) if tracked else [])
+        if not isinstance(error, Unauthenticated | SessionExpired):
+            cookies = await gateway.cookies_for_problem(request.cookies, tracked) if tracked else []
+            return error_answer(error, set_cookies=cookies)
+        if tracked is not None:
+            tracked.ended = True
+        redirect_to = None
+        if request.method in ("GET", "HEAD") and is_navigation(request.headers):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            redirect_to = login_redirect_location(self.settings.bff_login_page, target)
+        clear = isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies)
+        cleared = gateway.store.clear_cookies(request.cookies) if clear else []
+        return error_answer(error, redirect_to=redirect_to, set_cookies=cleared)
 
     async def on_http_exception(self, request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         error: BffError = MethodNotAllowed() if status == 405 else NotFound() if status == 404 else BffError()
-        PROBLEMS.labels(error.code).inc()
-        return problem_response(error)
+        return error_answer(error)
 
     async def _start_redirect_login(self, request: Request, provider: RedirectLogin) -> Response:
         """OIDC: 302 to the provider, the transaction (state, PKCE verifier, nonce) in a Lax cookie."""
@@ -279,9 +242,8 @@ class Endpoints:
 
     def _login_problem(self, request: Request, error: BffError) -> Response:
         """A failed OIDC login: an HTML page for a page navigation, else a problem; never a session."""
-        PROBLEMS.labels(error.code).inc()
         log.info("OpenID Connect login failed: %s", error.detail)
-        return problem_page(error) if is_navigation(request.headers) else problem_response(error)
+        return error_answer(error, page=is_navigation(request.headers))
 
     async def _end_previous_session(self, request: Request, gateway: Gateway) -> None:
         """A login replaces any session the browser had: ended like a logout, its refresh token revoked."""
@@ -291,47 +253,14 @@ class Endpoints:
             await gateway.store.delete(previous)
 
 
-def with_cookies(response: Response, set_cookies: list[str]) -> Response:
-    """Add one Set-Cookie header per cookie, and ``no-store`` so no cache keeps them."""
-    if set_cookies:
-        response.headers["Cache-Control"] = "no-store"
-        for cookie in set_cookies:
-            response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
-    return response
-
-
 def _tracked(request: Request) -> RequestSession | None:
     tracked = request.scope.get(TRACKED_SESSION_KEY)
     return tracked if isinstance(tracked, RequestSession) else None
 
 
-def _relative_proxy_path(request: Request) -> str:
-    """The path after ``/api/rest/proxy/`` exactly as the browser encoded it.
-
-    Routing chose this endpoint on the decoded path (after the mount's ``root_path``); the raw path
-    must say the same: the prefix written as is, right after what decodes to the root path. Else the
-    raw path holds the prefix somewhere else (``/api/rest/prox%79/x/api/rest/proxy/admin``), and
-    taking that occurrence would forward another path than the one routed: 400.
-    """
-    raw = request.scope.get("raw_path")
-    path: str = raw.decode("latin-1") if raw else request.scope["path"]
-    root: str = request.scope.get("root_path", "")
-    if not request.scope["path"].startswith(root):  # a server whose paths leave out the root path
-        root = ""
-    index = path.find(PROXY_PREFIX)
-    while index >= 0 and unquote(path[:index]) != root:
-        index = path.find(PROXY_PREFIX, index + 1)
-    if index < 0:  # the prefix itself was percent-encoded (/api/rest/%70roxy/...): not a path we route
-        raise InvalidUrl("the proxy prefix must not be percent-encoded")
-    return path[index + len(PROXY_PREFIX) :]
-
-
 async def read_json(request: Request, limit: int) -> Any:
-    body = await read_body(request, max_bytes=limit, replay_bytes=limit)
-    try:
-        return json.loads(body.data or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[…" nested too deep
-        raise InvalidRequest("the body must be valid JSON") from None
+    scope = request.scope
+    return parse_json(await read_whole_body(scope["method"], scope["headers"], request.receive, limit))
 
 
 async def _ready_for_revocation(gateway: Gateway, session: Session) -> Session | None:
@@ -344,7 +273,7 @@ async def _ready_for_revocation(gateway: Gateway, session: Session) -> Session |
     refused); the session ends here in any case.
     """
     provider = gateway.provider
-    if not isinstance(provider, RestProvider) or not provider.revokes_with_access_token:
+    if not provider.revokes_with_access_token:
         return session
     if not session.needs_refresh(gateway.settings.bff_refresh_skew):
         return session
@@ -363,9 +292,9 @@ async def _logout_token_field(request: Request) -> str:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
         raise InvalidRequest("a back-channel logout request is form-encoded")
-    body = await read_body(request, max_bytes=SMALL_JSON_LIMIT, replay_bytes=SMALL_JSON_LIMIT)
+    body = await read_whole_body(request.method, request.scope["headers"], request.receive, SMALL_JSON_LIMIT)
     try:
-        fields = parse_qs((body.data or b"").decode("ascii"), max_num_fields=16)
+        fields = parse_qs(body.decode("ascii"), max_num_fields=16)
     except (UnicodeDecodeError, ValueError):
         raise InvalidRequest("the back-channel logout request's form cannot be read") from None
     values = fields.get("logout_token", [])

@@ -22,17 +22,21 @@ joserfc) are mapped to these in the module that calls the library, and nowhere e
     ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
     ├── MetricsUnauthorized    401 metrics_unauthorized /metrics without BFF_METRICS_TOKEN as Bearer
     ├── TooManyAttempts        429 too_many_attempts    login attempts over the per-client/-username limit
-    ├── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
-    └── LoginFailed            4xx (upstream's)         the login endpoint refused the credentials
+    └── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
 
     ConfigError                start-up: a bad or missing setting (not an HTTP answer)
     RefreshRejected            provider said the refresh token is dead (terminal)
     RefreshFailed              provider could not be asked or answered badly (transient)
+
+Not an error: the API's own refusal of a password login is a value (``providers.LoginRefusal``),
+passed to the browser as the API wrote it and counted as ``login_refused``. Transport failures on the
+proxy path are the transport's neutral ``TransportError`` family (``transport.py``), mapped to
+``UpstreamError``/``UpstreamTimeout``/``InvalidRequest`` in one function there.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 
 class BffError(Exception):
@@ -180,18 +184,6 @@ class BackchannelUnsupported(BffError):
     status = 501
     code = "backchannel_unsupported"
     title = "Back-channel logout needs server-side sessions (BFF_SESSION_STORE=redis)"
-
-
-class LoginFailed(BffError):
-    """The upstream login endpoint refused: its status and JSON body are passed to the browser."""
-
-    code = "login_failed"
-    title = "Login failed"
-
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(self.title)
-        self.upstream_status = status
-        self.body = body
 
 
 class ConfigError(Exception):

@@ -1,5 +1,7 @@
 """The proxy path's HTTP/1.1 client: one keep-alive pool to ``REMOTE_API``, parsed by httptools.
 
+Private to the gateway: the proxied call sees it only as an ``ApiTransport`` (``transport.py``).
+
 Why not aiohttp's client here, which bffgate keeps for provider calls: the proxy path runs on every
 request, and there aiohttp's general-purpose machinery (URL objects, multidicts, request and response
 classes, per-request timers and trace hooks) cost 87 of the gateway's 174 CPU µs per request
@@ -19,7 +21,8 @@ What this client does, and no more:
   connection turns out to have been closed by the server before it answered (the keep-alive race).
 Not here, because a same-origin reverse proxy does not need them: HTTP/2 to the API, outbound HTTP
 proxies, redirects (the browser gets them as they are), decompression (bodies pass byte for byte).
-Failures are ``UpstreamError`` (502) and ``UpstreamTimeout`` (504), raised here and nowhere else.
+Failures are the transport's neutral ``TransportError`` and ``TransportTimeout`` (and
+``UnsendableRequest``); ``transport.transport_problem`` maps them to 502, 504 and 400 answers.
 
 Why partitions: a connection's bytes are only as trustworthy as the API's framing. An API that sends
 more than its ``Content-Length`` (or a body after a 204) a moment late, or that answers a POST without
@@ -44,7 +47,7 @@ from typing import cast
 import httptools
 from yarl import URL
 
-from .errors import InvalidRequest, UpstreamError, UpstreamTimeout
+from .transport import TransportError, TransportTimeout, UnsendableRequest
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024  # a longer head is broken or hostile (trailers count too)
@@ -52,7 +55,7 @@ READ_HIGH_WATER = 256 * 1024  # stop reading from the API when this much waits f
 READ_LOW_WATER = 64 * 1024
 
 
-class ServerClosedIdle(UpstreamError):
+class ServerClosedIdle(TransportError):
     """A reused connection closed before any byte of the answer arrived (safe to retry idempotent calls)."""
 
 
@@ -150,11 +153,11 @@ class Http1Pool:
         # Every line break must be one of ours: a CR or LF inside a name, value or target would let
         # the caller write headers (or a whole request) of its own. Callers validate; this is the net.
         if text.count("\n") != len(lines) or text.count("\r") != len(lines) or " " in method + target:
-            raise InvalidRequest("a header or the URL contains a line break")
+            raise UnsendableRequest("a header or the URL contains a line break")
         try:
             return text.encode("latin-1")
         except UnicodeEncodeError:
-            raise InvalidRequest("a header contains characters HTTP/1.1 cannot carry") from None
+            raise UnsendableRequest("a header contains characters HTTP/1.1 cannot carry") from None
 
     async def _acquire(self, partition: Hashable, *, fresh: bool = False) -> tuple[Connection, bool]:
         stack = self._idle.get(partition)
@@ -168,7 +171,7 @@ class Http1Pool:
                 return connection, True
             connection.close()
         if self._closed:
-            raise UpstreamError("the gateway is shutting down")
+            raise TransportError("the gateway is shutting down")
         connection = await self._connect()
         connection.partition = partition
         return connection, False
@@ -185,11 +188,11 @@ class Http1Pool:
                     server_hostname=self.host if self.ssl else None,
                 )
         except TimeoutError as exc:
-            raise UpstreamTimeout(
+            raise TransportTimeout(
                 f"the remote API did not accept a connection within {self.connect_timeout:g} s"
             ) from exc
         except OSError as exc:  # refused, unreachable, DNS (socket.gaierror), TLS (ssl.SSLError)
-            raise UpstreamError(f"the remote API could not be reached ({type(exc).__name__})") from exc
+            raise TransportError(f"the remote API could not be reached ({type(exc).__name__})") from exc
         return connection
 
     def put_back(self, connection: Connection) -> None:
@@ -381,7 +384,7 @@ class Response:
         self.head_done = False
         self.complete = False
         self.reusable = False
-        self.error: UpstreamError | None = None
+        self.error: TransportError | None = None
 
     # -- reading -----------------------------------------------------------------------------------
 
@@ -425,7 +428,7 @@ class Response:
     def close(self) -> None:
         """Drop the connection, whatever state the answer is in; a reader still waiting gets an error."""
         self.reusable = False
-        self._fail(UpstreamError("the answer was abandoned"))
+        self._fail(TransportError("the answer was abandoned"))
         self._connection.finish(self)
 
     async def _wait_for_data(self) -> None:
@@ -438,7 +441,7 @@ class Response:
             raise self.error
 
     async def wait(self, future: asyncio.Future[None]) -> None:
-        """Wait for ``future``; after the read timeout the exchange fails with ``UpstreamTimeout``."""
+        """Wait for ``future``; after the read timeout the exchange fails with ``TransportTimeout``."""
         timeout = self._connection.pool.read_timeout
         timer = self._loop.call_later(timeout, self._timed_out, future) if timeout is not None else None
         try:
@@ -451,7 +454,7 @@ class Response:
 
     def _timed_out(self, future: asyncio.Future[None]) -> None:
         timeout = self._connection.pool.read_timeout
-        self._fail(UpstreamTimeout(f"the remote API did not answer within {timeout:g} s"))
+        self._fail(TransportTimeout(f"the remote API did not answer within {timeout:g} s"))
         if not future.done():
             future.set_result(None)
         self._connection.close()
@@ -461,7 +464,7 @@ class Response:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _fail(self, error: UpstreamError) -> None:
+    def _fail(self, error: TransportError) -> None:
         if self.error is None and not self.complete:
             self.error = error
         self._wake()
@@ -487,8 +490,8 @@ class Response:
             cause = exc.__cause__ or exc.__context__
             self._fail(
                 cause
-                if isinstance(cause, UpstreamError)
-                else UpstreamError("the remote API's answer is malformed")
+                if isinstance(cause, TransportError)
+                else TransportError("the remote API's answer is malformed")
             )
             self._connection.close()
             return
@@ -497,7 +500,7 @@ class Response:
             # everything received while the head is still incomplete is head.
             self._fed_before_head += len(data)
             if self._fed_before_head > MAX_RESPONSE_HEAD_BYTES:
-                self._fail(UpstreamError("the remote API's answer has too many headers"))
+                self._fail(TransportError("the remote API's answer has too many headers"))
                 self._connection.close()
 
     def connection_lost(self) -> None:
@@ -509,13 +512,13 @@ class Response:
             self.complete = True  # a body delimited by the end of the connection (HTTP/1.0 style)
             self._wake()
         else:
-            self._fail(UpstreamError("the remote API closed the connection mid-answer"))
+            self._fail(TransportError("the remote API closed the connection mid-answer"))
 
     # -- httptools callbacks -----------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         if self.head_done:  # a second answer to one request
-            raise UpstreamError("the remote API sent more than one answer")
+            raise TransportError("the remote API sent more than one answer")
         self.raw_headers = []
         self.content_length = None
         self._chunked_body = False
@@ -523,7 +526,7 @@ class Response:
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value)
         if self._head_bytes > MAX_RESPONSE_HEAD_BYTES:
-            raise UpstreamError("the remote API's answer has too many headers")
+            raise TransportError("the remote API's answer has too many headers")
         if self.head_done:
             # A trailer of a chunked body (llhttp reports them like header fields). Merged into the
             # head, one arriving early would become a second Content-Type or a Location for the
@@ -539,7 +542,7 @@ class Response:
         status = self._parser.get_status_code()
         if status < 200:
             if status == 101:  # we never ask to switch protocols
-                raise UpstreamError("the remote API switched protocols unasked")
+                raise TransportError("the remote API switched protocols unasked")
             self._informational = True  # 100 Continue, 103 Early Hints: the real answer follows
             return
         self.status = status

@@ -22,8 +22,8 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from .cluster import PREFIX, RedisClient
 from .errors import TooManyAttempts
+from .redis_client import PREFIX, RedisClient
 
 log = logging.getLogger("bffgate.login_limit")
 

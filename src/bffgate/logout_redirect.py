@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections import OrderedDict
 
+from .bounded import ExpiringKeys
 from .cluster import ClusterCoordination, ClusterUnavailable
 from .sealing import Sealer
 
@@ -31,7 +31,7 @@ class LogoutReferences:
     def __init__(self, secrets_: list[str], cluster: ClusterCoordination | None) -> None:
         self._sealer = Sealer(secrets_, "logout-reference", cache_size=0)
         self._cluster = cluster
-        self._used: OrderedDict[str, float] = OrderedDict()
+        self._used = ExpiringKeys(MAX_REMEMBERED)
 
     def issue(self, id_token: str) -> str:
         return self._sealer.seal(
@@ -47,7 +47,7 @@ class LogoutReferences:
             or not isinstance(data.get("j"), str)
         ):
             return None
-        if not self._first_use_here(data["j"]):
+        if not self._used.first_use(data["j"], REFERENCE_SECONDS):
             return None
         if self._cluster is not None:
             try:
@@ -56,14 +56,3 @@ class LogoutReferences:
             except ClusterUnavailable as exc:  # single use in this process still holds
                 log.warning("Redis unavailable, logout references are single-use per process: %s", exc)
         return str(data["it"])
-
-    def _first_use_here(self, jti: str) -> bool:
-        now = time.time()
-        while self._used and next(iter(self._used.values())) <= now:  # equal lifetimes: oldest first
-            self._used.popitem(last=False)
-        if jti in self._used:
-            return False
-        self._used[jti] = now + REFERENCE_SECONDS
-        if len(self._used) > MAX_REMEMBERED:
-            self._used.popitem(last=False)
-        return True

@@ -13,33 +13,14 @@ what makes a logout stick across processes and restarts.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
+from .bounded import ExpiringKeys
 
 MAX_TOMBSTONES = 100_000  # ~10 MB at most; beyond it the oldest logouts are forgotten first
 
 
-class Tombstones:
-    """Ids of the sessions logged out through this process, each until its session's absolute end."""
+class Tombstones(ExpiringKeys):
+    """Ids of the sessions logged out through this process, each until its session's absolute end
+    (a wall-clock time, ``time.time()``)."""
 
     def __init__(self, max_entries: int = MAX_TOMBSTONES) -> None:
-        self._max = max_entries
-        self._until: OrderedDict[str, float] = OrderedDict()
-
-    def add(self, sid: str, until: float) -> None:
-        """Remember that ``sid`` was logged out; ``until`` is a wall-clock time (``time.time()``)."""
-        self._until[sid] = until
-        self._until.move_to_end(sid)
-        while len(self._until) > self._max:
-            self._until.popitem(last=False)
-
-    def __contains__(self, sid: str) -> bool:
-        if not self._until:  # the common case: nobody logged out in this process
-            return False
-        until = self._until.get(sid)
-        if until is None:
-            return False
-        if until <= time.time():
-            del self._until[sid]
-            return False
-        return True
+        super().__init__(max_entries)

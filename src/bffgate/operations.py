@@ -35,8 +35,7 @@ from . import cluster
 from .config import listen_address
 from .errors import BffError, MetricsUnauthorized
 from .gateway import Gateway
-from .metrics import PROBLEMS
-from .problems import problem_response
+from .problems import error_answer
 
 log = logging.getLogger("bffgate")
 
@@ -82,10 +81,8 @@ class Operations:
 
     async def metrics(self, request: Request) -> Response:
         if self._token is not None and not self._holds_token(request):
-            error = MetricsUnauthorized()
-            PROBLEMS.labels(error.code).inc()
-            return problem_response(
-                error, headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"}
+            return error_answer(
+                MetricsUnauthorized(), headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"}
             )
         return Response(
             generate_latest(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}

@@ -27,10 +27,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 
 from .cluster import ClusterCoordination, ClusterUnavailable
 from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
+from .grace import GraceWindow
 from .logouts import Tombstones
 from .metrics import REFRESHES
 from .providers import TokenProvider
@@ -38,42 +38,6 @@ from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fing
 from .tokens import TokenSet, identity_of, same_user
 
 log = logging.getLogger("bffgate.refresh")
-
-MAX_GRACE_CHAIN = 8  # a session refreshed more often than this within the grace window is left alone
-
-
-class GraceWindow:
-    """Recent refresh results by fingerprint of the refresh token they replaced (process memory)."""
-
-    def __init__(self, seconds: float) -> None:
-        self._seconds = seconds
-        self._entries: OrderedDict[str, tuple[Session, float]] = OrderedDict()
-
-    def remember(self, old_refresh_token: str, newer: Session) -> None:
-        now = time.monotonic()
-        self._entries[token_fingerprint(old_refresh_token)] = (newer, now + self._seconds)
-        # Every entry lives equally long, so insertion order is expiry order: prune from the front.
-        while self._entries:
-            _, (_, expires) = next(iter(self._entries.items()))
-            if expires > now:
-                break
-            self._entries.popitem(last=False)
-
-    def newest(self, session: Session) -> Session | None:
-        """The latest session that superseded ``session`` (following several rotations), or None."""
-        if not self._entries:  # the common case: skip hashing the token
-            return None
-        found: Session | None = None
-        current = session
-        now = time.monotonic()
-        for _ in range(MAX_GRACE_CHAIN):
-            if not current.refresh_token:
-                break
-            entry = self._entries.get(token_fingerprint(current.refresh_token))
-            if entry is None or entry[1] <= now:
-                break
-            found = current = entry[0]
-        return found
 
 
 class RefreshCoordinator:

@@ -9,15 +9,15 @@ import resource
 
 import aiohttp
 
-from . import cluster
+from . import cluster, redis_client
 from .config import Settings
 from .cookies import CookieJar
 from .gateway import Gateway
 from .http1 import Http1Pool
 from .login_limit import LoginLimiter, create_login_limiter
 from .providers import create_provider
+from .providers.http import create_http_client
 from .stores import create_store
-from .upstream import create_http_client
 
 log = logging.getLogger("bffgate")
 
@@ -58,7 +58,7 @@ class Runtime:
         self._gateway: Gateway | None = None
         self._http: aiohttp.ClientSession | None = None
         self._api: Http1Pool | None = None
-        self._redis: cluster.RedisClient | None = None
+        self._redis: redis_client.RedisClient | None = None
         self._login_limiter: LoginLimiter | None = None
         self._lock = asyncio.Lock()
 
@@ -68,7 +68,7 @@ class Runtime:
                 if self._gateway is None:
                     gateway = self._build()
                     if self._redis is not None:
-                        await cluster.warm_up(self._redis)
+                        await redis_client.warm_up(self._redis)
                     self._gateway = gateway
         return self._gateway
 
@@ -89,7 +89,7 @@ class Runtime:
             read_timeout=timeout,
             max_idle=idle_connection_budget(settings.bff_upstream_max_idle),
         )
-        self._redis = cluster.connect(settings.redis_url) if settings.redis_url else None
+        self._redis = redis_client.connect(settings.redis_url) if settings.redis_url else None
         coordination = None
         if self._redis is not None:
             lease = settings.bff_upstream_timeout + 5.0  # outlives the provider call it protects
@@ -112,7 +112,7 @@ class Runtime:
         if self._api is not None:
             await self._api.close()
         if self._redis is not None:
-            await cluster.close(self._redis)
+            await redis_client.close(self._redis)
         self._gateway = None
         self._login_limiter = None
         self._http = None

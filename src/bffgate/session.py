@@ -24,6 +24,13 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:32]
 
 
+# The session's codec is ``to_dict``/``from_dict`` (short keys, sealed before they leave the process);
+# the cookie store splits it over three cookies by these keys and joins them back with ``from_dict``.
+DURABLE_KEYS = ("sid", "c", "rt", "u", "it", "id")  # the refresh cookie: lives as long as the session
+ACCESS_KEYS = ("sid", "c", "at", "exp", "iat")  # the access cookie: lives as long as the access token
+USER_KEYS = ("sid", "u")  # the user cookie: the user data, readable without the refresh secret
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """One signed-in browser. Immutable: a refresh produces a new Session."""
@@ -87,6 +94,11 @@ class Session:
             "id": self.identity,
         }
 
+    def part(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        """The ``to_dict`` entries named by ``keys`` that have a value (one cookie's share of it)."""
+        whole = self.to_dict()
+        return {key: whole[key] for key in keys if whole[key] is not None}
+
     @classmethod
     def from_dict(cls, data: Any) -> Session | None:
         """The inverse of ``to_dict``; None for anything malformed."""
@@ -126,7 +138,16 @@ class Session:
 
 
 class SessionStore(Protocol):
-    """Where sessions live between requests. Cookie headers are returned, never written directly."""
+    """Where sessions live between requests. Cookie headers are returned, never written directly.
+
+    What a store can do beyond keeping one session is declared here too, so that request handlers
+    never ask which store they hold: ``server_side`` says whether sessions can be ended by anything
+    but their own cookies (a user's other sessions, a provider's back-channel logout).
+    """
+
+    @property
+    def server_side(self) -> bool:
+        """Whether sessions live on the server (then they can be ended by id, user or provider)."""
 
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         """The session the browser's cookies point to, or None (absent, tampered, expired, unknown)."""
@@ -151,6 +172,17 @@ class SessionStore(Protocol):
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the store cannot be reached (readiness)."""
+
+    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
+        """End every session of ``user`` (log out everywhere); how many ended (0 when not server-side)."""
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        """Back-channel logout: end the sessions of provider session ``sid`` (else of subject ``sub``);
+        how many ended. Only server-side stores can: the others raise ``BackchannelUnsupported``."""
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        """Whether no logout token with this ``jti`` came within ``window`` seconds (then it is noted).
+        Only server-side stores can tell: the others raise ``BackchannelUnsupported``."""
 
 
 def _identity(value: Any) -> dict[str, Any] | None:

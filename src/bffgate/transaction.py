@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from .bounded import ExpiringKeys
 from .config import Settings
 from .cookies import CookieJar
 from .errors import LoginRejected
@@ -37,7 +37,7 @@ class LoginTransactions:
         self._jar = jar
         self._name = jar.name(TRANSACTION_COOKIE)
         self._sealer = Sealer(settings.access_secrets, "oidc-tx")
-        self._taken: OrderedDict[str, float] = OrderedDict()  # state fingerprint -> forget after
+        self._taken = ExpiringKeys(MAX_REMEMBERED, clock=time.monotonic)  # used states' fingerprints
 
     def begin(self, transaction: Mapping[str, Any]) -> str:
         """The Set-Cookie header that keeps ``transaction`` until the callback."""
@@ -59,20 +59,7 @@ class LoginTransactions:
             raise LoginRejected("no sign-in is in progress in this browser, or it took too long")
         if not state or not hmac.compare_digest(state.encode(), transaction["state"].encode()):
             raise LoginRejected("the answer's state does not belong to this browser's sign-in")
-        now = time.monotonic()
-        self._forget_expired(now)
         fingerprint = hashlib.sha256(state.encode()).hexdigest()
-        if fingerprint in self._taken:
+        if not self._taken.first_use(fingerprint, TRANSACTION_SECONDS):
             raise LoginRejected("this sign-in answer was already used")
-        self._taken[fingerprint] = now + TRANSACTION_SECONDS
-        if len(self._taken) > MAX_REMEMBERED:
-            self._taken.popitem(last=False)
         return transaction
-
-    def _forget_expired(self, now: float) -> None:
-        # Every entry lives equally long, so insertion order is expiry order.
-        while self._taken:
-            fingerprint, until = next(iter(self._taken.items()))
-            if until > now:
-                break
-            del self._taken[fingerprint]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as redis
 import time_machine
 
 from bffgate.cookies import CookieJar
-from bffgate.errors import SessionExpired
+from bffgate.errors import BackchannelUnsupported, SessionExpired
 from bffgate.session import Session, SessionStore
 from bffgate.stores import CookieSessionStore, RedisSessionStore
 from bffgate.tokens import TokenSet
@@ -164,3 +165,54 @@ async def test_refresh_does_not_resurrect_a_deleted_session(store: SessionStore)
     with pytest.raises(SessionExpired):
         await store.save(refreshed, existing=True)
     assert await store.load(cookies) is None
+
+
+# -- capabilities declared on the SessionStore protocol ------------------------------------------------
+
+
+def is_server_side(store: SessionStore) -> bool:
+    return isinstance(store, RedisSessionStore)
+
+
+async def test_the_store_says_whether_its_sessions_live_on_the_server(store: SessionStore) -> None:
+    assert store.server_side is is_server_side(store)
+
+
+async def test_ending_all_of_a_users_sessions_ends_only_theirs(store: SessionStore) -> None:
+    """Server-side: every session of the user ends, another user's stays. Cookie store: nothing to end."""
+    first, second = new_session({"sub": "u1"}), new_session({"sub": "u1"})
+    other = new_session({"sub": "u2"})
+    jars = [await persist(store, session) for session in (first, second, other)]
+    ended = await store.delete_all_of_user({"sub": "u1"})
+    assert ended == (2 if store.server_side else 0)
+    loaded = [await store.load(jar) for jar in jars]
+    assert [s is None for s in loaded] == ([True, True, False] if store.server_side else [False] * 3)
+
+
+def oidc_session(sid: str, sub: str) -> Session:
+    identity = {"iss": "https://idp.test", "sub": sub, "sid": sid, "aud": "client"}
+    return replace(new_session({"sub": sub}), identity=identity)
+
+
+async def test_back_channel_logout_ends_the_provider_sessions_or_is_unsupported(store: SessionStore) -> None:
+    ended_one, kept = oidc_session("op-1", "alice"), oidc_session("op-2", "alice")
+    jars = [await persist(store, session) for session in (ended_one, kept)]
+    if not store.server_side:
+        with pytest.raises(BackchannelUnsupported):
+            await store.delete_provider_sessions("https://idp.test", sid="op-1", sub=None)
+        return
+    assert await store.delete_provider_sessions("https://idp.test", sid="op-1", sub="alice") == 1
+    assert await store.load(jars[0]) is None
+    assert await store.load(jars[1]) is not None
+    assert await store.delete_provider_sessions("https://idp.test", sid=None, sub="alice") == 1
+    assert await store.load(jars[1]) is None
+
+
+async def test_a_logout_token_counts_once_or_is_unsupported(store: SessionStore) -> None:
+    if not store.server_side:
+        with pytest.raises(BackchannelUnsupported):
+            await store.first_use_of_logout_token("https://idp.test", "jti-1", 60)
+        return
+    assert await store.first_use_of_logout_token("https://idp.test", "jti-1", 60) is True
+    assert await store.first_use_of_logout_token("https://idp.test", "jti-1", 60) is False
+    assert await store.first_use_of_logout_token("https://idp.test", "jti-2", 60) is True

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
 from ..config import Settings
 from ..session import Session
 from ..tokens import TokenSet
-from ..upstream import JsonAnswer
+from .http import JsonAnswer
+from .logout_token import LogoutToken
 
 
 class TokenProvider(Protocol):
-    """What the gateway needs from whoever issues tokens."""
+    """What the gateway needs from whoever issues tokens.
+
+    How a user signs in is a capability of its own: ``PasswordLogin`` or ``RedirectLogin``; and
+    ``BackchannelLogout`` for providers that end sessions server to server.
+    """
+
+    @property
+    def revokes_with_access_token(self) -> bool:
+        """Whether ``revoke`` presents the access token (so logout refreshes an expired one first)."""
 
     async def refresh(self, refresh_token: str) -> TokenSet:
         """New tokens; raises ``RefreshRejected`` (terminal) or ``RefreshFailed`` (transient)."""
@@ -26,11 +36,22 @@ class TokenProvider(Protocol):
         """Raise ``UpstreamError`` when the provider cannot be used (readiness, ``bffgate check``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LoginRefusal:
+    """The API's own refusal of a password login (a wrong password and the like), not an error of ours:
+    the browser gets its status and JSON body as the API wrote them."""
+
+    status: int
+    body: Any
+    code: ClassVar[str] = "login_refused"  # the problems metric's label
+
+
+@runtime_checkable
 class PasswordLogin(Protocol):
     """Providers that take credentials from the browser (``rest``)."""
 
-    async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]]:
-        """Tokens and user data for ``credentials``; raises ``LoginFailed`` or ``UpstreamError``."""
+    async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]] | LoginRefusal:
+        """Tokens and user data for ``credentials``, or the API's refusal; raises ``UpstreamError``."""
 
 
 @runtime_checkable
@@ -50,6 +71,14 @@ class RedirectLogin(Protocol):
 
         The URL carries ``id_token_hint`` when given: only the gateway's logout redirect asks for that,
         never a page (``logout_redirect.py``)."""
+
+
+@runtime_checkable
+class BackchannelLogout(Protocol):
+    """Providers that tell the gateway, server to server, that a user's session there has ended."""
+
+    async def logout_token(self, token: str) -> LogoutToken:
+        """The claims of a valid logout token; raises ``InvalidLogoutToken`` (``UpstreamError``: JWKS)."""
 
 
 def read_tokens(

@@ -31,7 +31,7 @@ from joserfc.jwk import Key, KeySet
 
 from ..config import transport_problem
 from ..errors import UpstreamError
-from ..upstream import call_json
+from .http import call_json
 
 log = logging.getLogger("bffgate.provider")
 

@@ -33,9 +33,9 @@ from ..config import Settings
 from ..errors import LoginRejected, RefreshFailed, RefreshRejected, UpstreamError
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt
-from ..upstream import JsonAnswer, call_json
 from . import read_tokens
 from .discovery import Discovery, JwksCache, ProviderMetadata
+from .http import JsonAnswer, call_json
 from .id_token import InvalidIdToken, validate_id_token
 from .logout_token import LogoutToken, validate_logout_token
 
@@ -89,6 +89,9 @@ class OidcProvider:
             http, settings.oidc_issuer or "", timeout=min(self._timeout, 10.0), allow_insecure_http=insecure
         )
         self.keys = JwksCache(self._fetch_jwks)
+
+    # Revocation authenticates the client and names the refresh token: no access token needed.
+    revokes_with_access_token = False
 
     def __repr__(self) -> str:
         return f"OidcProvider(client_id={self._client_id!r}, secret='**********')"

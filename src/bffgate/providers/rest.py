@@ -17,12 +17,12 @@ from typing import Any
 import aiohttp
 
 from ..config import Settings
-from ..errors import InvalidRequest, LoginFailed, RefreshFailed, RefreshRejected, UpstreamError
+from ..errors import InvalidRequest, RefreshFailed, RefreshRejected, UpstreamError
 from ..metrics import REVOCATION_FAILURES
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt, user_from_jwt
-from ..upstream import JsonAnswer, call_json
-from . import read_tokens
+from . import LoginRefusal, read_tokens
+from .http import JsonAnswer, call_json
 
 log = logging.getLogger("bffgate.provider")
 
@@ -52,13 +52,17 @@ class RestProvider:
         itself is the Bearer (``BFF_REFRESH_TOKEN_IN=header``), nor without a logout endpoint."""
         return bool(self._settings.logout_url) and self._settings.bff_refresh_token_in != "header"
 
-    async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]]:
+    async def login(self, credentials: dict[str, Any]) -> tuple[TokenSet, dict[str, Any]] | LoginRefusal:
         answer = await self.login_answer(credentials)
+        if 400 <= answer.status < 500:  # wrong password and the like: the browser gets it as it is
+            return LoginRefusal(
+                answer.status, answer.body if answer.body is not None else {"error": "login_failed"}
+            )
         tokens = read_tokens(
             answer,
             lambda body: self.parse_tokens(body, answer.cookies),
             endpoint="login endpoint",
-            rejection=_login_refused,
+            rejection=lambda _: None,
             failure=UpstreamError,
         )
         return tokens, await self.user_data(tokens)
@@ -211,15 +215,6 @@ def _as_form(credentials: dict[str, Any]) -> dict[str, str]:
             raise InvalidRequest(f"with a form login every credential is a string; {name!r} is not")
         form[name] = str(value)
     return form
-
-
-def _login_refused(answer: JsonAnswer) -> LoginFailed | None:
-    """A 4xx from the login endpoint goes back to the browser as it is (wrong password and the like)."""
-    if 400 <= answer.status < 500:
-        return LoginFailed(
-            answer.status, answer.body if answer.body is not None else {"error": "login_failed"}
-        )
-    return None
 
 
 def _refresh_refused(answer: JsonAnswer) -> RefreshRejected | None:

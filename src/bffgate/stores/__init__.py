@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..cluster import RedisClient
 from ..config import Settings
 from ..cookies import CookieJar
+from ..redis_client import RedisClient
 from ..session import SessionStore
 from .cookie import CookieSessionStore
 from .redis import RedisSessionStore

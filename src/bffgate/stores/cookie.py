@@ -18,9 +18,9 @@ from typing import Any
 
 from ..config import Settings
 from ..cookies import CookieJar, CookieTooLarge
-from ..errors import SessionTooLarge
+from ..errors import BackchannelUnsupported, SessionTooLarge
 from ..sealing import Sealer
-from ..session import Session
+from ..session import ACCESS_KEYS, DURABLE_KEYS, USER_KEYS, Session
 from ..tokens import USER_CLAIMS
 
 log = logging.getLogger("bffgate.store")
@@ -98,16 +98,9 @@ class CookieSessionStore:
         if access is not None and access["sid"] != sid:
             access = None
         user_data = user["u"] if user is not None and user["sid"] == sid else (durable or {}).get("u", {})
-        return Session(
-            sid=sid,
-            created_at=created_at,
-            access_token=access["at"] if access else None,
-            access_expires_at=float(access["exp"]) if access else 0.0,
-            access_issued_at=float(access["iat"]) if access else 0.0,
-            refresh_token=durable.get("rt") if durable else None,
-            id_token=durable.get("it") if durable else None,
-            user=dict(user_data),
-            identity=(durable or {}).get("id"),
+        # The three parts joined back through the one codec, ``Session.from_dict``.
+        return Session.from_dict(
+            {**(durable or {}), **(access or {}), "sid": sid, "c": created_at, "u": user_data}
         )
 
     async def save(self, session: Session, *, existing: bool = False) -> None:
@@ -115,6 +108,18 @@ class CookieSessionStore:
 
     async def delete(self, session: Session) -> None:
         """Nothing to do: clearing the cookies ends a stateless session."""
+
+    # Stateless: nothing but a browser's own cookies knows its session, so no other can be ended.
+    server_side = False
+
+    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
+        return 0
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        raise BackchannelUnsupported()
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        raise BackchannelUnsupported()
 
     def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
         try:
@@ -143,28 +148,13 @@ class CookieSessionStore:
         access_name, refresh_name, user_name = self._names
         now = time.time()
         session_end = session.session_expires_at(self._idle, self._absolute, now)
-        durable = {
-            "sid": session.sid,
-            "c": session.created_at,
-            "rt": session.refresh_token,
-            "u": session.user,
-        }
-        if session.id_token:
-            durable["it"] = session.id_token
-        if session.identity:
-            durable["id"] = session.identity
+        durable = session.part(DURABLE_KEYS)
         headers = self._write(cookies, refresh_name, self._refresh, durable, now, session_end)
         access_end = now + session.access_max_age(now)
         if session.access_token and access_end > now:
-            access = {
-                "sid": session.sid,
-                "c": session.created_at,
-                "at": session.access_token,
-                "exp": session.access_expires_at,
-                "iat": session.access_issued_at,
-            }
+            access = session.part(ACCESS_KEYS)
             headers += self._write(cookies, access_name, self._access, access, now, access_end)
-            user = {"sid": session.sid, "u": session.user}
+            user = session.part(USER_KEYS)
             headers += self._write(cookies, user_name, self._user, user, now, access_end)
         else:
             headers += self._jar.clear(cookies, access_name) + self._jar.clear(cookies, user_name)

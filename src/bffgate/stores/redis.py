@@ -28,12 +28,11 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
-
-from ..cluster import RedisClient, as_text, is_cluster
 from ..config import Settings
 from ..cookies import CookieJar
 from ..errors import SessionExpired, StoreUnavailable
+from ..redis_client import RedisClient, as_text, is_redis_cluster
+from ..redis_errors import redis_errors, store_unavailable
 from ..sealing import Sealer
 from ..session import Session, token_fingerprint
 
@@ -83,13 +82,15 @@ class RedisSessionStore:
 
     def __init__(self, settings: Settings, jar: CookieJar, client: RedisClient) -> None:
         self._redis = client
-        self._atomic = not is_cluster(client)  # MULTI/EXEC only where all keys share one server
+        self._atomic = not is_redis_cluster(client)  # MULTI/EXEC only where all keys share one server
         self._jar = jar
         self._idle = settings.bff_session_idle
         self._absolute = settings.bff_session_absolute
         self._cookie = jar.name(SESSION_COOKIE)
         self._ticket = Sealer(settings.refresh_secrets, "session-ticket")
         self._at_rest = Sealer(settings.refresh_secrets, "redis-session")
+
+    server_side = True
 
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         value = cookies.get(self._cookie)
@@ -99,10 +100,8 @@ class RedisSessionStore:
         return await self.load_by_id(ticket["sid"])
 
     async def load_by_id(self, sid: str) -> Session | None:
-        try:
+        with redis_errors(store_unavailable):
             sealed = await self._redis.get(self._key(sid))
-        except RedisError as exc:
-            raise StoreUnavailable() from exc
         if sealed is None:
             return None
         session = Session.from_dict(self._at_rest.unseal(as_text(sealed)))
@@ -116,7 +115,7 @@ class RedisSessionStore:
             await self.delete(session)
             return
         sealed = self._at_rest.seal(session.to_dict(), end)
-        try:
+        with redis_errors(store_unavailable):
             # A refresh only replaces a session that still exists (SET XX): a logout or back-channel
             # logout that deleted it meanwhile must not be undone by the refresh finishing later.
             if not await self._redis.set(self._key(session.sid), sealed, px=ttl_ms, xx=existing):
@@ -129,11 +128,9 @@ class RedisSessionStore:
                 for key in provider_keys(session):
                     pipe.eval(ADD_TO_INDEX, 1, key, session.sid, ttl_ms)
                 await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailable() from exc
 
     async def delete(self, session: Session) -> None:
-        try:
+        with redis_errors(store_unavailable):
             async with self._redis.pipeline(transaction=self._atomic) as pipe:
                 pipe.delete(self._key(session.sid))
                 index = user_key(session.user)
@@ -142,15 +139,13 @@ class RedisSessionStore:
                 for key in provider_keys(session):
                     pipe.srem(key, session.sid)
                 await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailable() from exc
 
     async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
         """End every session of ``user`` (log out everywhere); returns how many there were."""
         index = user_key(user)
         if index is None:
             return 0
-        try:
+        with redis_errors(store_unavailable):
             sids = [as_text(sid) for sid in await self._redis.smembers(index)]
             keys = [*(self._key(sid) for sid in sids), index]
             if sids and self._atomic:
@@ -160,8 +155,6 @@ class RedisSessionStore:
                     for key in keys:
                         pipe.delete(key)  # one key per DEL: the keys live in different slots
                     await pipe.execute()
-        except RedisError as exc:
-            raise StoreUnavailable() from exc
         return len(sids)
 
     async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
@@ -173,10 +166,8 @@ class RedisSessionStore:
             return 0
         index = provider_key("sid", issuer, sid) if sid else provider_key("sub", issuer, sub or "")
         wanted = provider_key("sub", issuer, sub) if sid and sub else None
-        try:
+        with redis_errors(store_unavailable):
             members = [as_text(member) for member in await self._redis.smembers(index)]
-        except RedisError as exc:
-            raise StoreUnavailable() from exc
         ended, gone = 0, []
         for member in members:
             session = await self.load_by_id(member)
@@ -186,20 +177,16 @@ class RedisSessionStore:
                 await self.delete(session)  # the session and all its index entries
                 ended += 1
         if gone:
-            try:
+            with redis_errors(store_unavailable):
                 await self._redis.srem(index, *gone)
-            except RedisError as exc:
-                raise StoreUnavailable() from exc
         return ended
 
     async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
         """Whether no logout token with this ``jti`` came within ``window`` seconds (then it is noted)."""
-        try:
+        with redis_errors(store_unavailable):
             fresh = await self._redis.set(
                 provider_key("jti", issuer, jti), b"1", nx=True, px=int(window * 1000)
             )
-        except RedisError as exc:
-            raise StoreUnavailable() from exc
         return bool(fresh)
 
     def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
@@ -215,10 +202,8 @@ class RedisSessionStore:
         return self._cookie in cookies
 
     async def ping(self) -> None:
-        try:
+        with redis_errors(lambda _: StoreUnavailable("Redis does not answer")):
             await self._redis.ping()
-        except RedisError as exc:
-            raise StoreUnavailable("Redis does not answer") from exc
 
     def _key(self, sid: str) -> str:
         return f"{PREFIX}s:{sid}"

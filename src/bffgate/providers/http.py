@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from .errors import UpstreamError, UpstreamTimeout
+from ..errors import UpstreamError, UpstreamTimeout
 
 MAX_JSON_ANSWER = 1024 * 1024  # provider answers are small; a larger one is broken or hostile
 

@@ -1,0 +1,238 @@
+"""``ProxiedCall`` driven through the in-memory transport: no sockets, no server, no router."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from bffgate.errors import BffError
+from bffgate.gateway import Gateway
+from bffgate.problems import problem_response
+from bffgate.proxied_call import ProxiedCall
+from bffgate.session import Session
+from bffgate.tokens import TokenSet
+from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
+
+from ..harness import settings_for
+from .memory_transport import MemoryAnswer, MemoryTransport, SentRequest
+
+API = "http://api.invalid/v1"
+
+
+class RotatingProvider:
+    """Hands out ``at1``, ``at2``… on each refresh."""
+
+    def __init__(self) -> None:
+        self.refreshes = 0
+
+    async def refresh(self, refresh_token: str) -> TokenSet:
+        self.refreshes += 1
+        return TokenSet(
+            access_token=f"at{self.refreshes}", refresh_token=f"rt{self.refreshes}", expires_in=600
+        )
+
+    async def revoke(self, session: Session) -> None:
+        return None
+
+    async def ready(self) -> None:
+        return None
+
+    revokes_with_access_token = False
+
+
+class OneSessionStore:
+    """Keeps one session; its cookies name the access token, so a test sees which one was sent."""
+
+    def __init__(self) -> None:
+        self.saved: list[Session] = []
+
+    async def load(self, cookies: Mapping[str, str]) -> Session | None:
+        return live_session()
+
+    async def save(self, session: Session, *, existing: bool = False) -> None:
+        self.saved.append(session)
+
+    async def delete(self, session: Session) -> None:
+        return None
+
+    def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
+        return [f"token={session.access_token}"]
+
+    def clear_cookies(self, cookies: Mapping[str, str]) -> list[str]:
+        return []
+
+    def has_cookies(self, cookies: Mapping[str, str]) -> bool:
+        return False
+
+    async def ping(self) -> None:
+        return None
+
+    server_side = False
+
+    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
+        return 0
+
+    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
+        return 0
+
+    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
+        return True
+
+
+def live_session() -> Session:
+    now = time.time()
+    return Session(
+        sid="sid-1",
+        created_at=now,
+        access_token="at0",
+        access_expires_at=now + 600,
+        access_issued_at=now,
+        refresh_token="rt0",
+    )
+
+
+def gateway_with(transport: MemoryTransport, provider: RotatingProvider | None = None) -> Gateway:
+    provider = provider or RotatingProvider()
+    return Gateway(settings_for(API), OneSessionStore(), provider, transport)
+
+
+async def not_proxied(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("a proxied call went on to the router")
+
+
+async def problem_answer(request: Request, error: Exception) -> Response:
+    return problem_response(error if isinstance(error, BffError) else BffError())
+
+
+async def call(
+    gateway: Gateway, method: str = "GET", body: list[bytes] | None = None
+) -> tuple[int, dict[bytes, list[bytes]], bytes]:
+    """``method /api/rest/proxy/items?q=1`` through ``ProxiedCall``, as an ASGI server would run it."""
+
+    async def current() -> Gateway:
+        return gateway
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": method,
+        "path": "/api/rest/proxy/items",
+        "raw_path": b"/api/rest/proxy/items",
+        "query_string": b"q=1",
+        "root_path": "",
+        "headers": [(b"accept", b"application/json"), (b"x-csrf", b"1")]
+        + ([(b"transfer-encoding", b"chunked")] if body else []),
+    }
+    incoming: list[Message] = [
+        {"type": "http.request", "body": piece, "more_body": True} for piece in body or []
+    ]
+    incoming.append({"type": "http.request", "body": b"", "more_body": False})
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await ProxiedCall(not_proxied, gateway=current, on_error=problem_answer)(scope, receive, send)
+    heads: dict[bytes, list[bytes]] = {}
+    for name, value in sent[0]["headers"]:
+        heads.setdefault(name, []).append(value)
+    return sent[0]["status"], heads, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def ok(_: SentRequest) -> MemoryAnswer:
+    return MemoryAnswer(200, [(b"content-type", b"application/json"), (b"content-length", b"2")], [b"{}"])
+
+
+async def test_the_call_carries_the_session_token_and_streams_the_answer() -> None:
+    transport = MemoryTransport(ok)
+    status, headers, body = await call(gateway_with(transport))
+    assert (status, body) == (200, b"{}")
+    [sent] = transport.sent
+    assert (sent.method, sent.target, sent.partition) == ("GET", "/v1/items?q=1", "sid-1")
+    assert sent.header("Authorization") == "Bearer at0"
+    assert sent.header("Accept") == "application/json"
+    assert headers[b"content-type"] == [b"application/json"]
+    assert transport.answers[0].released
+
+
+async def test_a_401_is_retried_once_with_refreshed_tokens_whose_cookies_reach_the_browser() -> None:
+    def first_refused(request: SentRequest) -> MemoryAnswer:
+        return MemoryAnswer(401) if request.header("Authorization") == "Bearer at0" else ok(request)
+
+    transport = MemoryTransport(first_refused)
+    provider = RotatingProvider()
+    status, headers, _ = await call(gateway_with(transport, provider))
+    assert status == 200
+    assert [s.header("Authorization") for s in transport.sent] == ["Bearer at0", "Bearer at1"]
+    assert provider.refreshes == 1
+    assert headers[b"set-cookie"] == [b"token=at1"]
+    assert headers[b"cache-control"] == [b"no-store"]
+    assert transport.answers[0].released  # the refused answer's connection is not left open
+
+
+async def test_a_401_to_a_streamed_body_is_not_retried() -> None:
+    transport = MemoryTransport(lambda _: MemoryAnswer(401))
+    gateway = gateway_with(transport)
+    beyond_replay = gateway.settings.bff_replay_bytes + 1
+    status, _, _ = await call(gateway, "POST", [b"x" * beyond_replay])
+    assert status == 401
+    assert len(transport.sent) == 1
+    assert transport.sent[0].body == b"x" * beyond_replay
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "code"),
+    [
+        (TransportError("refused"), 502, "upstream_unavailable"),
+        (TransportTimeout("slow"), 504, "upstream_timeout"),
+        (UnsendableRequest("line break"), 400, "invalid_request"),
+    ],
+)
+async def test_transport_failures_become_problem_answers(
+    failure: TransportError, status: int, code: str
+) -> None:
+    transport = MemoryTransport(lambda _: failure)
+    answer_status, headers, body = await call(gateway_with(transport))
+    assert (answer_status, json.loads(body)["code"]) == (status, code)
+    assert headers[b"content-type"] == [b"application/problem+json"]
+
+
+async def test_another_path_goes_on_to_the_next_app() -> None:
+    reached: list[str] = []
+
+    async def router(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+
+    async def no_gateway() -> Gateway:
+        raise AssertionError("the gateway is not needed")
+
+    async def nothing_arrives() -> Message:
+        raise AssertionError("nothing is read")
+
+    async def nothing_leaves(message: Message) -> None:
+        raise AssertionError("nothing is sent")
+
+    scope = {"type": "http", "method": "GET", "path": "/api/auth/user", "root_path": "", "headers": []}
+    proxied = ProxiedCall(router, gateway=no_gateway, on_error=problem_answer)
+    await proxied(scope, nothing_arrives, nothing_leaves)
+    assert reached == ["/api/auth/user"]
+
+
+async def test_an_answer_that_breaks_off_mid_stream_is_closed_not_raised() -> None:
+    def broken(_: SentRequest) -> MemoryAnswer:
+        return MemoryAnswer(200, [], [b"a" * 10, b"b" * 10], broken_after=1)
+
+    transport = MemoryTransport(broken)
+    status, _, body = await call(gateway_with(transport))
+    assert status == 200
+    assert body == b"a" * 10  # what came before the break, then the connection is cut
+    assert transport.answers[0].closed
