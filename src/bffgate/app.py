@@ -17,7 +17,7 @@ from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
 from .errors import BffError
 from .fastpath import GatewayApp
-from .forward_auth import FORWARD_AUTH_PATH, ForwardAuth
+from .forward_auth import DECISION_METHODS, FORWARD_AUTH_PATH, ForwardAuth
 from .logout_redirect import REDIRECT_PATH
 from .operations import Operations, operations_listener
 from .runtime import Runtime
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/auth/logout", endpoints.logout, methods=["POST"]),
         Route(REDIRECT_PATH, endpoints.logout_redirect, methods=["GET"]),
         Route("/api/auth/user", endpoints.user, methods=["GET"]),
-        Route(FORWARD_AUTH_PATH, forward_auth.decide, methods=["GET"]),
+        Route(FORWARD_AUTH_PATH, forward_auth.decide, methods=DECISION_METHODS),
         *(  # OpenID Connect only: with BFF_PROVIDER=rest nobody sends logout tokens (404)
             [Route(BACKCHANNEL_LOGOUT_PATH, endpoints.backchannel_logout, methods=["POST"])]
             if settings.bff_provider == "oidc"

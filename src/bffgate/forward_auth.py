@@ -44,6 +44,8 @@ COOKIE_SLOT_HEADER = "X-Bffgate-Set-Cookie-"
 DECISION_CACHE_KEY_PARTS = ("method", "Cookie", "X-CSRF", "Origin")
 # Methods that change nothing (RFC 9110 9.2.1): no CSRF proof needed, as for a page navigation.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Envoy's ext_authz asks with the original method: the endpoint answers them all (never reading a body).
+DECISION_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _METHOD = re.compile(r"[A-Z]{1,20}")
 
 
@@ -55,13 +57,15 @@ class OriginalRequest(NamedTuple):
 
 
 def original_request(request: Request) -> OriginalRequest:
-    """Method and URI from nginx's (``X-Original-*``) or Caddy's/Traefik's (``X-Forwarded-*``) headers."""
+    """Method and URI from nginx's (``X-Original-*``) or Caddy's/Traefik's (``X-Forwarded-*``) headers.
+
+    Without a method header the subrequest's own method is the original one: Envoy's HTTP
+    ``ext_authz`` asks with the browser's method (and no body) instead of naming it in a header.
+    """
     raw = request.scope["headers"]
     method = header_value(raw, b"x-original-method") or header_value(raw, b"x-forwarded-method")
     uri = header_value(raw, b"x-original-uri") or header_value(raw, b"x-forwarded-uri") or "/"
-    if method is None:
-        raise InvalidRequest("the front proxy must send X-Original-Method or X-Forwarded-Method")
-    method = method.strip().upper()
+    method = (method or request.method).strip().upper()
     if not _METHOD.fullmatch(method):
         raise InvalidRequest("the original method is not an HTTP method")
     return OriginalRequest(method, uri)

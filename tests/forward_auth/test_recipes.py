@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+from starlette.responses import JSONResponse
 
 from bffgate import create_app
 from bffgate.demo.api import DemoState
@@ -169,3 +170,13 @@ async def test_the_decision_endpoint_is_not_reachable_through_the_front_proxy(fr
     assert answer.status == 404
     assert_no_token(front, answer)
     assert "Authorization" not in answer.headers
+
+
+async def test_a_provider_that_fails_is_503_refresh_unavailable_through_the_front(front: Front) -> None:
+    """auth_request passes on only 401 and 403: the recipe asks bffgate again for its full answer."""
+    browser = await front.logged_in()
+    browser.forget_access_cookie()
+    front.recorder.refresh_answer = JSONResponse({"error": "server_error"}, 502)
+    answer = await browser.request("GET", "/api/echo/x", csrf=False)
+    assert (answer.status, answer.code) == (503, "refresh_unavailable")
+    assert [r for r in front.recorder.requests if r.raw_path.startswith("/echo")] == []
