@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,8 +70,6 @@ def login(port: int) -> str:
 
 
 def generated_nginx(env: dict[str, str], listen: str, bffgate: str, state: Path) -> str:
-    import subprocess
-
     exe = Path(PYTHON).with_name("bffgate")
     cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
     argv = [
@@ -132,13 +131,10 @@ def start_nginx(fleet: Fleet, name: str, config: str, state: Path) -> Server:
         "daemon off;",
     ]
     # Any answer means it listens (the forward-auth configs answer 401 without a session).
-    server = fleet_start_listening(fleet, name, argv, port)
-    return server
+    return fleet_start_listening(fleet, name, argv, port)
 
 
 def fleet_start_listening(fleet: Fleet, name: str, argv: list[str], port: int) -> Server:
-    import subprocess
-
     log = fleet.logdir / (name.replace(" ", "_").replace("/", "_") + ".log")
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
