@@ -17,7 +17,7 @@ from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
 from .errors import BffError
 from .fastpath import GatewayApp
-from .forward_auth import DECISION_METHODS, FORWARD_AUTH_PATH, ForwardAuth
+from .forward_auth import FORWARD_AUTH_PATH, ForwardAuth
 from .logout_redirect import REDIRECT_PATH
 from .operations import Operations, operations_listener
 from .runtime import Runtime
@@ -47,7 +47,9 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/auth/logout", endpoints.logout, methods=["POST"]),
         Route(REDIRECT_PATH, endpoints.logout_redirect, methods=["GET"]),
         Route("/api/auth/user", endpoints.user, methods=["GET"]),
-        Route(FORWARD_AUTH_PATH, forward_auth.decide, methods=DECISION_METHODS),
+        # Forward-auth decisions: every method (Envoy's ext_authz asks with the browser's, no body).
+        # Normally answered by GatewayApp's fast path too: one call per request a front proxy passes on.
+        Route(FORWARD_AUTH_PATH, forward_auth.decide, methods=PROXY_METHODS),
         *(  # OpenID Connect only: with BFF_PROVIDER=rest nobody sends logout tokens (404)
             [Route(BACKCHANNEL_LOGOUT_PATH, endpoints.backchannel_logout, methods=["POST"])]
             if settings.bff_provider == "oidc"
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         fast_prefix=PROXY_PREFIX,
         fast_methods=frozenset(PROXY_METHODS),
         fast_endpoint=endpoints.proxy,
+        fast_exact={FORWARD_AUTH_PATH: forward_auth.decide},
         on_error=endpoints.on_error,
         routes=routes,
         lifespan=lifespan,

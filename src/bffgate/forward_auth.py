@@ -44,8 +44,6 @@ COOKIE_SLOT_HEADER = "X-Bffgate-Set-Cookie-"
 DECISION_CACHE_KEY_PARTS = ("method", "Cookie", "X-CSRF", "Origin")
 # Methods that change nothing (RFC 9110 9.2.1): no CSRF proof needed, as for a page navigation.
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Envoy's ext_authz asks with the original method: the endpoint answers them all (never reading a body).
-DECISION_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _METHOD = re.compile(r"[A-Z]{1,20}")
 
 
