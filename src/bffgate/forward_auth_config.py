@@ -85,6 +85,18 @@ http {{
     proxy_cache_path {state}/decisions levels=1:2 keys_zone=bffgate_decisions:10m max_size=64m
                      inactive=60s use_temp_path=off;
 
+    # The API's answers are to session-authenticated calls: shared caches keep nothing of them unless
+    # the API said public (bffgate's own proxy does the same), and nothing that sets cookies.
+    map $upstream_http_cache_control $bffgate_shared_safe {{
+        "~*(^|,)\\s*(public|no-store|private)\\s*(=|,|$)" $upstream_http_cache_control;
+        "" "private";
+        default "private, $upstream_http_cache_control";
+    }}
+    map $bffgate_cookie_0 $bffgate_cache_control {{
+        "" $bffgate_shared_safe;
+        default "no-store";
+    }}
+
     upstream bffgate {{
         server {front.bffgate};
         keepalive 64;
@@ -125,6 +137,8 @@ http {{
             proxy_pass {scheme}://bffgate_api{api_path}/;
             # Cookies bffgate rotated (a refresh) go back to the browser; empty ones are not sent.
 {give_cookies}
+            proxy_hide_header Cache-Control;
+            add_header Cache-Control $bffgate_cache_control always;
             add_header X-Bffgate-Decision-Cache $bffgate_decision_cache always;
             # A "no", or an answer auth_request cannot pass on (the login redirect, a 503): bffgate's
             # own answer, asked once more in full.
@@ -202,8 +216,11 @@ http://{front.listen} {{
             request_header -Cookie
             request_header -X-CSRF
             uri strip_prefix {front.stripped_prefix}{rewrite}
+            # Shared caches keep nothing of the API's answers to session-authenticated calls.
+            header ?Cache-Control private
             reverse_proxy {api_host} {{
-                header_up Host {{upstream_hostport}}{transport}
+                header_up Host {{upstream_hostport}}
+                header_down Cache-Control "^(.+)$" "private, $1"{transport}
             }}
         }}
     }}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import shutil
 import signal
@@ -14,8 +15,11 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import BinaryIO
+from unittest import mock
 
 import pytest
+
+from bffgate import cli
 
 from ..harness import SECRET_A, SECRET_R
 
@@ -32,9 +36,19 @@ def binary(kind: str) -> str:
 
 
 def generated_config(
-    kind: str, *, api_url: str, public_url: str, listen: str, bffgate: str, state: str
+    kind: str,
+    *,
+    api_url: str,
+    public_url: str,
+    listen: str,
+    bffgate: str,
+    state: str,
+    in_process: bool = False,
 ) -> str:
-    """What `bffgate forward-auth-config KIND` prints for these settings: the config under test."""
+    """What `bffgate forward-auth-config KIND` prints for these settings: the config under test.
+
+    ``in_process``: the same command's ``main`` in this process (no interpreter start-up per test).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "ETLS_", "REMOTE_", "OIDC_"))}
     env |= {
         "REMOTE_API": api_url,
@@ -43,6 +57,11 @@ def generated_config(
         "BFF_PUBLIC_URL": public_url,
     }
     args = ["forward-auth-config", kind, "--listen", listen, "--bffgate", bffgate, "--state-dir", state]
+    if in_process:
+        printed = io.StringIO()
+        with mock.patch.dict(os.environ, env, clear=True), contextlib.redirect_stdout(printed):
+            assert cli.main(args) == 0
+        return printed.getvalue()
     result = subprocess.run(
         [sys.executable, "-m", "bffgate.cli", *args],
         env=env,

@@ -64,6 +64,7 @@ async def front(request: pytest.FixtureRequest, http: aiohttp.ClientSession) -> 
             listen=f"127.0.0.1:{port}",
             bffgate=bffgate,
             state=str(directory),
+            in_process=True,
         )
         await stack.enter_async_context(running_front(kind, config, directory, port))
         yield Front(kind, url, state, recorder, http)
@@ -145,6 +146,8 @@ async def test_expiry_refreshes_once_under_a_storm_of_50_and_the_rotated_cookies
     assert front.api.refresh_calls == 1
     assert front.api.reuse_detected == 0
     assert all(session_cookies_set(a) for a in answers), "every browser gets the new cookies"
+    if front.kind == "nginx":
+        assert {a.headers["Cache-Control"] for a in answers} == {"no-store"}, "no cache keeps cookies"
     follow_ups = await asyncio.gather(*(c.request("GET", "/api/echo/after", csrf=False) for c in clones[:5]))
     assert [a.status for a in follow_ups] == [200] * 5
     assert front.api.refresh_calls == 1
@@ -180,3 +183,24 @@ async def test_a_provider_that_fails_is_503_refresh_unavailable_through_the_fron
     answer = await browser.request("GET", "/api/echo/x", csrf=False)
     assert (answer.status, answer.code) == (503, "refresh_unavailable")
     assert [r for r in front.recorder.requests if r.raw_path.startswith("/echo")] == []
+
+
+# What the API says -> what the browser gets through nginx, through Caddy.
+CACHE_CONTROL_CASES = [
+    (None, "private", "private"),
+    ("max-age=60", "private, max-age=60", "private, max-age=60"),
+    ("no-store", "no-store", "private, no-store"),
+    # Caddy's header rules cannot look for `public`: it adds private to every answer.
+    ("public, max-age=60", "public, max-age=60", "private, public, max-age=60"),
+]
+
+
+async def test_shared_caches_keep_nothing_of_the_apis_answers(front: Front) -> None:
+    """As bffgate's own proxy: `private` added unless the API said public, private or no-store."""
+    browser = await front.logged_in()
+    for api_says, nginx_gives, caddy_gives in CACHE_CONTROL_CASES:
+        query = f"?value={api_says}" if api_says else ""
+        answer = await browser.request("GET", f"/api/cache-control{query}", csrf=False)
+        assert answer.status == 200
+        expected = nginx_gives if front.kind == "nginx" else caddy_gives
+        assert answer.headers.getall("Cache-Control") == [expected], api_says
