@@ -165,3 +165,13 @@ def test_a_decision_is_never_cacheable_past_the_refresh_point() -> None:
     assert cacheable_seconds(session, skew=30, cap=5, now=now) == 5
     assert cacheable_seconds(session, skew=30, cap=5, now=now + 74.5) == 0
     assert cacheable_seconds(session, skew=30, cap=5, now=now + 90) == 0
+
+
+async def test_a_method_named_twice_differently_is_refused(stack: Stack) -> None:
+    """A proxy sets one family of headers and may pass the other on from the browser."""
+    browser = await stack.logged_in()
+    for style, claim in (("nginx", "X-Forwarded-Method"), ("caddy", "X-Original-Method")):
+        answer = await ask(browser, "POST", style=style, csrf="no", **{claim: "GET"})
+        assert (answer.status, answer.code) == (400, "invalid_request")
+    same = await ask(browser, "GET", csrf="no", **{"X-Forwarded-Method": "GET"})
+    assert same.status == 200

@@ -57,16 +57,27 @@ class OriginalRequest(NamedTuple):
 def original_request(request: Request) -> OriginalRequest:
     """Method and URI from nginx's (``X-Original-*``) or Caddy's/Traefik's (``X-Forwarded-*``) headers.
 
+    A proxy sets one family and may pass the other on from the browser: a request that names its
+    method (or URI) in both, differently, is refused, so a browser cannot have a POST judged as a GET.
     Without a method header the subrequest's own method is the original one: Envoy's HTTP
     ``ext_authz`` asks with the browser's method (and no body) instead of naming it in a header.
     """
     raw = request.scope["headers"]
-    method = header_value(raw, b"x-original-method") or header_value(raw, b"x-forwarded-method")
-    uri = header_value(raw, b"x-original-uri") or header_value(raw, b"x-forwarded-uri") or "/"
+    method = _named_once(raw, b"x-original-method", b"x-forwarded-method", "method")
+    uri = _named_once(raw, b"x-original-uri", b"x-forwarded-uri", "URI") or "/"
     method = (method or request.method).strip().upper()
     if not _METHOD.fullmatch(method):
         raise InvalidRequest("the original method is not an HTTP method")
     return OriginalRequest(method, uri)
+
+
+def _named_once(
+    raw: list[tuple[bytes, bytes]], nginx_name: bytes, other_name: bytes, what: str
+) -> str | None:
+    ours, theirs = header_value(raw, nginx_name), header_value(raw, other_name)
+    if ours is not None and theirs is not None and ours.strip() != theirs.strip():
+        raise InvalidRequest(f"the original {what} is named twice, differently")
+    return ours if ours is not None else theirs
 
 
 def cacheable_seconds(session: Session, *, skew: float, cap: int, now: float) -> int:

@@ -204,3 +204,13 @@ async def test_shared_caches_keep_nothing_of_the_apis_answers(front: Front) -> N
         assert answer.status == 200
         expected = nginx_gives if front.kind == "nginx" else caddy_gives
         assert answer.headers.getall("Cache-Control") == [expected], api_says
+
+
+async def test_a_browser_cannot_name_the_method_the_decision_judges(front: Front) -> None:
+    """A POST that claims to be a GET (in either family of method headers) still needs its CSRF proof."""
+    browser = await front.logged_in()
+    before = len(front.recorder.requests)
+    for claim in ({"X-Original-Method": "GET"}, {"X-Forwarded-Method": "GET"}):
+        answer = await browser.request("POST", "/api/echo/x", csrf=False, headers=claim, json_body={})
+        assert answer.status in (400, 403), (claim, answer.status)
+    assert front.recorder.requests[before:] == []
