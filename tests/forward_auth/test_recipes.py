@@ -214,3 +214,23 @@ async def test_a_browser_cannot_name_the_method_the_decision_judges(front: Front
         answer = await browser.request("POST", "/api/echo/x", csrf=False, headers=claim, json_body={})
         assert answer.status in (400, 403), (claim, answer.status)
     assert front.recorder.requests[before:] == []
+
+
+async def test_headers_only_a_trusted_hop_may_set_never_reach_the_api_from_the_browser(front: Front) -> None:
+    browser = await front.logged_in()
+    claims = {
+        "X-Forwarded-For": "203.0.113.9",
+        "X-Forwarded-Host": "evil.example",
+        "X-Real-IP": "203.0.113.9",
+        "X-Original-URL": "/admin",
+        "X-Rewrite-URL": "/admin",
+        "X-HTTP-Method-Override": "DELETE",
+        "Forwarded": "for=203.0.113.9;host=evil.example",
+        "True-Client-IP": "203.0.113.9",
+    }
+    answer = await browser.request("GET", "/api/echo/x", csrf=False, headers=claims)
+    assert answer.status == 200
+    received = front.recorder.requests[-1].headers
+    leaked = {name: value for name, value in received.items() if "203.0.113.9" in value or "evil" in value}
+    assert leaked == {}
+    assert not {"x-original-url", "x-rewrite-url", "x-http-method-override"} & set(received)
