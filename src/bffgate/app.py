@@ -17,9 +17,10 @@ from starlette.routing import BaseRoute, Route
 from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, Endpoints
 from .errors import BffError
+from .forward_auth import FORWARD_AUTH_PATH, ForwardAuth
 from .logout_redirect import REDIRECT_PATH
 from .operations import Operations, operations_listener
-from .proxied_call import ProxiedCall
+from .proxied_call import PROXY_METHODS, ProxiedCall
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     settings = settings or load_settings()
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
+    forward_auth = ForwardAuth(runtime)
     token = settings.bff_metrics_token
     operations = Operations(runtime.gateway, token.get_secret_value() if token else None)
 
@@ -46,6 +48,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/auth/logout", endpoints.logout, methods=["POST"]),
         Route(REDIRECT_PATH, endpoints.logout_redirect, methods=["GET"]),
         Route("/api/auth/user", endpoints.user, methods=["GET"]),
+        # Forward-auth decisions: every method (Envoy's ext_authz asks with the browser's, no body).
+        Route(FORWARD_AUTH_PATH, forward_auth.decide, methods=PROXY_METHODS),
         *(  # OpenID Connect only: with BFF_PROVIDER=rest nobody sends logout tokens (404)
             [Route(BACKCHANNEL_LOGOUT_PATH, endpoints.backchannel_logout, methods=["POST"])]
             if settings.bff_provider == "oidc"

@@ -16,6 +16,7 @@ import uvicorn
 from .accesslog import log_config
 from .config import Settings, load_settings
 from .errors import BffError, ConfigError
+from .forward_auth_config import FrontProxy, render
 from .runtime import raise_descriptor_limit
 from .server import HTTP_PROTOCOL, server_settings
 
@@ -78,6 +79,23 @@ def _parser() -> argparse.ArgumentParser:
         help="the credential field USER goes in (default: username; e.g. email)",
     )
     check.set_defaults(run=check_command)
+
+    front = commands.add_parser(
+        "forward-auth-config",
+        help="print an nginx.conf or Caddyfile that keeps the proxying and asks bffgate (forward-auth)",
+    )
+    front.add_argument("kind", choices=["nginx", "caddy"])
+    front.add_argument("--listen", default="127.0.0.1:8080", help="host:port the front proxy serves on")
+    front.add_argument(
+        "--bffgate", default="127.0.0.1:8000", help="host:port bffgate listens on (only the proxy reaches it)"
+    )
+    front.add_argument("--prefix", default="/api/", help="the path prefix proxied to REMOTE_API (removed)")
+    front.add_argument(
+        "--state-dir",
+        default="/var/lib/bffgate-front",
+        help="pid file, logs, temporary files, decision cache",
+    )
+    front.set_defaults(run=forward_auth_config_command)
 
     keygen = commands.add_parser("keygen", help="print fresh ETLS_ACCESS and ETLS_REFRESH secrets")
     keygen.set_defaults(run=keygen_command)
@@ -215,6 +233,13 @@ async def _reach_redis(url: str) -> list[str]:
         await close(client)  # with Sentinel, the connections to the sentinels too
     print(f"ok: Redis answers ({mode})")
     return []
+
+
+def forward_auth_config_command(args: argparse.Namespace) -> int:
+    prefix = "/" + args.prefix.strip("/") + "/"
+    front = FrontProxy(listen=args.listen, bffgate=args.bffgate, prefix=prefix, state_dir=args.state_dir)
+    print(render(args.kind, load_settings(), front), end="")
+    return 0
 
 
 def keygen_command(args: argparse.Namespace) -> int:

@@ -163,6 +163,8 @@ class Settings(BaseSettings):
     bff_login_limit_per_client: int = Field(default=30, ge=0)
     bff_login_limit_per_username: int = Field(default=10, ge=0)
     bff_login_username_field: str = "username"
+    # Forward-auth: the longest a front proxy may reuse a "yes" (never past the token's refresh point).
+    bff_forward_auth_cache_seconds: int = Field(default=5, ge=0)
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod

@@ -73,12 +73,23 @@ class Gateway:
 
     async def open(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """The request's session (else ``Unauthenticated``), then the CSRF check of its headers."""
+        session = await self._live_session(cookies)
+        verify_csrf(scope["headers"], self.settings.allowed_origins)
+        return self._track(session, scope)
+
+    async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
+        """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""
+        return self._track(await self._live_session(cookies), scope)
+
+    async def _live_session(self, cookies: Cookies) -> Session:
         session = await self.store.load(cookies)
         if session is None:
             raise Unauthenticated()
         if self.refresher.ended_here(session.sid):  # a copy of a logged-out session's cookies
             raise SessionExpired("the session was logged out")
-        verify_csrf(scope["headers"], self.settings.allowed_origins)
+        return session
+
+    def _track(self, session: Session, scope: Scope) -> RequestSession:
         tracked = RequestSession(session)
         # In the scope itself (an extension key): ``request.state`` builds an object per request.
         scope[TRACKED_SESSION_KEY] = tracked

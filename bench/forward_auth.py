@@ -1,0 +1,235 @@
+"""Forward-auth benchmark: ``.venv/bin/python bench/forward_auth.py [--quick] [--duration S]``.
+
+Same run, same machine, every server its own process on 127.0.0.1 (started here, stopped by PID):
+
+* nginx ``proxy_pass`` alone, straight to the bench upstream (the ceiling);
+* nginx + bffgate forward-auth, decisions cached (the config ``bffgate forward-auth-config nginx``
+  prints, as it is);
+* nginx + bffgate forward-auth without caching (the same config with ``proxy_cache off``: every
+  request costs one subrequest);
+* bffgate's own proxy (``/api/rest/proxy/items``).
+
+Every nginx runs one worker process, so each row is one core's worth of proxying against bffgate's
+one worker. Small JSON (``/items``, ~1 KB) at 1 and 32 connections, 1 MiB bodies at 4 connections.
+Needs Debian's nginx (``apt-get install nginx``) and, preferably, wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from load import LoadResult, run_load, wrk_available
+from run import HERE, PYTHON, Fleet, Server, free_port, http_status
+
+ROWS = (
+    "nginx proxy_pass alone",
+    "nginx + bffgate forward-auth, decisions cached",
+    "nginx + bffgate forward-auth, no cache",
+    "bffgate's own proxy (1 worker)",
+)
+ONE_MIB = "bytes?size=1048576"
+
+
+def bffgate_env(upstream: str, public_url: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("BFF_", "OIDC_", "ETLS_", "REDIS_", "REMOTE_"))
+    }
+    return env | {
+        "REMOTE_API": upstream,
+        "ETLS_ACCESS": secrets.token_urlsafe(48),
+        "ETLS_REFRESH": secrets.token_urlsafe(48),
+        "BFF_PUBLIC_URL": public_url,
+        "BFF_LOGIN_LIMIT_PER_CLIENT": "0",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def login(port: int) -> str:
+    """The Cookie header of a fresh session (the bench upstream accepts any credentials)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = json.dumps({"username": "demo", "password": "demo"})
+    conn.request("POST", "/api/auth/login", body, {"Content-Type": "application/json", "X-CSRF": "1"})
+    answer = conn.getresponse()
+    answer.read()
+    if answer.status != 200:
+        raise RuntimeError(f"login failed: {answer.status}")
+    pairs = [h.split(";", 1)[0] for k, h in answer.getheaders() if k.lower() == "set-cookie"]
+    return "; ".join(p for p in pairs if not p.endswith("="))
+
+
+def generated_nginx(env: dict[str, str], listen: str, bffgate: str, state: Path) -> str:
+    exe = Path(PYTHON).with_name("bffgate")
+    cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
+    argv = [
+        *cmd,
+        "forward-auth-config",
+        "nginx",
+        "--listen",
+        listen,
+        "--bffgate",
+        bffgate,
+        "--state-dir",
+        str(state),
+    ]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout  # noqa: S603
+
+
+def plain_nginx(listen: str, upstream_hostport: str, state: Path) -> str:
+    return f"""worker_processes 1;
+pid {state}/nginx.pid;
+error_log {state}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {state}/client_body;
+    proxy_temp_path {state}/proxy;
+    fastcgi_temp_path {state}/fastcgi;
+    uwsgi_temp_path {state}/uwsgi;
+    scgi_temp_path {state}/scgi;
+    upstream api {{ server {upstream_hostport}; keepalive 64; }}
+    server {{
+        listen {listen};
+        location / {{
+            proxy_pass http://api;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(fleet: Fleet, name: str, config: str, state: Path) -> Server:
+    state.mkdir(parents=True)
+    state.chmod(0o755)
+    (state / "nginx.conf").write_text(config.replace("worker_processes auto;", "worker_processes 1;"))
+    port = int(config.split("listen 127.0.0.1:", 1)[1].split(";", 1)[0])
+    nginx = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin")
+    if nginx is None:
+        raise SystemExit("nginx is not installed (apt-get install nginx)")
+    argv = [
+        nginx,
+        "-p",
+        str(state),
+        "-c",
+        str(state / "nginx.conf"),
+        "-e",
+        str(state / "error.log"),
+        "-g",
+        "daemon off;",
+    ]
+    # Any answer means it listens (the forward-auth configs answer 401 without a session).
+    return fleet_start_listening(fleet, name, argv, port)
+
+
+def fleet_start_listening(fleet: Fleet, name: str, argv: list[str], port: int) -> Server:
+    log = fleet.logdir / (name.replace(" ", "_").replace("/", "_") + ".log")
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+    server = Server(name, proc, port, log)
+    fleet.servers.append(server)
+    deadline = time.monotonic() + 15
+    while http_status(port, "/") == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not start:\n{server.log_tail()}")
+        time.sleep(0.05)
+    return server
+
+
+def measure(url: str, headers: list[tuple[str, str]], duration: float) -> dict[str, LoadResult]:
+    run_load(url + "items", connections=32, duration=1, headers=headers)  # warm-up
+    return {
+        "c1": run_load(url + "items", connections=1, duration=duration, headers=headers),
+        "c32": run_load(url + "items", connections=32, duration=duration, headers=headers),
+        "big": run_load(url + ONE_MIB, connections=4, duration=duration, headers=headers),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s per load run")
+    parser.add_argument("--duration", type=float, default=10.0)
+    options = parser.parse_args()
+    duration = 3.0 if options.quick else options.duration
+    load_before = os.getloadavg()
+    workdir = Path(tempfile.mkdtemp(prefix="bffgate-bench-fa-"))
+    workdir.chmod(0o755)
+    fleet = Fleet(workdir)
+    results: dict[str, dict[str, LoadResult]] = {}
+    try:
+        up_port = free_port()
+        upstream = fleet.start(
+            "upstream", [PYTHON, str(HERE / "upstream.py"), "--port", str(up_port)], up_port, health="/items"
+        )
+        front_ports = [free_port() for _ in range(3)]
+        gw_port = free_port()
+        env = bffgate_env(upstream.url, f"http://127.0.0.1:{front_ports[1]}")
+        exe = Path(PYTHON).with_name("bffgate")
+        cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
+        fleet.start("bffgate", [*cmd, "serve", "--port", str(gw_port)], gw_port, health="/healthz", env=env)
+        cookie = login(gw_port)
+        session = [("Cookie", cookie), ("X-CSRF", "1")]
+        plain = plain_nginx(f"127.0.0.1:{front_ports[0]}", f"127.0.0.1:{up_port}", workdir / "plain")
+        start_nginx(fleet, ROWS[0], plain, workdir / "plain")
+        for index, (row, state) in enumerate(((ROWS[1], "cached"), (ROWS[2], "uncached")), start=1):
+            config = generated_nginx(
+                env, f"127.0.0.1:{front_ports[index]}", f"127.0.0.1:{gw_port}", workdir / state
+            )
+            if state == "uncached":
+                config = config.replace("proxy_cache bffgate_decisions;", "proxy_cache off;")
+            start_nginx(fleet, row, config, workdir / state)
+        targets = {
+            ROWS[0]: (f"http://127.0.0.1:{front_ports[0]}/", []),
+            ROWS[1]: (f"http://127.0.0.1:{front_ports[1]}/api/", session),
+            ROWS[2]: (f"http://127.0.0.1:{front_ports[2]}/api/", session),
+            ROWS[3]: (f"http://127.0.0.1:{gw_port}/api/rest/proxy/", session),
+        }
+        for row, (url, headers) in targets.items():
+            print(f"measuring {row} …", file=sys.stderr, flush=True)
+            results[row] = measure(url, headers, duration)
+    finally:
+        fleet.stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(results, duration, load_before, os.getloadavg())
+
+
+def report(
+    results: dict[str, dict[str, LoadResult]],
+    duration: float,
+    load_before: tuple[float, float, float],
+    load_after: tuple[float, float, float],
+) -> None:
+    tool = "wrk" if wrk_available() else "bench/load.py"
+    print(
+        f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {tool}, {duration:g} s per run, "
+        f"{os.cpu_count()} CPUs, load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n"
+    )
+    print("| server | req/s, 32 connections | p50, 1 connection | 1 MiB bodies | errors |")
+    print("|---|---|---|---|---|")
+    for row, r in results.items():
+        errors = sum(x.errors for x in r.values())
+        print(
+            f"| {row} | {r['c32'].rps:,.0f} | {r['c1'].p50_ms:.2f} ms | {r['big'].mib_s:,.0f} MiB/s | {errors} |"
+        )
+    alone = results[ROWS[0]]["c32"].rps
+    cached, uncached, own = (results[row]["c32"].rps for row in ROWS[1:])
+    print(
+        f"\ncached ÷ nginx alone: {cached / alone:.2f} (goal ≥ 0.50); "
+        f"uncached ÷ bffgate's own proxy: {uncached / own:.2f} (goal ≥ 1.5)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Forward-auth: a front proxy (nginx, Caddy, Traefik, Envoy) asks whether a request may go on.
+
+``GET /api/auth/forward`` is the front proxy's subrequest. It carries the browser's ``Cookie``,
+``Origin``, ``X-CSRF``, ``Sec-Fetch-Mode`` and ``Accept``, and the original method and URI in
+``X-Original-Method``/``X-Original-URI`` (nginx) or ``X-Forwarded-Method``/``X-Forwarded-Uri``
+(Caddy, Traefik). The rules are the built-in proxy's: a session, a fresh token (single-flight
+refresh), and X-CSRF plus an allowed Origin for state-changing methods. The answer:
+
+- 200 with ``Authorization: Bearer …`` for the proxy to put on the upstream request, the rotated
+  session cookies (``Set-Cookie``, and numbered copies ``X-Bffgate-Set-Cookie-N`` for nginx, whose
+  ``auth_request_set`` only sees a header's first line), and how long the decision may be cached;
+- the proxy's problems otherwise (401, 403 ``csrf_failed``, 503 ``refresh_unavailable``), or for a
+  page navigation without a session, the 302 to the login page with the original URI as ``returnTo``.
+
+The decision may be cached by the front proxy for at most ``BFF_FORWARD_AUTH_CACHE_SECONDS`` and
+never past the point where the token would be refreshed; a decision that rotated cookies is not
+cacheable. The cache key must hold everything the decision reads (``decision_cache_key_parts``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from typing import NamedTuple
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from .csrf import verify_csrf
+from .errors import BffError, InvalidRequest, SessionExpired, Unauthenticated
+from .gateway import Gateway, RequestSession
+from .header_filter import header_value
+from .metrics import PROBLEMS
+from .navigation import is_navigation, login_redirect_location
+from .problems import problem_response
+from .runtime import Runtime
+from .session import Session
+
+FORWARD_AUTH_PATH = "/api/auth/forward"
+# nginx's auth_request_set reads one line of a header: each rotated cookie gets a header of its own.
+COOKIE_SLOT_HEADER = "X-Bffgate-Set-Cookie-"
+# The request parts a decision depends on; a cached decision is keyed on all of them.
+DECISION_CACHE_KEY_PARTS = ("method", "Cookie", "X-CSRF", "Origin")
+# Methods that change nothing (RFC 9110 9.2.1): no CSRF proof needed, as for a page navigation.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_METHOD = re.compile(r"[A-Z]{1,20}")
+
+
+class OriginalRequest(NamedTuple):
+    """The browser's request the front proxy asks about."""
+
+    method: str
+    uri: str
+
+
+def original_request(request: Request) -> OriginalRequest:
+    """Method and URI from nginx's (``X-Original-*``) or Caddy's/Traefik's (``X-Forwarded-*``) headers.
+
+    A proxy sets one family and may pass the other on from the browser: a request that names its
+    method (or URI) in both, differently, is refused, so a browser cannot have a POST judged as a GET.
+    Without a method header the subrequest's own method is the original one: Envoy's HTTP
+    ``ext_authz`` asks with the browser's method (and no body) instead of naming it in a header.
+    """
+    raw = request.scope["headers"]
+    method = _named_once(raw, b"x-original-method", b"x-forwarded-method", "method")
+    uri = _named_once(raw, b"x-original-uri", b"x-forwarded-uri", "URI") or "/"
+    method = (method or request.method).strip().upper()
+    if not _METHOD.fullmatch(method):
+        raise InvalidRequest("the original method is not an HTTP method")
+    return OriginalRequest(method, uri)
+
+
+def _named_once(
+    raw: list[tuple[bytes, bytes]], nginx_name: bytes, other_name: bytes, what: str
+) -> str | None:
+    ours, theirs = header_value(raw, nginx_name), header_value(raw, other_name)
+    if ours is not None and theirs is not None and ours.strip() != theirs.strip():
+        raise InvalidRequest(f"the original {what} is named twice, differently")
+    return ours if ours is not None else theirs
+
+
+def cacheable_seconds(session: Session, *, skew: float, cap: int, now: float) -> int:
+    """How long a "yes" for ``session`` may be reused: never past the point its token is refreshed."""
+    lifetime = session.access_expires_at - session.access_issued_at
+    refresh_at = session.access_expires_at - min(skew, lifetime / 4)  # as Session.needs_refresh
+    return max(0, min(cap, math.floor(refresh_at - now)))
+
+
+def decision_headers(
+    session: Session, set_cookies: list[str], cache_seconds: int
+) -> list[tuple[bytes, bytes]]:
+    """The 200 answer's head: the Bearer token, the rotated cookies, the cache lifetime."""
+    headers = [(b"authorization", f"Bearer {session.access_token}".encode("latin-1"))]
+    if set_cookies or cache_seconds <= 0:
+        # A decision that set cookies is this browser's alone, once: nobody may replay it.
+        headers.append((b"cache-control", b"no-store"))
+    else:
+        # nginx's own lifetime header first: it reads it before Cache-Control and then ignores the
+        # latter's "private" (which keeps any other shared cache from storing a Bearer token).
+        seconds = str(cache_seconds).encode()
+        headers += [(b"x-accel-expires", seconds), (b"cache-control", b"private, max-age=" + seconds)]
+    for index, cookie in enumerate(set_cookies):
+        value = cookie.encode("latin-1")
+        headers += [(b"set-cookie", value), (f"{COOKIE_SLOT_HEADER}{index}".lower().encode(), value)]
+    return headers
+
+
+class ForwardAuth:
+    """The ``GET /api/auth/forward`` endpoint."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+
+    async def decide(self, request: Request) -> Response:
+        gateway = await self.runtime.gateway()
+        original = original_request(request)
+        try:
+            tracked = await gateway.open_without_csrf(request.cookies, request.scope)
+        except (Unauthenticated, SessionExpired) as error:
+            return self._signed_out(request, gateway, error, original)
+        if original.method not in SAFE_METHODS:
+            verify_csrf(request.scope["headers"], self.settings.allowed_origins)
+        return await self._allow(request, gateway, tracked, original)
+
+    async def _allow(
+        self, request: Request, gateway: Gateway, tracked: RequestSession, original: OriginalRequest
+    ) -> Response:
+        try:
+            session = await gateway.fresh(tracked)
+            set_cookies = await gateway.answer_cookies(request.cookies, tracked)
+        except (Unauthenticated, SessionExpired) as error:  # the refresh was refused: signed out
+            tracked.ended = True
+            return self._signed_out(request, gateway, error, original)
+        cache_seconds = cacheable_seconds(
+            session,
+            skew=self.settings.bff_refresh_skew,
+            cap=self.settings.bff_forward_auth_cache_seconds,
+            now=time.time(),
+        )
+        response = Response(status_code=200)
+        response.raw_headers[:] = [
+            (b"content-length", b"0"),
+            *decision_headers(session, set_cookies, cache_seconds),
+        ]
+        return response
+
+    def _signed_out(
+        self, request: Request, gateway: Gateway, error: BffError, original: OriginalRequest
+    ) -> Response:
+        """The 401 problem, or for a page load the login redirect back to the original URI.
+
+        Rendered here, not by the app's error handler: that one would judge this subrequest's own
+        method and path (always ``GET /api/auth/forward``) instead of the browser's.
+        """
+        PROBLEMS.labels(error.code).inc()
+        response: Response
+        if original.method in ("GET", "HEAD") and is_navigation(request.headers):
+            location = login_redirect_location(self.settings.bff_login_page, original.uri)
+            response = RedirectResponse(location, 302, headers={"Cache-Control": "no-store"})
+        else:
+            response = problem_response(error, headers={"Cache-Control": "no-store"})
+        if isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies):
+            for cookie in gateway.store.clear_cookies(request.cookies):
+                response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
+        return response

@@ -1,0 +1,25 @@
+"""The recipes in examples/forward-auth/ are what `bffgate forward-auth-config` prints (the output the
+real-server tests run), for the settings their header names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .fronts import generated_config
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "forward-auth"
+
+
+@pytest.mark.parametrize(("kind", "name"), [("nginx", "nginx.conf"), ("caddy", "Caddyfile")])
+def test_the_example_is_the_generated_config(kind: str, name: str) -> None:
+    printed = generated_config(
+        kind,
+        api_url="http://127.0.0.1:9000",
+        public_url="http://127.0.0.1:8000",
+        listen="127.0.0.1:8080",
+        bffgate="127.0.0.1:8000",
+        state="/var/lib/bffgate-front",
+    )
+    assert (EXAMPLES / name).read_text() == printed, f"regenerate examples/forward-auth/{name} (README)"
