@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import RedisError
 
 from .grace import MAX_GRACE_CHAIN, succeeds
 from .redis_client import PREFIX, RedisClient, as_text
@@ -76,10 +76,8 @@ class ClusterCoordination:
             blocking_timeout=self._lease + 1.0,
             raise_on_release_error=False,
         )
-        try:
+        with redis_errors(ClusterUnavailable):  # LockError is a RedisError
             acquired = await lock.acquire()
-        except (RedisError, LockError) as exc:
-            raise ClusterUnavailable(str(exc)) from exc
         if not acquired:
             raise ClusterUnavailable("the session's refresh lock was not released within its lease")
         try:
@@ -87,7 +85,7 @@ class ClusterCoordination:
         finally:
             try:
                 await lock.release()
-            except (RedisError, LockError) as exc:  # the lease ran out: nothing left to release
+            except RedisError as exc:  # LockError too: the lease ran out, nothing left to release
                 log.warning("refresh lock release failed: %s", exc)
 
     async def mark_ended(self, sid: str, seconds: float) -> None:
