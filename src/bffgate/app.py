@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from importlib.resources import files
 
 from starlette.applications import Starlette
@@ -19,6 +20,7 @@ from .errors import BffError
 from .fastpath import GatewayApp
 from .logout_redirect import REDIRECT_PATH
 from .operations import Operations, operations_listener
+from .requestlog import RequestLog
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -67,6 +69,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         fast_methods=frozenset(PROXY_METHODS),
         fast_endpoint=endpoints.proxy,
         on_error=endpoints.on_error,
+        # Outermost: every answer (problems included) carries the request id and gets its log line.
+        outer_layer=partial(RequestLog, trust_request_id=settings.bff_trust_request_id),
         routes=routes,
         lifespan=lifespan,
         exception_handlers={

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import logging
+import logging.config
 import os
 import secrets
 import sys
@@ -16,6 +17,7 @@ import uvicorn
 from .accesslog import log_config
 from .config import Settings, load_settings
 from .errors import BffError, ConfigError
+from .logs import LOG_FORMATS, LOG_LEVELS, logging_config
 from .runtime import raise_descriptor_limit
 from .server import HTTP_PROTOCOL, server_settings
 
@@ -24,7 +26,8 @@ log = logging.getLogger("bffgate")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Until the settings are read: BFF_LOG_FORMAT / BFF_LOG_LEVEL as given, checked by load_settings.
+    logging.config.dictConfig(logging_config(*_log_choice()))
     try:
         return int(args.run(args))
     except ConfigError as exc:
@@ -33,6 +36,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _log_choice() -> tuple[str, str]:
+    """BFF_LOG_FORMAT and BFF_LOG_LEVEL from the environment, defaults where unset or invalid."""
+    log_format = os.environ.get("BFF_LOG_FORMAT", "text").lower()
+    level = os.environ.get("BFF_LOG_LEVEL", "INFO").upper()
+    return (log_format if log_format in LOG_FORMATS else "text", level if level in LOG_LEVELS else "INFO")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,10 +119,12 @@ def serve_command(args: argparse.Namespace) -> int:
         loop="uvloop",
         http=HTTP_PROTOCOL,  # httptools with bounded request heads (see bffgate/server.py)
         access_log=args.access_log,
-        log_config=log_config(),  # the access log never records the callback's code and state
+        # In every worker: BFF_LOG_FORMAT/BFF_LOG_LEVEL, and an access log that never records the
+        # callback's code and state.
+        log_config=logging_config(settings.bff_log_format, settings.bff_log_level, log_config()),
         proxy_headers=False,
         server_header=False,
-        log_level="info",
+        log_level=settings.bff_log_level.lower(),
         # Without a bound, one endless download would keep a stopping container alive until SIGKILL.
         timeout_graceful_shutdown=args.graceful_timeout,
     )

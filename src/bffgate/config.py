@@ -35,6 +35,8 @@ FIXES: dict[str, str] = {
     "bff_login_body": "use json (the default) or form (application/x-www-form-urlencoded, e.g. FastAPI's OAuth2PasswordRequestForm)",
     "bff_refresh_token_in": "use body, form, header (Authorization: Bearer) or cookie (with BFF_REFRESH_COOKIE_NAME)",
     "bff_logout_method": "use POST (the default) or DELETE",
+    "bff_log_format": "use text (the default) or json (one JSON object a line)",
+    "bff_log_level": "use DEBUG, INFO (the default), WARNING, ERROR or CRITICAL",
     "redis_url": (
         "set it to a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, "
         'e.g. redis://127.0.0.1:6379/0 (see README, "Running several instances")'
@@ -163,6 +165,10 @@ class Settings(BaseSettings):
     bff_login_limit_per_client: int = Field(default=30, ge=0)
     bff_login_limit_per_username: int = Field(default=10, ge=0)
     bff_login_username_field: str = "username"
+    # Logs (see bffgate/logs.py): json for collectors, text for a terminal.
+    bff_log_format: Literal["text", "json"] = "text"
+    bff_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    bff_trust_request_id: bool = False  # take X-Request-ID from the front proxy (else always generated)
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod

@@ -27,6 +27,7 @@ from .errors import (
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
 from .logout_redirect import REDIRECT_PATH
+from .logs import annotate, fields, fingerprint, user_hash
 from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
@@ -79,7 +80,7 @@ class Endpoints:
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
-        LOGINS.inc()
+        _logged_in(session)
         response = JSONResponse({"user": visible_claims(user, self.settings.user_claims)})
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
 
@@ -106,7 +107,7 @@ class Endpoints:
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
-        LOGINS.inc()
+        _logged_in(session)
         response = RedirectResponse(safe_return_to(str(transaction.get("returnTo") or "/")), 302)
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies) + cleared)
 
@@ -127,6 +128,8 @@ class Endpoints:
             if everywhere and isinstance(gateway.store, RedisSessionStore):
                 ended += await gateway.store.delete_all_of_user(session.user)
             LOGOUTS.inc()
+            annotate(session=fingerprint(session.sid), user=user_hash(session.user))
+            log.info("logout", extra=fields(event="logout", ended_sessions=ended))
         body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
         if isinstance(gateway.provider, RedirectLogin):  # the browser goes on to end the provider's session
             body["logoutUrl"] = await self._logout_url(gateway, gateway.provider, session)
@@ -176,9 +179,14 @@ class Endpoints:
             ended = await self._end_provider_sessions(request)
         except BffError as error:
             PROBLEMS.labels(error.code).inc()
-            log.info("back-channel logout refused: %s", error.detail)
+            log.info(
+                "back-channel logout refused: %s",
+                error.detail,
+                extra=fields(event="backchannel_logout_refused"),
+            )
             return problem_response(error, headers={"Cache-Control": "no-store"})
         LOGOUTS.inc(ended)
+        log.info("back-channel logout", extra=fields(event="backchannel_logout", ended_sessions=ended))
         return JSONResponse({"endedSessions": ended}, headers={"Cache-Control": "no-store"})
 
     async def _end_provider_sessions(self, request: Request) -> int:
@@ -289,6 +297,13 @@ class Endpoints:
         if previous is not None and not gateway.refresher.ended_here(previous.sid):
             await gateway.provider.revoke(await gateway.refresher.end(previous))
             await gateway.store.delete(previous)
+
+
+def _logged_in(session: Session) -> None:
+    """A login's metric and log line (the session's fingerprint and user hash, nothing secret)."""
+    LOGINS.inc()
+    annotate(session=fingerprint(session.sid), user=user_hash(session.user))
+    log.info("login", extra=fields(event="login"))
 
 
 def with_cookies(response: Response, set_cookies: list[str]) -> Response:

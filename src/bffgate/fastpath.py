@@ -15,7 +15,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import BffError
 
@@ -35,6 +35,7 @@ class GatewayApp(Starlette):
         fast_methods: frozenset[str],
         fast_endpoint: Endpoint,
         on_error: ErrorHandler,
+        outer_layer: Callable[[ASGIApp], ASGIApp] | None = None,
         **starlette: Any,
     ) -> None:
         super().__init__(**starlette)
@@ -42,8 +43,13 @@ class GatewayApp(Starlette):
         self._methods = fast_methods
         self._endpoint = fast_endpoint
         self._on_error = on_error
+        # Around both paths, fast and routed (e.g. the request log): middleware would miss the fast one.
+        self._entry: ASGIApp = outer_layer(self._dispatch) if outer_layer else self._dispatch
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in self._methods and self._is_fast(scope):
             scope["app"] = self
             request = Request(scope, receive)

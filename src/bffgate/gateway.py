@@ -8,6 +8,8 @@ way: a rotated refresh token must reach the browser even when the API call after
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from yarl import URL
 
@@ -17,6 +19,7 @@ from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .http1 import Http1Pool, Response
 from .logout_redirect import LogoutReferences
+from .logs import annotate, fingerprint, user_hash
 from .metrics import PROXIED
 from .providers import TokenProvider
 from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers
@@ -88,6 +91,7 @@ class Gateway:
 
     def track(self, request: Request, session: Session) -> RequestSession:
         tracked = RequestSession(session)
+        annotate(session=fingerprint(session.sid), user=user_hash(session.user))
         # In the scope itself (an extension key): ``request.state`` builds an object per request.
         request.scope[TRACKED_SESSION_KEY] = tracked
         return tracked
@@ -176,7 +180,8 @@ class Gateway:
         self, method: str, url: URL, headers: list[tuple[str, str]], body: RequestBody, session: Session
     ) -> Response:
         authorized = [*headers, ("Authorization", f"Bearer {session.access_token}")]
-        return await self.api_client.request(
+        started = time.perf_counter()
+        answer = await self.api_client.request(
             method,
             url.raw_path_qs,
             authorized,
@@ -184,3 +189,6 @@ class Gateway:
             content_length=None if body.replayable else body.length,
             partition=session.sid,  # one session's exchanges never share a connection with another's
         )
+        # Until the answer's head: the body streams to the browser at the browser's pace.
+        annotate(upstream_status=answer.status, upstream_ms=round((time.perf_counter() - started) * 1000, 3))
+        return answer

@@ -28,10 +28,12 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from typing import Any
 
 from .cluster import ClusterCoordination, ClusterUnavailable
 from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
 from .logouts import Tombstones
+from .logs import annotate, fields, fingerprint
 from .metrics import REFRESHES
 from .providers import TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
@@ -147,10 +149,12 @@ class RefreshCoordinator:
             flight.add_done_callback(_retrieve_exception)
             self._flights[key] = flight
         else:
-            REFRESHES.labels("joined").inc()
+            _count("joined")
+            log.debug("waiting for the refresh in flight", extra=_event("refresh_joined", session))
         return await asyncio.shield(flight)
 
     async def _fly(self, key: str, session: Session) -> Session:
+        log.debug("refresh started", extra=_event("refresh_started", session))
         try:
             await self._ensure_live(session)  # a copy of a logged-out session's cookies: no provider call
             if self._cluster is not None:
@@ -170,13 +174,13 @@ class RefreshCoordinator:
                 if newer is None:
                     return await self._refresh_once(session)
         self._grace.remember(session.refresh_token or "", newer)
-        self._cluster_down = False
+        self._note_cluster_up()
         return await self._from_grace(newer)
 
     async def _from_grace(self, newer: Session) -> Session:
         """A grace window's answer, unless its session was logged out."""
         await self._ensure_live(newer)
-        REFRESHES.labels("grace").inc()
+        _count("grace")
         return newer
 
     async def is_live(self, session: Session) -> bool:
@@ -209,16 +213,33 @@ class RefreshCoordinator:
         not make us refresh again (the old token is spent), so the error is only logged."""
         try:
             await cluster.remember(old.refresh_token or "", refreshed)
-            self._cluster_down = False
+            self._note_cluster_up()
         except ClusterUnavailable as exc:
             self._note_cluster_down(exc)
+
+    @property
+    def coordination_degraded(self) -> bool:
+        """Whether refreshes are, for now, coordinated in this process only (Redis does not answer)."""
+        return self._cluster_down
 
     def _note_cluster_down(self, exc: ClusterUnavailable) -> None:
         if self._cluster_required:
             raise StoreUnavailable() from exc
         if not self._cluster_down:  # one line per outage, not one per request
-            log.warning("Redis unavailable, refreshing with in-process coordination only: %s", exc)
+            log.warning(
+                "Redis unavailable, refreshing with in-process coordination only: %s",
+                exc,
+                extra=fields(event="redis_down"),
+            )
             self._cluster_down = True
+
+    def _note_cluster_up(self) -> None:
+        if self._cluster_down:
+            log.warning(
+                "Redis answers again: refreshes are coordinated across processes",
+                extra=fields(event="redis_up"),
+            )
+            self._cluster_down = False
 
     async def _refresh_once(self, session: Session) -> Session:
         refresh_token = session.refresh_token or ""  # refresh() only flies sessions that have one
@@ -229,19 +250,20 @@ class RefreshCoordinator:
             if newer is not None:  # someone rotated it meanwhile: not a dead session
                 await self._ensure_live(newer)
                 return newer
-            REFRESHES.labels("rejected").inc()
-            log.info("refresh rejected for session %s: %s", session.sid[:6], exc)
+            _count("rejected")
+            log.info("refresh rejected: %s", exc, extra=_event("refresh_rejected", session))
             await self._store.delete(session)
             raise SessionExpired() from None
         except RefreshFailed as exc:
-            REFRESHES.labels("failed").inc()
-            log.warning("refresh failed for session %s, session kept: %s", session.sid[:6], exc)
+            _count("failed")
+            log.warning("refresh failed, session kept: %s", exc, extra=_event("refresh_failed", session))
             raise RefreshUnavailable() from None
         refreshed = session.with_tokens(tokens)
         if not _same_user(session, tokens):
-            REFRESHES.labels("rejected").inc()
+            _count("rejected")
             log.warning(
-                "refresh for session %s returned another user's ID token: session ended", session.sid[:6]
+                "the refresh returned another user's ID token: session ended",
+                extra=_event("refresh_rejected", session),
             )
             await self._provider.revoke(refreshed)
             await self._store.delete(session)
@@ -257,12 +279,26 @@ class RefreshCoordinator:
         try:
             await self._ensure_live(refreshed)  # after publishing: see ``end``
         except SessionExpired:
-            REFRESHES.labels("rejected").inc()
-            log.info("session %s was logged out during its refresh: new tokens revoked", session.sid[:6])
+            _count("rejected")
+            log.info(
+                "the session was logged out during its refresh: new tokens revoked",
+                extra=_event("refresh_rejected", session),
+            )
             await self._provider.revoke(refreshed)
             raise
-        REFRESHES.labels("ok").inc()
+        _count("ok")
+        log.info("refresh", extra=_event("refresh", session))
         return refreshed
+
+
+def _count(outcome: str) -> None:
+    """A refresh outcome: in the metrics and on the request's log line."""
+    REFRESHES.labels(outcome).inc()
+    annotate(refresh=outcome)
+
+
+def _event(event: str, session: Session) -> dict[str, Any]:
+    return fields(event=event, session=fingerprint(session.sid))
 
 
 def _same_user(session: Session, tokens: TokenSet) -> bool:
