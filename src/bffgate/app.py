@@ -32,7 +32,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
     token = settings.bff_metrics_token
-    operations = Operations(runtime.gateway, token.get_secret_value() if token else None)
+    operations = Operations(runtime.readiness, token.get_secret_value() if token else None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

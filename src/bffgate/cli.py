@@ -98,7 +98,7 @@ def serve_command(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail here, once, with a clear message, before workers start
     server_settings()  # the server's bounds too (each worker reads them again)
     if settings.bff_provider == "oidc":  # discovery too: a wrong OIDC_ISSUER stops start-up here
-        problems = asyncio.run(_reach_services(settings))
+        problems = asyncio.run(_reach_services(settings, api=False))  # the API may start later
         for problem in problems:
             print(f"bffgate: {problem}", file=sys.stderr)
         if problems:
@@ -192,23 +192,33 @@ def _trial_login(settings: Settings, credentials: dict[str, str]) -> list[str]:
     return asyncio.run(run())
 
 
-async def _reach_services(settings: Settings) -> list[str]:
+async def _reach_services(settings: Settings, *, api: bool = True) -> list[str]:
+    """What ``/readyz`` probes (see ``readiness``): the provider, the API (unless ``api`` is False),
+    Redis."""
     from .providers import create_provider
+    from .readiness import reachable
     from .upstream import create_http_client
 
     problems = []
     async with create_http_client(connect_timeout=5.0) as http:
         try:
             await create_provider(settings, http).ready()
-            print(f"ok: provider reachable ({settings.bff_provider})")
+            endpoints = "login and refresh" if settings.bff_provider == "rest" else "discovery, JWKS, token"
+            print(f"ok: provider reachable ({settings.bff_provider}: {endpoints} endpoints)")
         except BffError as exc:
             problems.append(f"provider: {exc.detail}")
+        try:
+            if api:
+                await reachable(http, settings.remote_api)
+                print("ok: REMOTE_API answers")
+        except BffError as exc:
+            problems.append(f"REMOTE_API: {exc.detail}")
     if settings.redis_url:
-        problems += await _reach_redis(settings.redis_url)
+        problems += await _reach_redis(settings.redis_url, settings.bff_session_store == "redis")
     return problems
 
 
-async def _reach_redis(url: str) -> list[str]:
+async def _reach_redis(url: str, store: bool) -> list[str]:
     from redis.exceptions import RedisError
 
     from .cluster import close, connect
@@ -225,7 +235,8 @@ async def _reach_redis(url: str) -> list[str]:
         ]
     finally:
         await close(client)  # with Sentinel, the connections to the sentinels too
-    print(f"ok: Redis answers ({mode})")
+    roles = "session store and refresh coordination" if store else "refresh coordination"
+    print(f"ok: Redis answers ({mode}; {roles})")
     return []
 
 

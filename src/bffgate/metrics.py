@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 REFRESHES = Counter(
     "bffgate_refreshes",
@@ -22,4 +22,9 @@ REVOCATION_FAILURES = Counter(
     "refused (non-2xx answer), unreachable (no answer), refresh (the expired access token could not "
     "be renewed first)",
     ["reason"],
+)
+COORDINATION_DEGRADED = Gauge(
+    "bffgate_coordination_degraded",
+    "1 while Redis does not answer as refresh coordination and refreshes are coordinated in-process "
+    "only (REDIS_URL with the cookie store), else 0",
 )

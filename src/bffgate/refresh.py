@@ -34,7 +34,7 @@ from .cluster import ClusterCoordination, ClusterUnavailable
 from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
 from .logouts import Tombstones
 from .logs import annotate, fields, fingerprint
-from .metrics import REFRESHES
+from .metrics import COORDINATION_DEGRADED, REFRESHES
 from .providers import TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
 from .tokens import TokenSet, identity_of, same_user
@@ -217,11 +217,6 @@ class RefreshCoordinator:
         except ClusterUnavailable as exc:
             self._note_cluster_down(exc)
 
-    @property
-    def coordination_degraded(self) -> bool:
-        """Whether refreshes are, for now, coordinated in this process only (Redis does not answer)."""
-        return self._cluster_down
-
     def _note_cluster_down(self, exc: ClusterUnavailable) -> None:
         if self._cluster_required:
             raise StoreUnavailable() from exc
@@ -232,6 +227,7 @@ class RefreshCoordinator:
                 extra=fields(event="redis_down"),
             )
             self._cluster_down = True
+            COORDINATION_DEGRADED.set(1)
 
     def _note_cluster_up(self) -> None:
         if self._cluster_down:
@@ -240,6 +236,7 @@ class RefreshCoordinator:
                 extra=fields(event="redis_up"),
             )
             self._cluster_down = False
+            COORDINATION_DEGRADED.set(0)
 
     async def _refresh_once(self, session: Session) -> Session:
         refresh_token = session.refresh_token or ""  # refresh() only flies sessions that have one

@@ -16,6 +16,7 @@ from .gateway import Gateway
 from .http1 import Http1Pool
 from .login_limit import LoginLimiter, create_login_limiter
 from .providers import create_provider
+from .readiness import check, coordination_check, reachable
 from .stores import create_store
 from .upstream import create_http_client
 
@@ -71,6 +72,20 @@ class Runtime:
                         await cluster.warm_up(self._redis)
                     self._gateway = gateway
         return self._gateway
+
+    async def readiness(self) -> tuple[dict[str, str], bool]:
+        """Every dependency's check (``readiness``), and whether coordination is required."""
+        gateway = await self.gateway()
+        if self._http is None:  # only while the app shuts down
+            raise RuntimeError("the gateway is closed")
+        checks = {
+            "store": await check(gateway.store.ping()),
+            "provider": await check(gateway.provider.ready()),
+            "api": await check(reachable(self._http, self.settings.remote_api)),
+        }
+        if gateway.cluster is not None:
+            checks["coordination"] = await coordination_check(gateway.cluster)
+        return checks, self.settings.bff_session_store == "redis"
 
     async def login_limiter(self) -> LoginLimiter:
         """The login attempt limits, built with the gateway (they share its Redis client)."""
