@@ -29,6 +29,14 @@ class GatewayProcess:
     process: asyncio.subprocess.Process
     # With ``capture_log=True``: every line it wrote (stderr and stdout), until the block ends.
     log: list[bytes] = field(default_factory=list)
+    news: asyncio.Event = field(default_factory=asyncio.Event)  # set on each line captured
+
+    async def said(self, marker: bytes, timeout: float = 30) -> None:
+        """Wait until a captured line contains ``marker`` (needs ``capture_log=True``)."""
+        async with asyncio.timeout(timeout):
+            while not any(marker in line for line in self.log):
+                self.news.clear()
+                await self.news.wait()
 
     def kill(self) -> None:
         """SIGKILL: the process dies on the spot, locks and all."""
@@ -71,10 +79,11 @@ async def gateway_process(
         stderr=asyncio.subprocess.PIPE,
     )
     log: list[bytes] = []
+    news = asyncio.Event()
     drains: list[asyncio.Task[None]] = []
     if capture_log:
         assert process.stdout is not None
-        drains.append(asyncio.create_task(_drain(process.stdout, log)))
+        drains.append(asyncio.create_task(_drain(process.stdout, log, news)))
     try:
         assert process.stderr is not None
         started, listening = 0, False
@@ -86,8 +95,8 @@ async def gateway_process(
                 raise RuntimeError("bffgate serve exited during start-up")
             started += STARTED_LINE in line
             listening = listening or LISTENING_LINE in line
-        drains.append(asyncio.create_task(_drain(process.stderr, log if capture_log else None)))
-        yield GatewayProcess(f"http://127.0.0.1:{port}", process, log)
+        drains.append(asyncio.create_task(_drain(process.stderr, log if capture_log else None, news)))
+        yield GatewayProcess(f"http://127.0.0.1:{port}", process, log, news)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -103,11 +112,15 @@ async def gateway_process(
                 drain.cancel()
 
 
-async def _drain(stream: asyncio.StreamReader, into: list[bytes] | None = None) -> None:
+async def _drain(
+    stream: asyncio.StreamReader, into: list[bytes] | None = None, news: asyncio.Event | None = None
+) -> None:
     # Keep reading the child's log so a full pipe never blocks it.
     while line := await stream.readline():
         if into is not None:
             into.append(line)
+            if news is not None:
+                news.set()
 
 
 @dataclass

@@ -153,6 +153,26 @@ class RefreshCoordinator:
             log.debug("waiting for the refresh in flight", extra=_event("refresh_joined", session))
         return await asyncio.shield(flight)
 
+    async def finish_flights(self, deadline: float) -> None:
+        """On shutdown: let refreshes in flight finish (at most ``deadline`` seconds), so that tokens
+        the provider already rotated are saved and shared (Redis) instead of lost with the process;
+        those still running then are cancelled, which releases their Redis locks while Redis is open.
+        """
+        flights = list(self._flights.values())
+        if not flights:
+            return
+        log.info(
+            "shutting down: waiting for %d refresh(es) in flight",
+            len(flights),
+            extra=fields(event="shutdown"),
+        )
+        _, pending = await asyncio.wait(flights, timeout=deadline)
+        for flight in pending:
+            flight.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning("shutting down: %d refresh(es) cut off at the deadline", len(pending))
+
     async def _fly(self, key: str, session: Session) -> Session:
         log.debug("refresh started", extra=_event("refresh_started", session))
         try:

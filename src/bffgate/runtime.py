@@ -122,6 +122,8 @@ class Runtime:
         return Gateway(settings, store, provider, self._api, coordination)
 
     async def close(self) -> None:
+        if self._gateway is not None:  # before the clients close: the refreshes need them
+            await self._gateway.refresher.finish_flights(self.settings.bff_upstream_timeout)
         if self._http is not None:
             await self._http.close()
         if self._api is not None:
