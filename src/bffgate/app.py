@@ -19,6 +19,7 @@ from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, End
 from .errors import BffError
 from .fastpath import GatewayApp
 from .logout_redirect import REDIRECT_PATH
+from .metrics import worker_stopped
 from .operations import Operations, operations_listener
 from .requestlog import RequestLog
 from .runtime import Runtime
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         async with operations_listener(settings.bff_metrics_address, operations.trusted()):
             yield
         await runtime.close()
+        worker_stopped()  # its live gauges leave the other workers' /metrics
 
     routes = [
         Route("/api/auth/login", endpoints.login, methods=["GET", "POST"]),

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
 import logging.config
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -18,6 +20,7 @@ from .accesslog import log_config
 from .config import Settings, load_settings
 from .errors import BffError, ConfigError
 from .logs import LOG_FORMATS, LOG_LEVELS, logging_config
+from .metrics import MULTIPROCESS_DIR
 from .runtime import raise_descriptor_limit
 from .server import HTTP_PROTOCOL, server_settings
 
@@ -110,6 +113,27 @@ def serve_command(args: argparse.Namespace) -> int:
             args.workers,
         )
     raise_descriptor_limit()  # before the workers start: they inherit it
+    with _metrics_shared_by(args.workers):
+        _run_server(args, settings)
+    return 0
+
+
+@contextlib.contextmanager
+def _metrics_shared_by(workers: int) -> Iterator[None]:
+    """With several workers, prometheus-client's multiprocess mode in a fresh directory (unless
+    PROMETHEUS_MULTIPROC_DIR is set), so that each worker's /metrics answers for all of them."""
+    if workers <= 1 or os.environ.get(MULTIPROCESS_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="bffgate-metrics-") as directory:
+        os.environ[MULTIPROCESS_DIR] = directory  # the workers, started next, inherit it
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR]
+
+
+def _run_server(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "bffgate.app:app_from_env",
         factory=True,
@@ -128,7 +152,6 @@ def serve_command(args: argparse.Namespace) -> int:
         # Without a bound, one endless download would keep a stopping container alive until SIGKILL.
         timeout_graceful_shutdown=args.graceful_timeout,
     )
-    return 0
 
 
 def demo_command(args: argparse.Namespace) -> int:

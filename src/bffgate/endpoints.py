@@ -28,7 +28,7 @@ from .errors import (
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
 from .logout_redirect import REDIRECT_PATH
 from .logs import annotate, fields, fingerprint, user_hash
-from .metrics import LOGINS, LOGOUTS, PROBLEMS, REVOCATION_FAILURES
+from .metrics import LOGINS, LOGOUTS, PROBLEMS, PROVIDER_DURATION, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import problem_page, problem_response
 from .providers import PasswordLogin, RedirectLogin
@@ -76,7 +76,8 @@ class Endpoints:
             raise InvalidRequest("the credentials must be a JSON object")
         await self._count_login_attempt(request, credentials)
         password_login: PasswordLogin = provider  # type: ignore[assignment]  # checked just above
-        tokens, user = await password_login.login(credentials)
+        with PROVIDER_DURATION.labels("login").time():
+            tokens, user = await password_login.login(credentials)
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
@@ -101,7 +102,8 @@ class Endpoints:
         cleared = [self.transactions.clear()]  # single-use: gone whatever happens next
         try:
             transaction = self.transactions.take(request.cookies, request.query_params.get("state"))
-            tokens, user = await provider.finish_login(request.query_params, transaction)
+            with PROVIDER_DURATION.labels("login").time():
+                tokens, user = await provider.finish_login(request.query_params, transaction)
         except BffError as error:
             return with_cookies(self._login_problem(request, error), cleared)
         await self._end_previous_session(request, gateway)

@@ -20,7 +20,7 @@ from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .http1 import Http1Pool, Response
 from .logout_redirect import LogoutReferences
 from .logs import annotate, fingerprint, user_hash
-from .metrics import PROXIED
+from .metrics import PROXIED, UPSTREAM_DURATION, status_class
 from .providers import TokenProvider
 from .proxy import RequestBody, UpstreamBase, UpstreamResponse, browser_response_headers
 from .refresh import RefreshCoordinator
@@ -190,5 +190,7 @@ class Gateway:
             partition=session.sid,  # one session's exchanges never share a connection with another's
         )
         # Until the answer's head: the body streams to the browser at the browser's pace.
-        annotate(upstream_status=answer.status, upstream_ms=round((time.perf_counter() - started) * 1000, 3))
+        elapsed = time.perf_counter() - started
+        UPSTREAM_DURATION.labels(status_class(answer.status)).observe(elapsed)
+        annotate(upstream_status=answer.status, upstream_ms=round(elapsed * 1000, 3))
         return answer

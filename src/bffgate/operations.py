@@ -32,7 +32,7 @@ from starlette.routing import Route
 
 from .config import listen_address
 from .errors import MetricsUnauthorized
-from .metrics import PROBLEMS
+from .metrics import PROBLEMS, registry
 from .problems import problem_response
 from .readiness import DEGRADED, OK, UNAVAILABLE, verdict
 
@@ -81,7 +81,7 @@ class Operations:
                 error, headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"}
             )
         return Response(
-            generate_latest(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
+            generate_latest(registry()), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
         )
 
     def _holds_token(self, request: Request) -> bool:

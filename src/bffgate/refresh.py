@@ -34,7 +34,7 @@ from .cluster import ClusterCoordination, ClusterUnavailable
 from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
 from .logouts import Tombstones
 from .logs import annotate, fields, fingerprint
-from .metrics import COORDINATION_DEGRADED, REFRESHES
+from .metrics import COORDINATION_DEGRADED, PROVIDER_DURATION, REDIS_FAILURES, REFRESHES
 from .providers import TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
 from .tokens import TokenSet, identity_of, same_user
@@ -238,6 +238,7 @@ class RefreshCoordinator:
             self._note_cluster_down(exc)
 
     def _note_cluster_down(self, exc: ClusterUnavailable) -> None:
+        REDIS_FAILURES.labels("coordination").inc()
         if self._cluster_required:
             raise StoreUnavailable() from exc
         if not self._cluster_down:  # one line per outage, not one per request
@@ -261,7 +262,8 @@ class RefreshCoordinator:
     async def _refresh_once(self, session: Session) -> Session:
         refresh_token = session.refresh_token or ""  # refresh() only flies sessions that have one
         try:
-            tokens = await self._provider.refresh(refresh_token)
+            with PROVIDER_DURATION.labels("refresh").time():
+                tokens = await self._provider.refresh(refresh_token)
         except RefreshRejected as exc:
             newer = self._grace.newest(session)
             if newer is not None:  # someone rotated it meanwhile: not a dead session

@@ -22,6 +22,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs
+from .metrics import REQUEST_DURATION, status_class
 
 log = logging.getLogger("bffgate.request")
 
@@ -105,11 +106,13 @@ class RequestLog:
         return new_request_id()
 
     def _log(self, scope: Scope, values: dict[str, Any], status: int, duration: float) -> None:
+        path: str = scope["path"]
+        route = route_of(path)
+        REQUEST_DURATION.labels(route, status_class(status)).observe(duration)
         if not log.isEnabledFor(logging.INFO):
             return
-        path: str = scope["path"]
         line = {
-            "route": route_of(path),
+            "route": route,
             "method": scope["method"],
             "path": path[:MAX_LOGGED_PATH],
             "status": status or None,  # None: the browser went away before an answer started
