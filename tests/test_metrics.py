@@ -3,6 +3,10 @@ calls, and, with `bffgate serve --workers N`, every scrape answers for all worke
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -72,3 +76,20 @@ async def test_every_scrape_of_several_workers_counts_all_of_them() -> None:
         assert (
             scraped[("bffgate_request_duration_seconds_count", (("route", "login"), ("status", "2xx")))] == 30
         )
+
+
+async def test_the_grafana_dashboard_uses_only_metrics_the_gateway_exports(make_stack: StackFactory) -> None:
+    """docs/grafana-dashboard.json: every bffgate_* series it queries is one /metrics exports."""
+    dashboard = json.loads((Path(__file__).parent.parent / "docs" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"bffgate_[a-z_]+", target["expr"])
+    }
+    queried = {re.sub(r"_(bucket|count|sum|total)$", "", name) for name in queried}
+    async with make_stack() as stack:
+        answer = await stack.browser().request("GET", "/metrics", csrf=False)
+        exported = {family.name for family in text_string_to_metric_families(answer.body.decode())}
+    assert len(queried) >= 8
+    assert queried <= exported, queried - exported
