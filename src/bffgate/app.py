@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .admin import AdminEndpoints
 from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
 from .errors import BffError
@@ -33,12 +34,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
     token = settings.bff_metrics_token
+    admin_token = settings.bff_admin_token
     operations = Operations(runtime.readiness, token.get_secret_value() if token else None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await runtime.gateway()
-        async with operations_listener(settings.bff_metrics_address, operations.trusted()):
+        operators = AdminEndpoints(runtime.gateway, None, trusted=True).routes()  # their own listener
+        async with operations_listener(settings.bff_metrics_address, operations.trusted(), operators):
             yield
         await runtime.close()
         worker_stopped()  # its live gauges leave the other workers' /metrics
@@ -64,6 +67,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         *([] if settings.bff_metrics_address else [Route("/metrics", operations.metrics, methods=["GET"])]),
         Route("/bffgate.js", browser_helper("bffgate.js", "text/javascript; charset=utf-8"), methods=["GET"]),
         Route("/bffgate.d.ts", browser_helper("bffgate.d.ts", "text/plain; charset=utf-8"), methods=["GET"]),
+        # Session administration on the main listener: only with BFF_ADMIN_TOKEN, and only to it.
+        *(AdminEndpoints(runtime.gateway, admin_token.get_secret_value()).routes() if admin_token else []),
         *extra_routes,
     ]
     app = GatewayApp(

@@ -92,6 +92,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(run=check_command)
 
+    sessions = commands.add_parser(
+        "sessions", help="list or end a user's sessions (BFF_SESSION_STORE=redis; settings as for serve)"
+    )
+    sessions.add_argument("action", choices=["list", "end"])
+    who = sessions.add_mutually_exclusive_group(required=True)
+    for claim in ("sub", "id", "email"):
+        who.add_argument(f"--{claim}", help=f"the user, by the claim {claim!r} of the user data")
+    sessions.add_argument(
+        "--session", metavar="FINGERPRINT", help="end: only this session (as listed / as in the logs)"
+    )
+    sessions.set_defaults(run=sessions_command)
+
     keygen = commands.add_parser("keygen", help="print fresh ETLS_ACCESS and ETLS_REFRESH secrets")
     keygen.set_defaults(run=keygen_command)
     return parser
@@ -261,6 +273,34 @@ async def _reach_redis(url: str, store: bool) -> list[str]:
     roles = "session store and refresh coordination" if store else "refresh coordination"
     print(f"ok: Redis answers ({mode}; {roles})")
     return []
+
+
+def sessions_command(args: argparse.Namespace) -> int:
+    """``bffgate sessions list|end``: what ``/admin/sessions`` does, straight on Redis."""
+    import json
+
+    from .admin import end_sessions, list_sessions, user_from
+    from .runtime import Runtime
+
+    settings = load_settings()
+    user = user_from({claim: getattr(args, claim) or "" for claim in ("sub", "id", "email")})
+
+    async def run() -> object:
+        runtime = Runtime(settings)
+        try:
+            gateway = await runtime.gateway()
+            if args.action == "list":
+                return {"sessions": await list_sessions(gateway, user)}
+            return {"endedSessions": await end_sessions(gateway, user, args.session)}
+        finally:
+            await runtime.close()
+
+    try:
+        print(json.dumps(asyncio.run(run()), indent=2))
+    except BffError as exc:
+        print(f"bffgate: {exc.detail}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def keygen_command(args: argparse.Namespace) -> int:

@@ -160,6 +160,7 @@ class Settings(BaseSettings):
     bff_user_claims: str | None = None  # comma-separated allow-list for /api/auth/user (tokens.USER_CLAIMS)
     bff_metrics_token: SecretStr | None = None  # Bearer token for /metrics and /readyz's details
     bff_metrics_address: str | None = None  # host:port of a separate listener for /metrics, /readyz
+    bff_admin_token: SecretStr | None = None  # Bearer token for /admin/sessions on the main listener
     # POST /api/auth/login attempts per window, per client address and per username (0: no limit).
     bff_login_window: float = Field(default=300.0, gt=0)
     bff_login_limit_per_client: int = Field(default=30, ge=0)
@@ -207,7 +208,7 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a plain name without spaces, quotes, ';', ',' or '=', got {value!r}")
         return value
 
-    @field_validator("bff_metrics_token")
+    @field_validator("bff_metrics_token", "bff_admin_token")
     @classmethod
     def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():

@@ -21,14 +21,14 @@ import contextlib
 import hmac
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from .config import listen_address
 from .errors import MetricsUnauthorized
@@ -122,7 +122,9 @@ class _SideServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def operations_listener(address: str | None, operations: Operations) -> AsyncIterator[None]:
+async def operations_listener(
+    address: str | None, operations: Operations, extra_routes: Sequence[BaseRoute] = ()
+) -> AsyncIterator[None]:
     """While the block runs, ``/healthz``, ``/readyz`` and ``/metrics`` with every detail on ``address``.
 
     The socket is opened with SO_REUSEPORT where the system has it, so each of ``--workers N``
@@ -137,6 +139,7 @@ async def operations_listener(address: str | None, operations: Operations) -> As
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),
+            *extra_routes,
         ]
     )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

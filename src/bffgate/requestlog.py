@@ -43,6 +43,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/api/auth/logout", "logout"),
     ("/api/auth/user", "user"),
     ("/api/auth/forward", "forward"),
+    ("/admin/", "admin"),
     ("/healthz", "healthz"),
     ("/readyz", "readyz"),
     ("/metrics", "metrics"),
