@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from . import tracing
 from .admin import AdminEndpoints
 from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, PROXY_METHODS, PROXY_PREFIX, Endpoints
@@ -31,6 +32,7 @@ log = logging.getLogger("bffgate")
 def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The bffgate ASGI app. ``settings`` default to the environment; ``extra_routes`` come last."""
     settings = settings or load_settings()
+    tracing.configure()  # OTEL_TRACES_EXPORTER set and the otel extra installed: spans and traceparent
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
     token = settings.bff_metrics_token

@@ -13,6 +13,7 @@ import time
 from starlette.requests import Request
 from yarl import URL
 
+from . import tracing
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
@@ -80,7 +81,8 @@ class Gateway:
 
     async def open(self, request: Request, *, csrf: bool = True) -> RequestSession:
         """The request's session (else ``Unauthenticated``), then the CSRF check."""
-        session = await self.store.load(request.cookies)
+        with tracing.span("session load"):
+            session = await self.store.load(request.cookies)
         if session is None:
             raise Unauthenticated()
         if self.refresher.ended_here(session.sid):  # a copy of a logged-out session's cookies
@@ -181,14 +183,17 @@ class Gateway:
     ) -> Response:
         authorized = [*headers, ("Authorization", f"Bearer {session.access_token}")]
         started = time.perf_counter()
-        answer = await self.api_client.request(
-            method,
-            url.raw_path_qs,
-            authorized,
-            body.payload(),
-            content_length=None if body.replayable else body.length,
-            partition=session.sid,  # one session's exchanges never share a connection with another's
-        )
+        with tracing.span(f"upstream {method}", kind="client", http__request__method=method) as span:
+            tracing.inject(authorized)  # W3C traceparent: the API's spans join the request's trace
+            answer = await self.api_client.request(
+                method,
+                url.raw_path_qs,
+                authorized,
+                body.payload(),
+                content_length=None if body.replayable else body.length,
+                partition=session.sid,  # one session's exchanges never share a connection with another's
+            )
+            tracing.set_attributes(span, http__response__status_code=answer.status)
         # Until the answer's head: the body streams to the browser at the browser's pace.
         elapsed = time.perf_counter() - started
         UPSTREAM_DURATION.labels(status_class(answer.status)).observe(elapsed)

@@ -30,6 +30,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from . import tracing
 from .cluster import ClusterCoordination, ClusterUnavailable
 from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
 from .logouts import Tombstones
@@ -99,6 +100,7 @@ class RefreshCoordinator:
         self._cluster_required = cluster_required  # Redis store: no Redis, no sessions
         self._cluster_down = False
         self._flights: dict[str, asyncio.Task[Session]] = {}
+        self._flight_spans: dict[str, Any] = {}  # key -> the flight's span context (tracing on)
         self._ended = Tombstones()
 
     def ended_here(self, sid: str) -> bool:
@@ -148,10 +150,11 @@ class RefreshCoordinator:
             flight = asyncio.get_running_loop().create_task(self._fly(key, session))
             flight.add_done_callback(_retrieve_exception)
             self._flights[key] = flight
-        else:
-            _count("joined")
-            log.debug("waiting for the refresh in flight", extra=_event("refresh_joined", session))
-        return await asyncio.shield(flight)
+            return await asyncio.shield(flight)
+        _count("joined")
+        log.debug("waiting for the refresh in flight", extra=_event("refresh_joined", session))
+        with tracing.span("refresh wait", links=tracing.link_to(self._flight_spans.get(key))):
+            return await asyncio.shield(flight)
 
     async def finish_flights(self, deadline: float) -> None:
         """On shutdown: let refreshes in flight finish (at most ``deadline`` seconds), so that tokens
@@ -175,6 +178,14 @@ class RefreshCoordinator:
 
     async def _fly(self, key: str, session: Session) -> Session:
         log.debug("refresh started", extra=_event("refresh_started", session))
+        with tracing.span("refresh"):
+            self._flight_spans[key] = tracing.current_context()
+            try:
+                return await self._run_flight(key, session)
+            finally:
+                self._flight_spans.pop(key, None)
+
+    async def _run_flight(self, key: str, session: Session) -> Session:
         try:
             await self._ensure_live(session)  # a copy of a logged-out session's cookies: no provider call
             if self._cluster is not None:
@@ -314,6 +325,7 @@ def _count(outcome: str) -> None:
     """A refresh outcome: in the metrics and on the request's log line."""
     REFRESHES.labels(outcome).inc()
     annotate(refresh=outcome)
+    tracing.note(bffgate__refresh__outcome=outcome)
 
 
 def _event(event: str, session: Session) -> dict[str, Any]:

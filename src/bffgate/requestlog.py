@@ -21,7 +21,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import logs
+from . import logs, tracing
 from .metrics import REQUEST_DURATION, status_class
 
 log = logging.getLogger("bffgate.request")
@@ -83,6 +83,8 @@ class RequestLog:
         header = (HEADER, request_id.encode())
         status = 0
         started = time.perf_counter()
+        path: str = scope["path"]
+        route = route_of(path)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -95,9 +97,18 @@ class RequestLog:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            with tracing.server_span(
+                f"{scope['method']} {route}",
+                scope["headers"],
+                http__request__method=scope["method"],
+                http__route=route,
+                url__path=path[:MAX_LOGGED_PATH],
+                bffgate__request_id=request_id,
+            ) as span:
+                await self.app(scope, receive, send_with_id)
+                tracing.set_attributes(span, http__response__status_code=status or None)
         finally:
-            self._log(scope, values, status, time.perf_counter() - started)
+            self._log(scope, route, values, status, time.perf_counter() - started)
 
     def _request_id(self, headers: list[tuple[bytes, bytes]]) -> str:
         if self.trust_request_id:
@@ -106,9 +117,8 @@ class RequestLog:
                     return value.decode()
         return new_request_id()
 
-    def _log(self, scope: Scope, values: dict[str, Any], status: int, duration: float) -> None:
+    def _log(self, scope: Scope, route: str, values: dict[str, Any], status: int, duration: float) -> None:
         path: str = scope["path"]
-        route = route_of(path)
         REQUEST_DURATION.labels(route, status_class(status)).observe(duration)
         if not log.isEnabledFor(logging.INFO):
             return
