@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -100,15 +101,15 @@ async def test_a_waiter_is_linked_to_the_single_refresh(
     handler = OnJoin()
     logging.getLogger("bffgate.refresh").addHandler(handler)
     try:
-        # A skew longer than the token's life: every request refreshes before calling the API.
-        async with _stack(http, bff_refresh_skew=60.0) as (browser, _, upstream):
+        async with _stack(http) as (browser, _, upstream):
             with caplog.at_level(logging.DEBUG, logger="bffgate.refresh"):
                 await browser.login()
+                upstream.reject_issued_before = time.time()  # the API answers 401: both refresh
                 upstream.armed = True
                 first = asyncio.create_task(browser.clone().request("GET", "/api/rest/proxy/echo/1"))
-                await upstream.entered.wait()
+                await asyncio.wait_for(upstream.entered.wait(), 10)
                 second = asyncio.create_task(browser.clone().request("GET", "/api/rest/proxy/echo/2"))
-                await joined.wait()
+                await asyncio.wait_for(joined.wait(), 10)
                 upstream.release.set()
                 answers = await asyncio.gather(first, second)
     finally:
