@@ -22,6 +22,7 @@ import pytest
 from bffgate import cli
 
 from ..harness import SECRET_A, SECRET_R
+from ..interop.peer import until_listening
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
 FRONTS = ("nginx", "caddy")
@@ -122,7 +123,7 @@ async def running_front(kind: str, config: str, state: Path, port: int) -> Async
     env = {**os.environ, "HOME": str(state), "XDG_DATA_HOME": str(state), "XDG_CONFIG_HOME": str(state)}
     process = await asyncio.create_subprocess_exec(*_command(kind, state), stdout=log, stderr=log, env=env)
     try:
-        await _until_listening(process, port, state)
+        await until_listening(process, port, state / "server.log")
         yield
     finally:
         pid_file = _pid_file(kind, state)
@@ -138,18 +139,3 @@ def _prepare(kind: str, config: str, state: Path) -> BinaryIO:
     """Write the config; the server's own output goes to a log file (shown if it fails to start)."""
     (state / ("nginx.conf" if kind == "nginx" else "Caddyfile")).write_text(config)
     return open(state / "server.log", "wb")
-
-
-async def _until_listening(process: asyncio.subprocess.Process, port: int, state: Path) -> None:
-    async with asyncio.timeout(15):
-        while True:
-            if process.returncode is not None:
-                raise RuntimeError(f"the server exited: {(state / 'server.log').read_text()[-2000:]}")
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.02)  # polling for the listening socket, not waiting for an outcome
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return

@@ -119,13 +119,14 @@ async def served(
             stderr=asyncio.subprocess.STDOUT,
         )
         try:
-            await _until_listening(process, port, log_path)
+            await until_listening(process, port, log_path)
             yield f"http://127.0.0.1:{port}"
         finally:
             await _stop(process)
 
 
-async def _until_listening(process: asyncio.subprocess.Process, port: int, log_path: Path) -> None:
+async def until_listening(process: asyncio.subprocess.Process, port: int, log_path: Path) -> None:
+    """Wait until ``port`` accepts connections; a server that exits (or does not listen) fails with its log."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT
     while True:
