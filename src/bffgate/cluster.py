@@ -106,6 +106,11 @@ class ClusterCoordination:
             )
         return bool(fresh)
 
+    async def ping(self) -> None:
+        """Redis answers (readiness): ``ClusterUnavailable`` when it does not."""
+        with redis_errors(ClusterUnavailable):
+            await self._redis.ping()
+
     async def _grace_entry(self, refresh_token: str) -> Session | None:
         with redis_errors(ClusterUnavailable):
             sealed = await self._redis.get(_grace_key(refresh_token))

@@ -165,6 +165,14 @@ class MetricsUnauthorized(BffError):
     title = "The metrics need Authorization: Bearer <BFF_METRICS_TOKEN>"
 
 
+class AdminUnauthorized(BffError):
+    """``/admin/...`` on the main listener without the ``BFF_ADMIN_TOKEN`` it is protected with."""
+
+    status = 401
+    code = "admin_unauthorized"
+    title = "Session administration needs Authorization: Bearer <BFF_ADMIN_TOKEN>"
+
+
 class TooManyAttempts(BffError):
     """Too many login attempts from one client or for one username; ``Retry-After`` says when to retry."""
 

@@ -14,12 +14,14 @@ from collections.abc import Mapping
 
 from starlette.types import Scope
 
+from . import tracing
 from .api_url import ApiUrls
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .logout_redirect import LogoutReferences
+from .logs import annotate, fingerprint, user_hash
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
 from .session import Session, SessionStore
@@ -68,6 +70,7 @@ class Gateway:
             cluster_required=settings.bff_session_store == "redis",
         )
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
+        self.cluster = cluster  # refresh coordination (Redis), for readiness checks
         self.api_urls = ApiUrls(settings.remote_api)
         self._skew = settings.bff_refresh_skew
 
@@ -82,7 +85,8 @@ class Gateway:
         return self._track(await self._live_session(cookies), scope)
 
     async def _live_session(self, cookies: Cookies) -> Session:
-        session = await self.store.load(cookies)
+        with tracing.span("session load"):
+            session = await self.store.load(cookies)
         if session is None:
             raise Unauthenticated()
         if self.refresher.ended_here(session.sid):  # a copy of a logged-out session's cookies
@@ -91,6 +95,7 @@ class Gateway:
 
     def _track(self, session: Session, scope: Scope) -> RequestSession:
         tracked = RequestSession(session)
+        annotate(session=fingerprint(session.sid), user=user_hash(session.user))
         # In the scope itself (an extension key): ``request.state`` builds an object per request.
         scope[TRACKED_SESSION_KEY] = tracked
         return tracked

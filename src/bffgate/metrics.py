@@ -1,8 +1,36 @@
-"""Prometheus metrics (process-local; with several workers each one reports its own)."""
+"""Prometheus metrics.
+
+One process: the default registry. ``bffgate serve --workers N``: prometheus-client's multiprocess
+mode (``PROMETHEUS_MULTIPROC_DIR``, which ``serve`` sets to a fresh directory when unset), so any
+worker's ``/metrics`` answers for all of them (see ``registry``).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.registry import REGISTRY
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# Seconds: from a fast proxied call (about a millisecond) to a provider's slow login.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def worker_stopped() -> None:
+    """In multiprocess mode, drop this process's live gauges (it no longer serves)."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
+def registry() -> CollectorRegistry:
+    """What ``/metrics`` reports: every worker's metrics in multiprocess mode, else this process's."""
+    if not os.environ.get(MULTIPROCESS_DIR):
+        return REGISTRY
+    collected = CollectorRegistry()
+    multiprocess.MultiProcessCollector(collected)  # type: ignore[no-untyped-call]
+    return collected
+
 
 REFRESHES = Counter(
     "bffgate_refreshes",
@@ -23,3 +51,35 @@ REVOCATION_FAILURES = Counter(
     "be renewed first)",
     ["reason"],
 )
+COORDINATION_DEGRADED = Gauge(
+    "bffgate_coordination_degraded",
+    "1 while Redis does not answer as refresh coordination and refreshes are coordinated in-process "
+    "only (REDIS_URL with the cookie store), else 0 (with several workers: the highest)",
+    multiprocess_mode="livemax",
+)
+REQUEST_DURATION = Histogram(
+    "bffgate_request_duration_seconds",
+    "Requests answered by the gateway, by route (see the request log) and status class",
+    ["route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_DURATION = Histogram(
+    "bffgate_upstream_duration_seconds",
+    "Calls to the remote API until the answer's head, by status class",
+    ["status"],
+    buckets=LATENCY_BUCKETS,
+)
+PROVIDER_DURATION = Histogram(
+    "bffgate_provider_duration_seconds",
+    "Calls to the provider (login, refresh), whatever their outcome",
+    ["call"],
+    buckets=LATENCY_BUCKETS,
+)
+REDIS_FAILURES = Counter(
+    "bffgate_redis_failures", "Redis commands that failed (no answer or an error), by role", ["role"]
+)
+
+
+def status_class(status: int | None) -> str:
+    """``2xx``…``5xx``, or ``none`` when no answer was sent (the client went away)."""
+    return f"{status // 100}xx" if status and 100 <= status < 600 else "none"

@@ -19,6 +19,7 @@ gateway's own work (bench/README.md), are skipped. One call:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
@@ -26,12 +27,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import tracing
 from .answer_stream import StreamedAnswer
 from .customfetch import ApiCall, parse_envelope
 from .errors import BffError, InvalidUrl, MethodNotAllowed
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
-from .metrics import PROXIED
+from .logs import annotate
+from .metrics import PROXIED, UPSTREAM_DURATION, status_class
 from .request_body import parse_json, read_body, read_whole_body
 from .session import Session
 from .transport import ApiAnswer, TransportError, transport_problem
@@ -147,17 +150,27 @@ class ProxiedCall:
 async def _send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
     headers = [*call.headers, ("Authorization", f"Bearer {session.access_token}")]
     body = call.body
-    try:
-        return await gateway.transport.request(
-            call.method,
-            call.url.raw_path_qs,
-            headers,
-            body.payload(),
-            content_length=None if body.replayable else body.length,
-            partition=session.sid,  # one session's exchanges never share a connection with another's
-        )
-    except TransportError as exc:  # the one place transport failures become problem answers
-        raise transport_problem(exc) from exc
+    started = time.perf_counter()
+    method = call.method
+    with tracing.span(f"upstream {method}", kind="client", http__request__method=method) as span:
+        tracing.inject(headers)  # W3C traceparent: the API's spans join the request's trace
+        try:
+            answer = await gateway.transport.request(
+                method,
+                call.url.raw_path_qs,
+                headers,
+                body.payload(),
+                content_length=None if body.replayable else body.length,
+                partition=session.sid,  # one session's exchanges never share a connection with another's
+            )
+        except TransportError as exc:  # the one place transport failures become problem answers
+            raise transport_problem(exc) from exc
+        tracing.set_attributes(span, http__response__status_code=answer.status)
+    # Until the answer's head: the body streams to the browser at the browser's pace.
+    elapsed = time.perf_counter() - started
+    UPSTREAM_DURATION.labels(status_class(answer.status)).observe(elapsed)
+    annotate(upstream_status=answer.status, upstream_ms=round(elapsed * 1000, 3))
+    return answer
 
 
 # -- 1. routing ------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from typing import Any
 from ..config import Settings
 from ..cookies import CookieJar, CookieTooLarge
 from ..errors import BackchannelUnsupported, SessionTooLarge
+from ..logs import fields, fingerprint
 from ..sealing import Sealer
 from ..session import ACCESS_KEYS, DURABLE_KEYS, USER_KEYS, Session
 from ..tokens import USER_CLAIMS
@@ -128,7 +129,10 @@ class CookieSessionStore:
             pass
         # Too big for the bounded chunks: keep the tokens, trim what is only for display (user data
         # to its usual claims, the ID token used as a logout hint) rather than fail the request.
-        log.warning("session %s too large for cookies: user data trimmed, ID token dropped", session.sid[:6])
+        log.warning(
+            "session too large for cookies: user data trimmed, ID token dropped",
+            extra=fields(session=fingerprint(session.sid)),
+        )
         slim = replace(
             session, user={k: v for k, v in session.user.items() if k in USER_CLAIMS}, id_token=None
         )

@@ -157,6 +157,28 @@ class RedisSessionStore:
                     await pipe.execute()
         return len(sids)
 
+    async def sessions_of_user(self, user: Mapping[str, Any]) -> list[tuple[Session, float]]:
+        """``user``'s sessions with when each ends (unix seconds); index entries already gone are
+        skipped (and pruned)."""
+        index = user_key(user)
+        if index is None:
+            return []
+        with redis_errors(store_unavailable):
+            sids = [as_text(sid) for sid in await self._redis.smembers(index)]
+        found, gone = [], []
+        for sid in sids:
+            session = await self.load_by_id(sid)
+            if session is None:
+                gone.append(sid)
+                continue
+            with redis_errors(store_unavailable):
+                ttl_ms = await self._redis.pttl(self._key(sid))
+            found.append((session, time.time() + max(0, ttl_ms) / 1000))
+        if gone:
+            with redis_errors(store_unavailable):
+                await self._redis.srem(index, *gone)
+        return found
+
     async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
         """Back-channel logout: end the sessions of provider session ``sid`` (else of subject ``sub``).
 
