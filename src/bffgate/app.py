@@ -26,7 +26,7 @@ from .logout_redirect import REDIRECT_PATH
 from .metrics import worker_stopped
 from .operations import Operations, operations_listener
 from .proxied_call import PROXY_METHODS, ProxiedCall
-from .requestlog import RequestLog
+from .requestlog import REQUEST_ID_KEY, RequestLog, route_of
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -93,14 +93,20 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
 
 class LoggedStarlette(Starlette):
     """Starlette whose outermost layer is the request log (``requestlog.RequestLog``): every answer,
-    a 500 of Starlette's own error middleware included, carries the request id and gets its line."""
+    a 500 of Starlette's own error middleware included, carries the request id and gets its line.
+    With tracing on at start-up, the request's span (``tracing.ServerSpans``) comes right inside it;
+    off, no tracing layer is installed at all."""
 
     def __init__(self, *, trust_request_id: bool, **starlette: Any) -> None:
         self._trust_request_id = trust_request_id
+        self._traced = tracing.enabled()
         super().__init__(**starlette)
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestLog(super().build_middleware_stack(), trust_request_id=self._trust_request_id)
+        app = super().build_middleware_stack()
+        if self._traced:
+            app = tracing.ServerSpans(app, route_of=route_of, request_id_key=REQUEST_ID_KEY)
+        return RequestLog(app, trust_request_id=self._trust_request_id)
 
 
 def browser_helper(name: str, media_type: str) -> Callable[[Request], Awaitable[Response]]:

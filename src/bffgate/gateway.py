@@ -21,7 +21,6 @@ from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .logout_redirect import LogoutReferences
-from .logs import annotate, fingerprint, user_hash
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
 from .session import Session, SessionStore
@@ -85,7 +84,10 @@ class Gateway:
         return self._track(await self._live_session(cookies), scope)
 
     async def _live_session(self, cookies: Cookies) -> Session:
-        with tracing.span("session load"):
+        if tracing.enabled():
+            with tracing.span("session load"):
+                session = await self.store.load(cookies)
+        else:  # every request comes here: not even a no-op span when tracing is off
             session = await self.store.load(cookies)
         if session is None:
             raise Unauthenticated()
@@ -95,8 +97,8 @@ class Gateway:
 
     def _track(self, session: Session, scope: Scope) -> RequestSession:
         tracked = RequestSession(session)
-        annotate(session=fingerprint(session.sid), user=user_hash(session.user))
-        # In the scope itself (an extension key): ``request.state`` builds an object per request.
+        # In the scope itself (an extension key): ``request.state`` builds an object per request. The
+        # request log names the session from here too (``requestlog``).
         scope[TRACKED_SESSION_KEY] = tracked
         return tracked
 

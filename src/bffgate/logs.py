@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import contextvars
 import copy
-import datetime
 import hashlib
 import json
 import logging
+import time
 from typing import Any
 
 LOG_FORMATS = ("text", "json")
@@ -40,11 +40,13 @@ def fields(**values: Any) -> dict[str, Any]:
     return {"fields": values}
 
 
-def begin_request(request_id: str) -> dict[str, Any]:
-    """Start collecting the current request's fields (see ``requestlog``); returns them."""
-    values: dict[str, Any] = {"request_id": request_id}
-    _request.set(values)
-    return values
+def collect(values: dict[str, Any]) -> contextvars.Token[dict[str, Any] | None]:
+    """Make ``values`` (with its ``request_id``) the current request's fields (see ``requestlog``)."""
+    return _request.set(values)
+
+
+def stop_collecting(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    _request.reset(token)
 
 
 def annotate(**values: Any) -> None:
@@ -89,9 +91,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": _utc_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -101,10 +101,25 @@ class JsonFormatter(logging.Formatter):
             line["request_id"] = request_id
         extra = getattr(record, "fields", None)
         if isinstance(extra, dict):
-            line.update({k: v for k, v in extra.items() if v is not None and k not in line})
+            for key, value in extra.items():
+                if value is not None and key not in line:
+                    line[key] = value
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, ensure_ascii=True)
+        return _JSON.encode(line)
+
+
+_JSON = json.JSONEncoder(default=str, ensure_ascii=True)
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
+def _utc_time(created: float) -> str:
+    """``2026-12-02T00:45:23.878+00:00``; the part up to the second is formatted once a second."""
+    global _second
+    seconds = int(created)
+    if _second[0] != seconds:
+        _second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{_second[1]}.{int((created - seconds) * 1000):03d}+00:00"
 
 
 class TextFormatter(logging.Formatter):
@@ -141,7 +156,7 @@ def logging_config(
     """
     config: dict[str, Any] = copy.deepcopy(base) if base is not None else {"version": 1}
     config["disable_existing_loggers"] = False
-    formatter = {"()": f"{__name__}.JsonFormatter" if log_format == "json" else f"{__name__}.TextFormatter"}
+    formatter = {"()": f"{__name__}.process_formatter", "log_format": log_format}
     config["formatters"] = {"bffgate": formatter}
     config.setdefault("filters", {})["request_context"] = {"()": f"{__name__}.RequestContext"}
     handlers: dict[str, dict[str, Any]] = config.setdefault("handlers", {})
@@ -159,5 +174,24 @@ def logging_config(
     for logger in loggers.values():
         logger["level"] = level
     loggers["bffgate"] = {"level": level}
+    # The line per request: always in JSON (for a collector); in text (a terminal) only at DEBUG, so
+    # the default costs what it did before structured logs (see README "Operating bffgate").
+    loggers["bffgate.request"] = {"level": level if log_format == "json" or level == "DEBUG" else "WARNING"}
     config["root"] = {"handlers": ["default"], "level": level}
     return config
+
+
+def process_formatter(log_format: str) -> logging.Formatter:
+    """The formatter of ``logging_config``: the process's logs go through bffgate's formatters."""
+    lean_records()
+    return JsonFormatter() if log_format == "json" else TextFormatter()
+
+
+def lean_records() -> None:
+    """Where bffgate's formatters write the process's logs (``bffgate serve``, each worker): records
+    without the caller's file and line, thread and process names, which neither formatter shows;
+    gathering them is much of a record's cost (the logging HOWTO's "Optimization" section)."""
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False

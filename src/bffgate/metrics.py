@@ -65,7 +65,7 @@ REQUEST_DURATION = Histogram(
 )
 UPSTREAM_DURATION = Histogram(
     "bffgate_upstream_duration_seconds",
-    "Calls to the remote API until the answer's head, by status class",
+    "Calls to the remote API (proxied calls, customfetch) until the answer's head, by status class",
     ["status"],
     buckets=LATENCY_BUCKETS,
 )
@@ -75,11 +75,42 @@ PROVIDER_DURATION = Histogram(
     ["call"],
     buckets=LATENCY_BUCKETS,
 )
+REDIS_ROUND_TRIPS = Counter(
+    "bffgate_redis_round_trips",
+    "Requests to Redis (a command or a pipeline: one round trip each), by role: store (the Redis "
+    "session store), coordination (refresh lock, grace window, logout tombstones), login_limit",
+    ["role"],
+)
 REDIS_FAILURES = Counter(
-    "bffgate_redis_failures", "Redis commands that failed (no answer or an error), by role", ["role"]
+    "bffgate_redis_failures",
+    "Requests to Redis that failed (no answer or an error), by role (as bffgate_redis_round_trips)",
+    ["role"],
+)
+API_CONNECTIONS = Gauge(
+    "bffgate_api_connections",
+    "Connections to the remote API open now (in use or idle)",
+    multiprocess_mode="livesum",
 )
 
 
 def status_class(status: int | None) -> str:
     """``2xx``…``5xx``, or ``none`` when no answer was sent (the client went away)."""
     return f"{status // 100}xx" if status and 100 <= status < 600 else "none"
+
+
+class ChildrenByStatus:
+    """A metric's children by leading labels and status class, each resolved once: ``labels()``
+    takes a lock and builds a key on every call, which the request path should not pay for."""
+
+    def __init__(self, metric: Histogram) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, int], Histogram] = {}
+
+    def child(self, label: str, status: int) -> Histogram:
+        """The child for ``label`` (empty: the metric has only the status label) and ``status``."""
+        key = (label, status // 100 if 100 <= status < 600 else 0)
+        child = self._children.get(key)
+        if child is None:
+            labels = (label, status_class(status)) if label else (status_class(status),)
+            child = self._children[key] = self._metric.labels(*labels)
+        return child

@@ -34,7 +34,7 @@ from .errors import BffError, InvalidUrl, MethodNotAllowed
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
 from .logs import annotate
-from .metrics import PROXIED, UPSTREAM_DURATION, status_class
+from .metrics import PROXIED, UPSTREAM_DURATION, ChildrenByStatus
 from .request_body import parse_json, read_body, read_whole_body
 from .session import Session
 from .transport import ApiAnswer, TransportError, transport_problem
@@ -49,6 +49,7 @@ ENVELOPE_OVERHEAD = 64 * 1024  # customfetch: the JSON around the body
 # Counter children resolved once: .labels() takes a lock and a dict lookup on every call.
 PROXIED_BY_CLASS = {n: PROXIED.labels(f"{n}xx") for n in range(1, 6)}
 PROXIED_OTHER = PROXIED.labels("other")
+UPSTREAM_DURATIONS = ChildrenByStatus(UPSTREAM_DURATION)
 
 GatewayGetter = Callable[[], Awaitable[Gateway]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -149,27 +150,36 @@ class ProxiedCall:
 
 async def _send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
     headers = [*call.headers, ("Authorization", f"Bearer {session.access_token}")]
-    body = call.body
-    started = time.perf_counter()
+    if not tracing.enabled():
+        return await _timed_send(gateway, call, session, headers)
     method = call.method
-    with tracing.span(f"upstream {method}", kind="client", http__request__method=method) as span:
-        tracing.inject(headers)  # W3C traceparent: the API's spans join the request's trace
-        try:
-            answer = await gateway.transport.request(
-                method,
-                call.url.raw_path_qs,
-                headers,
-                body.payload(),
-                content_length=None if body.replayable else body.length,
-                partition=session.sid,  # one session's exchanges never share a connection with another's
-            )
-        except TransportError as exc:  # the one place transport failures become problem answers
-            raise transport_problem(exc) from exc
+    # W3C traceparent: the API's spans join the request's trace.
+    with tracing.client_span(f"upstream {method}", headers, http__request__method=method) as span:
+        answer = await _timed_send(gateway, call, session, headers)
         tracing.set_attributes(span, http__response__status_code=answer.status)
+    return answer
+
+
+async def _timed_send(
+    gateway: Gateway, call: ApiCall, session: Session, headers: list[tuple[str, str]]
+) -> ApiAnswer:
+    body = call.body
+    started = time.perf_counter_ns()
+    try:
+        answer = await gateway.transport.request(
+            call.method,
+            call.url.raw_path_qs,
+            headers,
+            body.payload(),
+            content_length=None if body.replayable else body.length,
+            partition=session.sid,  # one session's exchanges never share a connection with another's
+        )
+    except TransportError as exc:  # the one place transport failures become problem answers
+        raise transport_problem(exc) from exc
     # Until the answer's head: the body streams to the browser at the browser's pace.
-    elapsed = time.perf_counter() - started
-    UPSTREAM_DURATION.labels(status_class(answer.status)).observe(elapsed)
-    annotate(upstream_status=answer.status, upstream_ms=round(elapsed * 1000, 3))
+    elapsed = time.perf_counter_ns() - started
+    UPSTREAM_DURATIONS.child("", answer.status).observe(elapsed / 1e9)
+    annotate(upstream_status=answer.status, upstream_ns=elapsed)  # the request's log line
     return answer
 
 

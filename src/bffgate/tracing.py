@@ -3,8 +3,12 @@
 Tracing is on when the OpenTelemetry SDK is installed and ``OTEL_TRACES_EXPORTER`` is set: ``otlp``
 (OTLP over HTTP, ``OTEL_EXPORTER_OTLP_ENDPOINT`` & co.), ``console``, or ``none`` (spans are made and
 W3C ``traceparent`` is propagated to the API and the provider, nothing is exported). An application
-that mounts bffgate and has set up its own tracer provider keeps it. Off, every helper here is a no-op
-costing one global read: no OpenTelemetry module is even imported.
+that mounts bffgate and has set up its own tracer provider keeps it.
+
+Off, the request path holds no tracing code at all: the incoming request's span is a layer of its own
+(``ServerSpans``), which the app installs only when tracing is on at start-up, and the two sites that
+run on every proxied call (the session load, the API call) test ``enabled()`` before anything else.
+The other helpers are no-ops costing one global read; no OpenTelemetry module is even imported.
 
 Spans: the incoming request (``requestlog``), the session load, the refresh (with its outcome; a
 request that waits for another's refresh gets a span linked to it), each provider call and the API
@@ -15,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, MutableSequence
+from collections.abc import Callable, Iterator, MutableSequence
 from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Link, Span, SpanContext, Tracer
@@ -59,19 +65,38 @@ def enabled() -> bool:
     return _tracer is not None
 
 
-@contextlib.contextmanager
+class _NoSpan:
+    """The context manager ``span`` gives when tracing is off: one shared object, nothing done."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+_NO_SPAN = _NoSpan()
+
+
 def span(
     name: str, *, kind: str = "internal", links: list[Link] | None = None, **attributes: Any
-) -> Iterator[Span | None]:
+) -> contextlib.AbstractContextManager[Span | None]:
     """A span around the block (the current span's child), or nothing when tracing is off."""
     if _tracer is None:
-        yield None
-        return
+        return _NO_SPAN
     from opentelemetry.trace import SpanKind
 
-    with _tracer.start_as_current_span(
+    return _tracer.start_as_current_span(
         name, kind=SpanKind[kind.upper()], links=links, attributes=_clean(attributes)
-    ) as current:
+    )
+
+
+@contextlib.contextmanager
+def client_span(name: str, headers: MutableSequence[tuple[str, str]], **attributes: Any) -> Iterator[Span]:
+    """A client span (tracing on only) whose ``traceparent`` is added to the outgoing ``headers``."""
+    with span(name, kind="client", **attributes) as current:
+        assert current is not None  # noqa: S101  # callers test enabled() first
+        inject(headers)
         yield current
 
 
@@ -92,6 +117,40 @@ def server_span(name: str, headers: list[tuple[bytes, bytes]], **attributes: Any
             yield current
     finally:
         context.detach(token)
+
+
+class ServerSpans:
+    """ASGI layer: a server span per HTTP request (installed by the app only when tracing is on)."""
+
+    def __init__(self, app: ASGIApp, *, route_of: Callable[[Scope], str], request_id_key: str) -> None:
+        self.app = app
+        self.route_of = route_of
+        self.request_id_key = request_id_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        route = self.route_of(scope)
+        request_id = scope.get(self.request_id_key)
+        with server_span(
+            f"{scope['method']} {route}",
+            scope["headers"],
+            http__request__method=scope["method"],
+            http__route=route,
+            url__path=scope["path"][:512],
+            bffgate__request_id=request_id.decode() if isinstance(request_id, bytes) else None,
+        ) as current:
+            await self.app(scope, receive, send_noting_status)
+            set_attributes(current, http__response__status_code=status or None)
 
 
 def inject(headers: MutableSequence[tuple[str, str]]) -> None:
