@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
+import time_machine
 
 from .conftest import StackFactory
-from .harness import SECRET_A, SECRET_R, Browser, Stack
+from .harness import CREDENTIALS, SECRET_A, SECRET_R, Browser, Stack
 from .processes import free_port
 from .test_cli import run_cli
 
@@ -76,7 +78,14 @@ async def test_admin_token_lists_and_ends_sessions_and_a_users_cookie_cannot(
     assert (no_user.status, no_user.code) == (400, "invalid_request")
     assert listed.status == 200
     assert len(sessions) == 2
-    assert set(sessions[0]) == {"session", "createdAt", "lastRefreshAt", "expiresAt"}
+    assert set(sessions[0]) == {
+        "session",
+        "createdAt",
+        "lastRefreshAt",
+        "lastSeenAt",
+        "userAgent",
+        "expiresAt",
+    }
     for secret in tokens | set(first.cookies.values()) | set(second.cookies.values()):
         assert secret not in listed.body.decode()
     assert (one.status, one.json()) == (200, {"endedSessions": 1})
@@ -85,6 +94,41 @@ async def test_admin_token_lists_and_ends_sessions_and_a_users_cookie_cannot(
     assert after_all == [False, False]
     ended = [r for r in caplog.records if getattr(r, "fields", {}).get("event") == "admin_end"]
     assert len(ended) == 2
+
+
+FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
+PHONE = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.1 Mobile/15E148 Safari/604.1"
+)
+
+
+async def test_listing_shows_each_sessions_user_agent_summary_and_when_it_was_last_seen(
+    make_stack: StackFactory,
+) -> None:
+    """Two devices of one user: each session is listed with a summary of its browser (never the raw
+    header) and when it was last used, which moves when the session is used later."""
+    async with make_stack(bff_admin_token=TOKEN, access_ttl=3600, **REDIS_STORE) as stack:
+        desktop, phone = stack.browser(), stack.browser()
+        started = int(time.time())
+        for browser, agent in ((desktop, FIREFOX), (phone, PHONE + " tail-with-a-secret-0b1c")):
+            answer = await browser.request(
+                "POST", "/api/auth/login", json_body=CREDENTIALS, headers={"User-Agent": agent}
+            )
+            assert answer.status == 200
+        admin = stack.browser()
+        first = await admin.request("GET", "/admin/sessions?id=demo", csrf=False, headers=ADMIN)
+        with time_machine.travel(time.time() + 600, tick=True):  # ten minutes later, on the phone
+            used = await phone.request("GET", "/api/rest/proxy/echo/x", headers={"User-Agent": PHONE})
+            later = await admin.request("GET", "/admin/sessions?id=demo", csrf=False, headers=ADMIN)
+    assert used.status == 200
+    listed = {s["userAgent"]: s for s in first.json()["sessions"]}
+    assert set(listed) == {"Firefox 133 on Linux", "Safari 17 on iOS"}
+    assert all(started <= s["lastSeenAt"] <= started + 60 for s in listed.values())
+    assert "tail-with-a-secret" not in first.body.decode() + later.body.decode()
+    moved = {s["userAgent"]: s["lastSeenAt"] for s in later.json()["sessions"]}
+    assert moved["Safari 17 on iOS"] >= started + 600  # the phone was seen again
+    assert moved["Firefox 133 on Linux"] == listed["Firefox 133 on Linux"]["lastSeenAt"]
 
 
 async def test_without_admin_token_only_the_operators_listener_serves_it(make_stack: StackFactory) -> None:

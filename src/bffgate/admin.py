@@ -28,8 +28,7 @@ from .gateway import Gateway
 from .logs import fields, fingerprint, user_hash
 from .metrics import PROBLEMS
 from .problems import problem_response
-from .session import Session
-from .stores.redis import RedisSessionStore
+from .stores.redis import RedisSessionStore, StoredSession
 
 log = logging.getLogger("bffgate.admin")
 
@@ -45,13 +44,16 @@ def user_from(values: dict[str, str]) -> dict[str, str]:
     return given
 
 
-def describe(session: Session, expires_at: float) -> dict[str, Any]:
-    """What an operator sees of a session: no token, no session id."""
+def describe(stored: StoredSession) -> dict[str, Any]:
+    """What an operator sees of a session: no token, no session id, no raw user agent."""
+    session = stored.session
     return {
         "session": fingerprint(session.sid),
         "createdAt": int(session.created_at),
         "lastRefreshAt": int(session.access_issued_at) if session.access_issued_at else None,
-        "expiresAt": int(expires_at),
+        "lastSeenAt": stored.last_seen,
+        "userAgent": stored.agent,
+        "expiresAt": int(stored.expires_at),
     }
 
 
@@ -61,14 +63,15 @@ async def list_sessions(gateway: Gateway, user: dict[str, str]) -> list[dict[str
     log.info(
         "admin: sessions listed", extra=fields(event="admin_list", user=user_hash(user), found=len(sessions))
     )
-    return sorted((describe(s, end) for s, end in sessions), key=lambda d: d["createdAt"])
+    return sorted((describe(stored) for stored in sessions), key=lambda d: d["createdAt"])
 
 
 async def end_sessions(gateway: Gateway, user: dict[str, str], session: str | None = None) -> int:
     """End ``user``'s session with fingerprint ``session``, or all of them; returns how many ended."""
     store = _redis_store(gateway)
     ended = 0
-    for found, _ in await store.sessions_of_user(user):
+    for stored in await store.sessions_of_user(user):
+        found = stored.session
         if session is not None and fingerprint(found.sid) != session:
             continue
         newest = await gateway.refresher.end(found)  # tombstone first: no refresh brings it back

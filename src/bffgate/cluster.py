@@ -27,7 +27,7 @@ from redis.exceptions import RedisError
 
 from .grace import MAX_GRACE_CHAIN, succeeds
 from .redis_client import PREFIX, RedisClient, as_text
-from .redis_errors import redis_errors
+from .redis_errors import COORDINATION, redis_errors
 from .sealing import Sealer
 from .session import Session, token_fingerprint
 
@@ -63,7 +63,7 @@ class ClusterCoordination:
 
     async def remember(self, old_refresh_token: str, newer: Session) -> None:
         sealed = _grace_sealer(old_refresh_token).seal(newer.to_dict(), _far_future())
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(ClusterUnavailable, COORDINATION):
             await self._redis.set(_grace_key(old_refresh_token), sealed, px=self._grace_ms)
 
     @asynccontextmanager
@@ -76,7 +76,7 @@ class ClusterCoordination:
             blocking_timeout=self._lease + 1.0,
             raise_on_release_error=False,
         )
-        with redis_errors(ClusterUnavailable):  # LockError is a RedisError
+        with redis_errors(ClusterUnavailable, COORDINATION):  # LockError is a RedisError
             acquired = await lock.acquire()
         if not acquired:
             raise ClusterUnavailable("the session's refresh lock was not released within its lease")
@@ -90,17 +90,17 @@ class ClusterCoordination:
 
     async def mark_ended(self, sid: str, seconds: float) -> None:
         """Record, for ``seconds``, that session ``sid`` was logged out (a tombstone every process sees)."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(ClusterUnavailable, COORDINATION):
             await self._redis.set(_ended_key(sid), b"1", px=max(1, int(seconds * 1000)))
 
     async def is_ended(self, sid: str) -> bool:
         """Whether any process recorded a logout of session ``sid``."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(ClusterUnavailable, COORDINATION):
             return bool(await self._redis.exists(_ended_key(sid)))
 
     async def first_use(self, name: str, seconds: float) -> bool:
         """True the first time ``name`` is presented within ``seconds`` (single-use references)."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(ClusterUnavailable, COORDINATION):
             fresh = await self._redis.set(
                 f"{PREFIX}used:{token_fingerprint(name)}", b"1", nx=True, px=max(1, int(seconds * 1000))
             )
@@ -108,11 +108,11 @@ class ClusterCoordination:
 
     async def ping(self) -> None:
         """Redis answers (readiness): ``ClusterUnavailable`` when it does not."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(ClusterUnavailable, COORDINATION):
             await self._redis.ping()
 
     async def _grace_entry(self, refresh_token: str) -> Session | None:
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(ClusterUnavailable, COORDINATION):
             sealed = await self._redis.get(_grace_key(refresh_token))
         if sealed is None:
             return None

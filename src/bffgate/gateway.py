@@ -20,6 +20,7 @@ from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
+from .header_filter import header_value
 from .logout_redirect import LogoutReferences
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
@@ -77,11 +78,20 @@ class Gateway:
         """The request's session (else ``Unauthenticated``), then the CSRF check of its headers."""
         session = await self._live_session(cookies)
         verify_csrf(scope["headers"], self.settings.allowed_origins)
+        if self.store.server_side:
+            await self.note_seen(session, scope)
         return self._track(session, scope)
 
     async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""
-        return self._track(await self._live_session(cookies), scope)
+        session = await self._live_session(cookies)
+        if self.store.server_side:
+            await self.note_seen(session, scope)
+        return self._track(session, scope)
+
+    async def note_seen(self, session: Session, scope: Scope) -> None:
+        """The session is in use, from this user agent (session administration lists both)."""
+        await self.store.note_seen(session, header_value(scope["headers"], b"user-agent"))
 
     async def _live_session(self, cookies: Cookies) -> Session:
         if tracing.enabled():

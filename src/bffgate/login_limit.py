@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from .errors import TooManyAttempts
 from .redis_client import PREFIX, RedisClient
+from .redis_errors import LOGIN_LIMIT
 
 log = logging.getLogger("bffgate.login_limit")
 
@@ -70,11 +71,13 @@ class RedisCounter:
         self._fallback = fallback
 
     async def hit(self, key: str, window: float) -> tuple[int, float]:
+        LOGIN_LIMIT.round_trips.inc()
         try:
             count, left_ms = await self._client.eval(
                 _COUNT_SCRIPT, 1, PREFIX + key, max(1, int(window * 1000))
             )
         except RedisError as exc:
+            LOGIN_LIMIT.failures.inc()
             log.warning(
                 "login limit: Redis does not answer (%s); counting in this process", type(exc).__name__
             )

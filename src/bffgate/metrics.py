@@ -7,9 +7,14 @@ worker's ``/metrics`` answers for all of them (see ``registry``).
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
+from collections.abc import Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import REGISTRY
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -57,18 +62,6 @@ COORDINATION_DEGRADED = Gauge(
     "only (REDIS_URL with the cookie store), else 0 (with several workers: the highest)",
     multiprocess_mode="livemax",
 )
-REQUEST_DURATION = Histogram(
-    "bffgate_request_duration_seconds",
-    "Requests answered by the gateway, by route (see the request log) and status class",
-    ["route", "status"],
-    buckets=LATENCY_BUCKETS,
-)
-UPSTREAM_DURATION = Histogram(
-    "bffgate_upstream_duration_seconds",
-    "Calls to the remote API (proxied calls, customfetch) until the answer's head, by status class",
-    ["status"],
-    buckets=LATENCY_BUCKETS,
-)
 PROVIDER_DURATION = Histogram(
     "bffgate_provider_duration_seconds",
     "Calls to the provider (login, refresh), whatever their outcome",
@@ -98,19 +91,81 @@ def status_class(status: int | None) -> str:
     return f"{status // 100}xx" if status and 100 <= status < 600 else "none"
 
 
-class ChildrenByStatus:
-    """A metric's children by leading labels and status class, each resolved once: ``labels()``
-    takes a lock and builds a key on every call, which the request path should not pay for."""
+class Observer(Protocol):
+    def observe(self, amount: float) -> None: ...
 
-    def __init__(self, metric: Histogram) -> None:
-        self._metric = metric
-        self._children: dict[tuple[str, int], Histogram] = {}
 
-    def child(self, label: str, status: int) -> Histogram:
-        """The child for ``label`` (empty: the metric has only the status label) and ``status``."""
+class RequestLatency:
+    """A latency histogram observed on every request, by a leading label (or none) and status class.
+
+    With one process (the default registry) it is a collector of its own whose children are a list
+    of counts and a sum: observing costs a ``bisect`` and two additions, where prometheus-client's
+    ``Histogram`` takes two locks and walks the buckets in Python — a visible share of a proxied
+    call. In multiprocess mode (``--workers N``) it is prometheus-client's ``Histogram``, whose values
+    live in the shared files. Either way a child is resolved once per label and status class, and
+    the exposition is the same (``_bucket``, ``_count``, ``_sum``).
+    """
+
+    def __init__(self, name: str, documentation: str, label: str | None) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labels = [label, "status"] if label else ["status"]
+        self._children: dict[tuple[str, int], Observer] = {}
+        self._tallies: dict[tuple[str, ...], _Tally] = {}
+        self._shared: Histogram | None = None
+        if os.environ.get(MULTIPROCESS_DIR):
+            self._shared = Histogram(name, documentation, self._labels, buckets=LATENCY_BUCKETS)
+        else:
+            REGISTRY.register(self)
+
+    def child(self, label: str, status: int) -> Observer:
+        """The child for ``label`` (ignored without a leading label) and ``status`` (its class)."""
         key = (label, status // 100 if 100 <= status < 600 else 0)
         child = self._children.get(key)
         if child is None:
-            labels = (label, status_class(status)) if label else (status_class(status),)
-            child = self._children[key] = self._metric.labels(*labels)
+            values = (label, status_class(status)) if len(self._labels) == 2 else (status_class(status),)
+            if self._shared is not None:
+                child = self._shared.labels(*values)
+            else:
+                child = self._tallies.setdefault(values, _Tally())
+            self._children[key] = child
         return child
+
+    def describe(self) -> list[Metric]:
+        return [HistogramMetricFamily(self._name, self._documentation, labels=self._labels)]
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labels)
+        for values, tally in list(self._tallies.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LATENCY_BUCKETS, math.inf), tally.counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+            family.add_metric(list(values), buckets, tally.sum)
+        yield family
+
+
+class _Tally:
+    """One child of a single-process ``RequestLatency``: a count per bucket (not cumulative), a sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self.counts[bisect.bisect_left(LATENCY_BUCKETS, amount)] += 1  # le: bound >= amount
+        self.sum += amount
+
+
+REQUEST_DURATION = RequestLatency(
+    "bffgate_request_duration_seconds",
+    "Requests answered by the gateway, by route (see the request log) and status class",
+    "route",
+)
+UPSTREAM_DURATION = RequestLatency(
+    "bffgate_upstream_duration_seconds",
+    "Calls to the remote API (proxied calls, customfetch) until the answer's head, by status class",
+    None,
+)

@@ -34,7 +34,7 @@ from .errors import BffError, InvalidUrl, MethodNotAllowed
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
 from .logs import annotate
-from .metrics import PROXIED, UPSTREAM_DURATION, ChildrenByStatus
+from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
 from .session import Session
 from .transport import ApiAnswer, TransportError, transport_problem
@@ -49,7 +49,6 @@ ENVELOPE_OVERHEAD = 64 * 1024  # customfetch: the JSON around the body
 # Counter children resolved once: .labels() takes a lock and a dict lookup on every call.
 PROXIED_BY_CLASS = {n: PROXIED.labels(f"{n}xx") for n in range(1, 6)}
 PROXIED_OTHER = PROXIED.labels("other")
-UPSTREAM_DURATIONS = ChildrenByStatus(UPSTREAM_DURATION)
 
 GatewayGetter = Callable[[], Awaitable[Gateway]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
@@ -178,7 +177,7 @@ async def _timed_send(
         raise transport_problem(exc) from exc
     # Until the answer's head: the body streams to the browser at the browser's pace.
     elapsed = time.perf_counter_ns() - started
-    UPSTREAM_DURATIONS.child("", answer.status).observe(elapsed / 1e9)
+    UPSTREAM_DURATION.child("", answer.status).observe(elapsed / 1e9)
     annotate(upstream_status=answer.status, upstream_ns=elapsed)  # the request's log line
     return answer
 

@@ -35,7 +35,7 @@ from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionE
 from .grace import GraceWindow
 from .logouts import Tombstones
 from .logs import annotate, fields, fingerprint
-from .metrics import COORDINATION_DEGRADED, PROVIDER_DURATION, REDIS_FAILURES, REFRESHES
+from .metrics import COORDINATION_DEGRADED, PROVIDER_DURATION, REFRESHES
 from .providers import TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
 from .tokens import TokenSet, identity_of, same_user
@@ -213,7 +213,6 @@ class RefreshCoordinator:
             self._note_cluster_down(exc)
 
     def _note_cluster_down(self, exc: ClusterUnavailable) -> None:
-        REDIS_FAILURES.labels("coordination").inc()
         if self._cluster_required:
             raise StoreUnavailable() from exc
         if not self._cluster_down:  # one line per outage, not one per request

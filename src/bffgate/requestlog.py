@@ -20,6 +20,7 @@ installed only when tracing is on.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -30,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import logs
 from .gateway import TRACKED_SESSION_KEY, RequestSession
-from .metrics import REQUEST_DURATION, ChildrenByStatus
+from .metrics import REQUEST_DURATION
 
 log = logging.getLogger("bffgate.request")
 
@@ -58,7 +59,6 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("/metrics", "metrics"),
     ("/bffgate.", "browser_helper"),
 )
-DURATIONS = ChildrenByStatus(REQUEST_DURATION)
 
 
 def route_of(scope: Scope) -> str:
@@ -73,9 +73,24 @@ def route_of(scope: Scope) -> str:
     return "other"
 
 
+# Request ids: a random prefix per process and a counter, unique across processes and restarts
+# (64 random bits) at a fraction of the cost of 128 random bits per request (a system call each).
+# An id names a request in the logs; it is no secret and authorizes nothing.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count(1)
+
+
 def new_request_id() -> bytes:
-    """128 random bits in hex (as ``uuid4().hex`` would be, at a fifth of its cost)."""
-    return os.urandom(16).hex().encode()
+    return f"{_ID_PREFIX}{next(_ids):012x}".encode()
+
+
+def _new_prefix() -> None:
+    """A forked worker (e.g. gunicorn --preload) must not repeat its parent's ids."""
+    global _ID_PREFIX, _ids
+    _ID_PREFIX, _ids = os.urandom(8).hex(), itertools.count(1)
+
+
+os.register_at_fork(after_in_child=_new_prefix)
 
 
 class RequestLog:
@@ -111,7 +126,7 @@ class RequestLog:
             logs.stop_collecting(token)
             elapsed = time.perf_counter_ns() - started
             route = route_of(scope)
-            DURATIONS.child(route, status).observe(elapsed / 1e9)
+            REQUEST_DURATION.child(route, status).observe(elapsed / 1e9)
             if log.isEnabledFor(logging.INFO):
                 _log(scope, route, status, elapsed, values)
 

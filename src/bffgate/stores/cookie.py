@@ -175,6 +175,9 @@ class CookieSessionStore:
     def has_cookies(self, cookies: Mapping[str, str]) -> bool:
         return any(self._jar.read(cookies, name) for name in self._names)
 
+    async def note_seen(self, session: Session, user_agent: str | None) -> None:
+        return None  # nothing server-side to note it in
+
     async def ping(self) -> None:
         """Always ready: the cookie store has no server."""
 
