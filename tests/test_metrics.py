@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .conftest import StackFactory
 from .harness import Browser, serve
-from .processes import gateway_process
+from .processes import gateway_process, redis_process
 from .upstream import create_test_upstream
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -93,3 +93,51 @@ async def test_the_grafana_dashboard_uses_only_metrics_the_gateway_exports(make_
         exported = {family.name for family in text_string_to_metric_families(answer.body.decode())}
     assert len(queried) >= 8
     assert queried <= exported, queried - exported
+
+
+def _value(scraped: Samples, name: str, **labels: str) -> float:
+    return scraped.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_open_connections_to_the_api_are_a_gauge(http: aiohttp.ClientSession) -> None:
+    """A real `bffgate serve`: connections to the API are kept per session, so two sessions making
+    three calls each hold two connections; the gauge counts connections, not calls."""
+    upstream, _, _ = create_test_upstream()
+    async with serve(upstream, lifespan="off") as api_url, gateway_process(api_url) as gateway:
+        observer = Browser(http, gateway.url)
+        before = _value(await scrape(observer), "bffgate_api_connections")
+        browsers = [Browser(http, gateway.url) for _ in range(2)]
+        for browser in browsers:
+            await browser.login()
+            for _ in range(3):
+                assert (await browser.request("GET", "/api/rest/proxy/echo/x")).status == 200
+        after = _value(await scrape(observer), "bffgate_api_connections")
+    assert (before, after) == (0, 2)
+
+
+async def test_redis_round_trips_and_store_failures_are_counted(http: aiohttp.ClientSession) -> None:
+    """The Redis session store on a private redis-server: its round trips are counted under
+    role="store"; while that server is down, a call fails with 503 store_unavailable and the store's
+    failures are counted too (not only refresh coordination's); it recovers when Redis is back."""
+    upstream, _, _ = create_test_upstream()
+    async with redis_process() as redis_server, serve(upstream, lifespan="off") as api_url:
+        env = {"BFF_SESSION_STORE": "redis", "REDIS_URL": redis_server.url}
+        async with gateway_process(api_url, env) as gateway:
+            browser, observer = Browser(http, gateway.url), Browser(http, gateway.url)
+            await browser.login()
+            before = await scrape(observer)
+            assert (await browser.request("GET", "/api/rest/proxy/echo/a")).status == 200
+            assert (await browser.request("GET", "/api/rest/proxy/echo/b")).status == 200
+            working = await scrape(observer)
+            await redis_server.stop()
+            down = await browser.request("GET", "/api/rest/proxy/echo/c")
+            failing = await scrape(observer)
+            await redis_server.start()
+            back = await browser.request("GET", "/api/rest/proxy/echo/d")
+    trips, failures = "bffgate_redis_round_trips_total", "bffgate_redis_failures_total"
+    assert grew(before, working, trips, role="store") >= 2  # one session read per call at least
+    assert grew(before, working, failures, role="store") == 0
+    assert (down.status, down.code) == (503, "store_unavailable")
+    assert grew(working, failing, failures, role="store") >= 1
+    assert back.status == 200
+    assert _value(failing, "bffgate_redis_round_trips_total", role="login_limit") == 0  # limits off

@@ -65,6 +65,7 @@ REQUEST_DROP = (
         "x-csrf",
         "content-length",
         "expect",
+        "x-request-id",  # the gateway sends the request's own id (``requestlog``)
     }
     | TRUSTED_HOP_NAMES
 )

@@ -36,6 +36,7 @@ from .header_filter import browser_response_headers, forwardable_request_headers
 from .logs import annotate
 from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
+from .requestlog import REQUEST_ID_KEY
 from .session import Session
 from .transport import ApiAnswer, TransportError, transport_problem
 
@@ -84,6 +85,9 @@ class ProxiedCall:
         gateway = await self.gateway()
         tracked = await gateway.open(request.cookies, request.scope)
         call = await build(self, request, gateway)
+        request_id = request.scope.get(REQUEST_ID_KEY)
+        if request_id is not None:  # the API logs the request under the gateway's id (requestlog)
+            call.headers.append(("X-Request-ID", request_id.decode()))
         return await self.send(gateway, request, tracked, call)
 
     # -- 3. the call, from a path or from an envelope ----------------------------------------------

@@ -1,9 +1,10 @@
 """The request id, the request metric and the request log line: the outermost ASGI layer of the app.
 
 Each HTTP request gets an ``X-Request-ID``: the front proxy's when ``BFF_TRUST_REQUEST_ID`` says it is
-trusted (and the value is a plain token), else a fresh one. The id is put in the request's headers —
-so the proxy sends it to the API like any other header — and on the answer to the browser; a
-browser-sent one is replaced when not trusted (it would let a page write into the operators' logs).
+trusted (and the value is a plain token), else a fresh one. The id is kept in the scope, from where the
+proxied call sends it to the API (``header_filter`` drops the browser's own), and put on the answer
+to the browser; a browser-sent one is never used when not trusted (it would let a page write into the
+operators' logs).
 
 Every request is counted in ``bffgate_request_duration_seconds``. When the ``bffgate.request`` logger
 is enabled for INFO (``BFF_LOG_FORMAT=json``, or text at ``BFF_LOG_LEVEL=DEBUG``: see
@@ -131,17 +132,15 @@ class RequestLog:
                 _log(scope, route, status, elapsed, values)
 
     def _take_request_id(self, scope: Scope) -> bytes:
-        """The request's id; the scope's headers then carry it, once."""
-        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        """The request's id, also kept in the scope (``REQUEST_ID_KEY``) for the call to the API."""
         request_id = b""
-        for name, value in headers:
-            if name == HEADER:  # rare: a front proxy's (kept if trusted), else a browser's (replaced)
-                if self.trust_request_id and ACCEPTABLE_ID.fullmatch(value):
-                    request_id = value
-                headers = [pair for pair in headers if pair[0] != HEADER]
-                break
+        if self.trust_request_id:  # the front proxy's, when it is a plain token
+            for name, value in scope["headers"]:
+                if name == HEADER:
+                    if ACCEPTABLE_ID.fullmatch(value):
+                        request_id = value
+                    break
         request_id = request_id or new_request_id()
-        scope["headers"] = [*headers, (HEADER, request_id)]
         scope[REQUEST_ID_KEY] = request_id
         return request_id
 
