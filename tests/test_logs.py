@@ -12,8 +12,10 @@ from typing import Any
 import aiohttp
 from starlette.responses import JSONResponse
 
+from bffgate.header_filter import forwardable_request_headers
 from bffgate.logs import JsonFormatter, TextFormatter, fields, fingerprint
 
+from .conftest import StackFactory
 from .harness import CREDENTIALS, Browser, serve
 from .processes import gateway_process
 from .upstream import create_test_upstream
@@ -119,6 +121,26 @@ async def test_a_trusted_front_proxy_request_id_is_kept_and_a_malformed_one_repl
     assert recorder.to("/echo/a")[-1].headers["x-request-id"] == "edge-42.a"
     assert replaced.headers["X-Request-ID"] not in ("x" * 200, "")
     assert recorder.to("/echo/b")[-1].headers["x-request-id"] == replaced.headers["X-Request-ID"]
+
+
+async def test_customfetch_sends_the_request_id_and_never_the_envelopes_own(make_stack: StackFactory) -> None:
+    """customfetch: the API receives the gateway's X-Request-ID, the one the browser gets back; one
+    written into the envelope's headers (or the browser's) is not passed on."""
+    async with make_stack() as stack:
+        browser = stack.browser()
+        await browser.login()
+        envelope = {"url": "/echo/cf", "options": {"headers": {"X-Request-ID": "from-the-page"}}}
+        answer = await browser.request(
+            "POST", "/api/rest/customfetch", json_body=envelope, headers={"X-Request-ID": "from-the-browser"}
+        )
+    assert answer.status == 200
+    received = stack.recorder.to("/echo/cf")[-1].headers["x-request-id"]
+    assert received == answer.headers["X-Request-ID"]
+    assert received not in ("from-the-page", "from-the-browser")
+    # Not passed on at all (the recorder keeps one value per name): the filter drops any.
+    assert forwardable_request_headers([(b"x-request-id", b"from-the-page"), (b"accept", b"*/*")]) == [
+        ("accept", "*/*")
+    ]
 
 
 def test_text_format_keeps_hostile_values_on_one_line() -> None:

@@ -73,6 +73,7 @@ class Gateway:
         self.cluster = cluster  # refresh coordination (Redis), for readiness checks
         self.api_urls = ApiUrls(settings.remote_api)
         self._skew = settings.bff_refresh_skew
+        self._traced = tracing.enabled()  # decided once, at start-up
 
     async def open(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """The request's session (else ``Unauthenticated``), then the CSRF check of its headers."""
@@ -94,7 +95,7 @@ class Gateway:
         await self.store.note_seen(session, header_value(scope["headers"], b"user-agent"))
 
     async def _live_session(self, cookies: Cookies) -> Session:
-        if tracing.enabled():
+        if self._traced:
             with tracing.span("session load"):
                 session = await self.store.load(cookies)
         else:  # every request comes here: not even a no-op span when tracing is off

@@ -41,7 +41,8 @@ def fields(**values: Any) -> dict[str, Any]:
 
 
 def collect(values: dict[str, Any]) -> contextvars.Token[dict[str, Any] | None]:
-    """Make ``values`` (with its ``request_id``) the current request's fields (see ``requestlog``)."""
+    """Make ``values`` the current request's fields (see ``requestlog``); its ``request_id`` (str, or
+    bytes as the request layer keeps it) names the request on every line logged on its behalf."""
     return _request.set(values)
 
 
@@ -56,9 +57,15 @@ def annotate(**values: Any) -> None:
         current.update(values)
 
 
+def request_fields() -> dict[str, Any] | None:
+    """The current request's fields, to add to directly on the request path (None outside one)."""
+    return _request.get()
+
+
 def current_request_id() -> str | None:
     current = _request.get()
-    return None if current is None else current.get("request_id")
+    request_id = None if current is None else current.get("request_id")
+    return request_id.decode() if isinstance(request_id, bytes) else request_id
 
 
 def fingerprint(sid: str) -> str:

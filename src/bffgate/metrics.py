@@ -110,7 +110,7 @@ class RequestLatency:
         self._name = name
         self._documentation = documentation
         self._labels = [label, "status"] if label else ["status"]
-        self._children: dict[tuple[str, int], Observer] = {}
+        self._children: dict[tuple[str, int], Observer] = {}  # (label, status) -> child
         self._tallies: dict[tuple[str, ...], _Tally] = {}
         self._shared: Histogram | None = None
         if os.environ.get(MULTIPROCESS_DIR):
@@ -120,7 +120,7 @@ class RequestLatency:
 
     def child(self, label: str, status: int) -> Observer:
         """The child for ``label`` (ignored without a leading label) and ``status`` (its class)."""
-        key = (label, status // 100 if 100 <= status < 600 else 0)
+        key = (label, status)  # statuses are few (100..599, 0): no class arithmetic per call
         child = self._children.get(key)
         if child is None:
             values = (label, status_class(status)) if len(self._labels) == 2 else (status_class(status),)

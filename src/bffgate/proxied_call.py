@@ -33,7 +33,7 @@ from .customfetch import ApiCall, parse_envelope
 from .errors import BffError, InvalidUrl, MethodNotAllowed
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
-from .logs import annotate
+from .logs import request_fields
 from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
 from .requestlog import REQUEST_ID_KEY
@@ -63,6 +63,7 @@ class ProxiedCall:
         self.app = app
         self.gateway = gateway
         self.on_error = on_error
+        self._send = _traced_send if tracing.enabled() else _send  # decided once: no span code when off
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         build = route(scope) if scope["type"] == "http" else None
@@ -126,12 +127,12 @@ class ProxiedCall:
         cookies = request.cookies
         session = await gateway.fresh(tracked)
         set_cookies = gateway.cookies_for(cookies, tracked)
-        answer = await _send(gateway, call, session)
+        answer = await self._send(gateway, call, session)
         if answer.status == 401 and call.body.replayable:
             answer.release()
             session = await gateway.force_refresh(tracked, rejected_access_token=session.access_token)
             set_cookies = gateway.cookies_for(cookies, tracked)
-            answer = await _send(gateway, call, session)
+            answer = await self._send(gateway, call, session)
         try:
             PROXIED_BY_CLASS.get(answer.status // 100, PROXIED_OTHER).inc()
             if set_cookies:  # the session changed: unless it was logged out meanwhile (Redis)
@@ -153,19 +154,8 @@ class ProxiedCall:
 
 async def _send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
     headers = [*call.headers, ("Authorization", f"Bearer {session.access_token}")]
-    if not tracing.enabled():
-        return await _timed_send(gateway, call, session, headers)
-    method = call.method
-    # W3C traceparent: the API's spans join the request's trace.
-    with tracing.client_span(f"upstream {method}", headers, http__request__method=method) as span:
-        answer = await _timed_send(gateway, call, session, headers)
-        tracing.set_attributes(span, http__response__status_code=answer.status)
-    return answer
-
-
-async def _timed_send(
-    gateway: Gateway, call: ApiCall, session: Session, headers: list[tuple[str, str]]
-) -> ApiAnswer:
+    if tracing.enabled():  # W3C traceparent of the current span (_traced_send's): the API joins the trace
+        tracing.inject(headers)
     body = call.body
     started = time.perf_counter_ns()
     try:
@@ -182,7 +172,18 @@ async def _timed_send(
     # Until the answer's head: the body streams to the browser at the browser's pace.
     elapsed = time.perf_counter_ns() - started
     UPSTREAM_DURATION.child("", answer.status).observe(elapsed / 1e9)
-    annotate(upstream_status=answer.status, upstream_ns=elapsed)  # the request's log line
+    fields = request_fields()
+    if fields is not None:  # the request's log line
+        fields["upstream_status"] = answer.status
+        fields["upstream_ns"] = elapsed
+    return answer
+
+
+async def _traced_send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
+    """``_send`` in a client span (used instead of it when tracing is on at start-up)."""
+    with tracing.span(f"upstream {call.method}", kind="client", http__request__method=call.method) as span:
+        answer = await _send(gateway, call, session)
+        tracing.set_attributes(span, http__response__status_code=answer.status)
     return answer
 
 

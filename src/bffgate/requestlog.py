@@ -119,7 +119,7 @@ class RequestLog:
             await send(message)
 
         # The request's context for the log lines of its events and its own line (see ``logs``).
-        values: dict[str, Any] = {"request_id": request_id.decode()}
+        values: dict[str, Any] = {"request_id": request_id}
         token = logs.collect(values)
         try:
             await self.app(scope, receive, send_with_id)
@@ -162,4 +162,4 @@ def _log(scope: Scope, route: str, status: int, elapsed_ns: int, values: dict[st
     upstream_ns = line.pop("upstream_ns", None)
     if upstream_ns is not None:
         line["upstream_ms"] = round(upstream_ns / 1e6, 3)
-    log.info("request", extra={"fields": line, "request_id": line.pop("request_id")})
+    log.info("request", extra={"fields": line, "request_id": line.pop("request_id").decode()})

@@ -7,7 +7,7 @@ that mounts bffgate and has set up its own tracer provider keeps it.
 
 Off, the request path holds no tracing code at all: the incoming request's span is a layer of its own
 (``ServerSpans``), which the app installs only when tracing is on at start-up, and the two sites that
-run on every proxied call (the session load, the API call) test ``enabled()`` before anything else.
+run on every proxied call (the session load, the API call) chose their traced or plain version then.
 The other helpers are no-ops costing one global read; no OpenTelemetry module is even imported.
 
 Spans: the incoming request (``requestlog``), the session load, the refresh (with its outcome; a
@@ -89,15 +89,6 @@ def span(
     return _tracer.start_as_current_span(
         name, kind=SpanKind[kind.upper()], links=links, attributes=_clean(attributes)
     )
-
-
-@contextlib.contextmanager
-def client_span(name: str, headers: MutableSequence[tuple[str, str]], **attributes: Any) -> Iterator[Span]:
-    """A client span (tracing on only) whose ``traceparent`` is added to the outgoing ``headers``."""
-    with span(name, kind="client", **attributes) as current:
-        assert current is not None  # noqa: S101  # callers test enabled() first
-        inject(headers)
-        yield current
 
 
 @contextlib.contextmanager
