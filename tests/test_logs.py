@@ -13,7 +13,7 @@ import aiohttp
 from starlette.responses import JSONResponse
 
 from bffgate.header_filter import forwardable_request_headers
-from bffgate.logs import JsonFormatter, TextFormatter, fields, fingerprint
+from bffgate.logs import JsonFormatter, TextFormatter, fields, fingerprint, logging_config
 
 from .conftest import StackFactory
 from .harness import CREDENTIALS, Browser, serve
@@ -159,3 +159,17 @@ def test_session_fingerprints_are_stable_and_not_the_session_id() -> None:
     sid = "a" * 43
     assert fingerprint(sid) == fingerprint(sid) != fingerprint("b" * 43)
     assert fingerprint(sid) not in sid
+
+
+def test_the_line_per_request_is_json_only_unless_text_asks_for_debug() -> None:
+    """Text (a terminal, the default) keeps the request path as cheap and quiet as before structured
+    logs: its per-request line appears only at DEBUG; JSON writes it at INFO."""
+    level = {
+        (fmt, lvl): logging_config(fmt, lvl)["loggers"]["bffgate.request"]["level"]
+        for fmt in ("text", "json")
+        for lvl in ("DEBUG", "INFO", "WARNING")
+    }
+    assert level[("json", "INFO")] == "INFO"
+    assert level[("text", "INFO")] == "WARNING"
+    assert level[("text", "DEBUG")] == "DEBUG"
+    assert level[("json", "WARNING")] == "WARNING"
