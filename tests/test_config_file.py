@@ -177,6 +177,32 @@ def test_a_setting_from_the_environment_is_named_as_the_variable(tmp_path: Path)
     ]
 
 
+def test_check_validates_the_server_bounds_in_the_file_too(tmp_path: Path) -> None:
+    """The file's `server:` keys are checked by `check` as `serve` would, before anything is reached."""
+    config = write(
+        tmp_path / "bffgate.toml",
+        f'remote_api = "http://127.0.0.1:{closed_port()}"\n'
+        f'etls_access = "{SECRET_A}"\netls_refresh = "{SECRET_R}"\nbff_head_timeout = 0\n',
+    )
+    result = run_cli("check", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"bffgate: {config}: bff_head_timeout: Input should be greater than 0"
+    ]
+
+
+def test_forward_auth_config_reads_the_file(tmp_path: Path) -> None:
+    """`bffgate forward-auth-config nginx --config FILE` renders the file's REMOTE_API."""
+    config = write(
+        tmp_path / "bffgate.toml",
+        f'remote_api = "http://127.0.0.1:9/v1"\netls_access = "{SECRET_A}"\netls_refresh = "{SECRET_R}"\n',
+    )
+    result = run_cli("forward-auth-config", "nginx", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "127.0.0.1:9" in result.stdout
+
+
 @pytest.mark.parametrize("command", ["serve", "check"])
 def test_invalid_toml_is_one_line_with_its_position(tmp_path: Path, command: str) -> None:
     """A syntax error stops `serve` and `check` with one line giving tomllib's line and column."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from .accesslog import log_config
-from .config import Settings, load_settings
+from .config import Settings, load_server_settings, load_settings
 from .config_file import CONFIG_VARIABLE, config_path
 from .errors import BffError, ConfigError
 from .forward_auth_config import FrontProxy, render
@@ -175,6 +175,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     settings = load_settings()
+    load_server_settings()  # a config file may hold the server's bounds too: check them as serve would
     path = config_path(os.environ)
     source = f", file {path}" if path else ""
     print(f"ok: settings (provider {settings.bff_provider}, store {settings.bff_session_store}{source})")

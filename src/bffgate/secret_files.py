@@ -4,7 +4,8 @@
 Docker, Compose and Kubernetes mount secrets; it works for every setting (``ETLS_REFRESH_FILE``,
 ``OIDC_CLIENT_SECRET_FILE``, ``REDIS_URL_FILE``, …), so a secret never has to sit in the process
 environment or in a manifest. Trailing line breaks are dropped (``echo`` and ``kubectl create secret
---from-file`` leave one); everything else in the file is the value.
+--from-file`` leave one); everything else in the file is the value. The config file's ``name_file``
+keys read their files with ``read_secret`` too (``config_file.py``).
 
 Not here: validating the values (``config.py`` does that, whatever their source).
 """
