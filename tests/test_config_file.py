@@ -76,26 +76,26 @@ async def test_serve_with_a_config_file_logs_in_and_proxies(
 async def test_the_environment_overrides_the_file_in_every_worker(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
-    """BFF_CONFIG reaches uvicorn's worker processes; REMOTE_API and ETLS_* in the environment win over
-    the file's (a dead API, a secret file that does not exist and is then not even opened), while the
-    file's other keys (here the user claims shown to JavaScript) apply in every worker."""
+    """`--config` reaches uvicorn's worker processes (each needs the file's etls_refresh to start at
+    all); REMOTE_API and ETLS_ACCESS in the environment win over the file's (a dead API, a secret file
+    that does not exist and is then not even opened), and the file's other keys (here the user claims
+    shown to JavaScript) apply."""
     upstream, _, _ = create_test_upstream()
     config = write(
         tmp_path / "bffgate.toml",
         f'remote_api = "http://127.0.0.1:{closed_port()}"\n'
         'etls_access_file = "/nonexistent/etls_access"\n'
-        f'etls_refresh = "{"x" * 40}"\n'
+        f'etls_refresh = "{SECRET_R}"\n'
         'bff_user_claims = "name"\n',
     )
-    async with (
-        serve(upstream, lifespan="off") as api_url,
-        gateway_process(api_url, {"BFF_CONFIG": str(config)}, workers=2) as gateway,
-    ):
-        browser = Browser(http, gateway.url)
-        await browser.login()
-        calls = [browser.clone().request("GET", "/api/rest/proxy/echo/env-wins") for _ in range(6)]
-        users = [browser.clone().request("GET", "/api/auth/user") for _ in range(6)]
-        answers = await asyncio.gather(*calls, *users)
+    async with serve(upstream, lifespan="off") as api_url:
+        env = {"REMOTE_API": api_url, "ETLS_ACCESS": SECRET_A}
+        async with gateway_process(None, env, workers=2, args=["--config", str(config)]) as gateway:
+            browser = Browser(http, gateway.url)
+            await browser.login()
+            calls = [browser.clone().request("GET", "/api/rest/proxy/echo/env-wins") for _ in range(6)]
+            users = [browser.clone().request("GET", "/api/auth/user") for _ in range(6)]
+            answers = await asyncio.gather(*calls, *users)
     assert [a.status for a in answers] == [200] * 12
     assert [a.json()["user"] for a in answers[6:]] == [{"name": "Demo User"}] * 6
 
