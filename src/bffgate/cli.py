@@ -16,7 +16,7 @@ import uvicorn
 from .accesslog import log_config
 from .config import Settings, load_server_settings, load_settings
 from .config_file import CONFIG_VARIABLE, config_path
-from .errors import BffError, ConfigError
+from .errors import BffError, ClusterUnavailable, ConfigError
 from .forward_auth_config import FrontProxy, render
 from .runtime import raise_descriptor_limit
 from .server import HTTP_PROTOCOL, server_settings
@@ -233,18 +233,18 @@ async def _reach_services(settings: Settings) -> list[str]:
 
 
 async def _reach_redis(url: str) -> list[str]:
-    from redis.exceptions import RedisError
-
     from .redis_client import close, connect
+    from .redis_errors import redis_errors
     from .redis_url import parse_redis_url
 
     mode = parse_redis_url(url).mode  # single, sentinel or cluster
     client = connect(url)
     try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
+        with redis_errors():
+            await client.ping()
+    except ClusterUnavailable as exc:
         return [
-            f"REDIS_URL: Redis does not answer ({mode}, {type(exc).__name__}); "
+            f"REDIS_URL: Redis does not answer ({mode}, {type(exc.__cause__).__name__}); "
             "check the URL and that Redis runs"
         ]
     finally:
