@@ -125,14 +125,16 @@ async def test_two_gateways_sharing_redis_get_one_grant(
 ) -> None:
     """With REDIS_URL the grant is single-flight across instances too (a lock and a sealed copy)."""
     redis_url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    async with make_oidc_stack(
-        client_metadata=with_client_credentials, routes=routes(apis), redis_url=redis_url
-    ) as stack:
-        async with serve(create_app(stack.settings)) as second_url:
-            m = marker()
-            first, second = stack.browser(), stack.browser()
-            second.base = second_url
-            calls = [b.request("GET", f"/api/billing/{m}/{n}") for n in range(25) for b in (first, second)]
-            answers = await asyncio.gather(*calls)
-            assert [a.status for a in answers] == [200] * 50
-            assert await grants(stack) == 1
+    async with (
+        make_oidc_stack(
+            client_metadata=with_client_credentials, routes=routes(apis), redis_url=redis_url
+        ) as stack,
+        serve(create_app(stack.settings)) as second_url,
+    ):
+        m = marker()
+        first, second = stack.browser(), stack.browser()
+        second.base = second_url
+        calls = [b.request("GET", f"/api/billing/{m}/{n}") for n in range(25) for b in (first, second)]
+        answers = await asyncio.gather(*calls)
+        assert [a.status for a in answers] == [200] * 50
+        assert await grants(stack) == 1

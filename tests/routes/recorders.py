@@ -71,11 +71,11 @@ def _until_listening(process: subprocess.Popen[bytes], port: int, log_path: Path
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited: {log_path.read_text(errors='replace')[-2000:]}")
+            raise RuntimeError(f"{process.args!r} exited: {log_path.read_text(errors='replace')[-2000:]}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{process.args} did not listen within {START_TIMEOUT:g} s")
+            raise RuntimeError(f"{process.args!r} did not listen within {START_TIMEOUT:g} s")
         time.sleep(0.05)  # polling a condition (the port accepts), not a fixed wait
 
 
