@@ -13,13 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 
 from bffgate import create_app
 
-from ..harness import serve
+from ..harness import Browser, serve, settings_for
 from ..routes.recorders import RecordingApi, express_api, fastapi_api, flask_api, header
 from .conftest import OidcStack, OidcStackFactory
+from .support import ProviderApi
 
 GRANTS = "client_credentials 200"
 REDIS_DB = 12
@@ -138,3 +140,38 @@ async def test_two_gateways_sharing_redis_get_one_grant(
         answers = await asyncio.gather(*calls)
         assert [a.status for a in answers] == [200] * 50
         assert await grants(stack) == 1
+
+
+async def test_rest_provider_with_a_configured_token_endpoint(
+    provider: ProviderApi, http: aiohttp.ClientSession, apis: Apis
+) -> None:
+    """BFF_PROVIDER=rest: the route names the token endpoint and its own client; a refused grant is a
+    502 problem that shows no secret, and nothing reaches the API."""
+    client = await provider.register(
+        "http://127.0.0.1:1", extra={"grant_types": ["authorization_code", "client_credentials"]}
+    )
+    assert client.client_secret
+    m = marker()
+    route = {"upstream": apis.billing.url, "token": "client", "client_token_url": f"{provider.issuer}/token"}
+    routes = [
+        {
+            **route,
+            "prefix": "/api/billing/",
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+        },
+        {**route, "prefix": "/api/wrong/", "client_id": client.client_id, "client_secret": "not-the-secret"},
+    ]
+    settings = settings_for(f"{provider.issuer}/resource", routes=routes)
+    async with serve(create_app(settings)) as url:
+        browser = Browser(http, url)
+        answer = await browser.request("GET", f"/api/billing/{m}")
+        assert answer.status == 200, answer.body
+        (received,) = await apis.billing.received(http, m)
+        token = header(received, "authorization")[0].removeprefix("Bearer ")
+        assert (await provider.introspect(client, token))["client_id"] == client.client_id
+        refused = await browser.request("GET", f"/api/wrong/{m}")
+        assert (refused.status, refused.code) == (502, "upstream_unavailable")
+        assert b"not-the-secret" not in refused.body and client.client_secret.encode() not in refused.body
+        assert b"invalid_client" in refused.body
+        assert len(await apis.billing.received(http, m)) == 1
