@@ -176,6 +176,10 @@ async def test_claim_headers_come_from_the_session_and_spoofed_ones_are_dropped(
     assert (await browser.request("GET", f"/api/rest/proxy/echo/{m}", headers=spoofed)).status == 200
     (default,) = [r for r in routed.recorder.requests if m in r.raw_path]
     assert "x-user-id" not in default.headers
+    envelope = {"url": f"/echo/c{m}", "options": {"method": "GET", "headers": spoofed}}
+    assert (await browser.request("POST", "/api/rest/customfetch", json_body=envelope)).status == 200
+    (fetched,) = [r for r in routed.recorder.requests if f"c{m}" in r.raw_path]
+    assert "x-user-id" not in fetched.headers and "x-user-name" not in fetched.headers
     anonymous = routed.browser()
     assert (await anonymous.request("GET", f"/api/catalogue/a{m}", headers=spoofed)).status == 200
     (catalogue,) = await apis.catalogue.received(routed.http, f"a{m}")
