@@ -19,7 +19,7 @@ from .harness import CREDENTIALS, SECRET_A, SECRET_R, Browser, Stack
 from .processes import free_port
 from .test_cli import run_cli
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = "redis://127.0.0.1:6379/14"
 TOKEN = "admin-token-0123456789abcdef"
 ADMIN = {"Authorization": "Bearer " + TOKEN}
 REDIS_STORE = {"bff_session_store": "redis", "redis_url": REDIS_URL}

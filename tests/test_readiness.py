@@ -19,7 +19,7 @@ from .upstream import create_test_upstream
 
 TOKEN = "metrics-token-0123456789abcdef"
 OPERATOR = {"Authorization": "Bearer " + TOKEN}
-REDIS_DB = "redis://127.0.0.1:6379/12"
+REDIS_DB = "redis://127.0.0.1:6379/14"
 
 
 def _closed(path: str = "") -> str:

@@ -25,7 +25,7 @@ from .upstream import create_test_upstream
 
 pytestmark = pytest.mark.slow
 
-REDIS_URL = "redis://127.0.0.1:6379/12"
+REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
 class HoldRefresh:

@@ -27,6 +27,7 @@ from .metrics import worker_stopped
 from .operations import Operations, operations_listener
 from .proxied_call import PROXY_METHODS, ProxiedCall
 from .requestlog import REQUEST_ID_KEY, RequestLog, route_of
+from .routes import RouteTable
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
             else []
         ),
         Route("/api/rest/refreshresttokens", endpoints.refresh_tokens, methods=["POST"]),
-        # /api/rest/proxy/… and /api/rest/customfetch: answered by ProxiedCall before the router.
+        # /api/rest/proxy/…, /api/rest/customfetch and the ROUTES prefixes: answered by ProxiedCall
+        # before the router.
         Route("/healthz", operations.healthz, methods=["GET"]),
         Route("/readyz", operations.readyz, methods=["GET"]),
         # With BFF_METRICS_ADDRESS the metrics are served on that address only.
@@ -81,7 +83,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         trust_request_id=settings.bff_trust_request_id,
         routes=routes,
         # The innermost middleware: what users add with app.add_middleware wraps the proxied calls too.
-        middleware=[Middleware(ProxiedCall, gateway=runtime.gateway, on_error=endpoints.on_error)],
+        middleware=[
+            Middleware(
+                ProxiedCall,
+                gateway=runtime.gateway,
+                on_error=endpoints.on_error,
+                routes=RouteTable.from_settings(settings),
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={
             BffError: endpoints.on_error,

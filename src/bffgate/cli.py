@@ -17,8 +17,9 @@ from collections.abc import Iterator, Sequence
 import uvicorn
 
 from .accesslog import log_config
-from .config import Settings, load_settings
-from .errors import BffError, ConfigError
+from .config import Settings, load_server_settings, load_settings
+from .config_file import CONFIG_VARIABLE, config_path
+from .errors import BffError, ClusterUnavailable, ConfigError
 from .forward_auth_config import FrontProxy, render
 from .logs import LOG_FORMATS, LOG_LEVELS, logging_config
 from .metrics import MULTIPROCESS_DIR
@@ -30,6 +31,9 @@ log = logging.getLogger("bffgate")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        # Through the environment: uvicorn's worker processes read their settings from it too.
+        os.environ[CONFIG_VARIABLE] = args.config
     # Until the settings are read: BFF_LOG_FORMAT / BFF_LOG_LEVEL as given, checked by load_settings.
     logging.config.dictConfig(logging_config(*_log_choice()))
     try:
@@ -52,8 +56,16 @@ def _log_choice() -> tuple[str, str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bffgate", description="A backend-for-frontend token gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"read settings from this TOML file (default: {CONFIG_VARIABLE}); environment variables override it",
+    )
 
-    serve = commands.add_parser("serve", help="run the gateway (settings from the environment)")
+    serve = commands.add_parser(
+        "serve", parents=[config], help="run the gateway (settings from the environment and --config)"
+    )
     # BFF_HOST / BFF_PORT: the container image listens on 0.0.0.0:8000 through them.
     serve.add_argument("--host", default=os.environ.get("BFF_HOST", "127.0.0.1"), help="default: BFF_HOST")
     serve.add_argument(
@@ -79,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--login-page", default="/", help="where navigations without a session go")
     demo.set_defaults(run=demo_command)
 
-    check = commands.add_parser("check", help="validate settings and reach the provider and Redis")
+    check = commands.add_parser(
+        "check", parents=[config], help="validate settings (and --config) and reach the provider and Redis"
+    )
     check.add_argument(
         "--login",
         metavar="USER",
@@ -95,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
     front = commands.add_parser(
         "forward-auth-config",
+        parents=[config],
         help="print an nginx.conf or Caddyfile that keeps the proxying and asks bffgate (forward-auth)",
     )
     front.add_argument("kind", choices=["nginx", "caddy"])
@@ -110,7 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     front.set_defaults(run=forward_auth_config_command)
     sessions = commands.add_parser(
-        "sessions", help="list or end a user's sessions (BFF_SESSION_STORE=redis; settings as for serve)"
+        "sessions",
+        parents=[config],
+        help="list or end a user's sessions (BFF_SESSION_STORE=redis; settings as for serve)",
     )
     sessions.add_argument("action", choices=["list", "end"])
     who = sessions.add_mutually_exclusive_group(required=True)
@@ -206,7 +223,10 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     settings = load_settings()
-    print(f"ok: settings (provider {settings.bff_provider}, store {settings.bff_session_store})")
+    load_server_settings()  # a config file may hold the server's bounds too: check them as serve would
+    path = config_path(os.environ)
+    source = f", file {path}" if path else ""
+    print(f"ok: settings (provider {settings.bff_provider}, store {settings.bff_session_store}{source})")
     problems = asyncio.run(_reach_services(settings))
     if args.login is not None and not problems:
         problems += _trial_login(
@@ -271,18 +291,18 @@ async def _reach_services(settings: Settings, *, api: bool = True) -> list[str]:
 
 
 async def _reach_redis(url: str, store: bool) -> list[str]:
-    from redis.exceptions import RedisError
-
     from .redis_client import close, connect
+    from .redis_errors import COORDINATION, redis_errors
     from .redis_url import parse_redis_url
 
     mode = parse_redis_url(url).mode  # single, sentinel or cluster
     client = connect(url)
     try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
+        with redis_errors(COORDINATION):
+            await client.ping()
+    except ClusterUnavailable as exc:
         return [
-            f"REDIS_URL: Redis does not answer ({mode}, {type(exc).__name__}); "
+            f"REDIS_URL: Redis does not answer ({mode}, {type(exc.__cause__).__name__}); "
             "check the URL and that Redis runs"
         ]
     finally:

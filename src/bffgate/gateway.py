@@ -16,6 +16,7 @@ from starlette.types import Scope
 
 from . import tracing
 from .api_url import ApiUrls
+from .client_tokens import ClientTokens
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
@@ -24,6 +25,7 @@ from .header_filter import header_value
 from .logout_redirect import LogoutReferences
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
+from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable, origin_of
 from .session import Session, SessionStore
 from .transport import ApiTransport
 
@@ -56,11 +58,21 @@ class Gateway:
         provider: TokenProvider,
         transport: ApiTransport,
         cluster: ClusterCoordination | None = None,
+        *,
+        transports: Mapping[str, ApiTransport] | None = None,
+        client_tokens: Mapping[str, ClientTokens] | None = None,
     ) -> None:
+        """``transport`` goes to ``REMOTE_API``; ``transports`` to the routes' other origins, and
+        ``client_tokens`` are the ``client`` routes' tokens by prefix (``runtime.py`` builds both)."""
         self.settings = settings
         self.store = store
         self.provider = provider
         self.transport = transport
+        self.routes = RouteTable.from_settings(settings)
+        self.default_route = ApiRoute(DEFAULT_PREFIX, ApiUrls(settings.remote_api), "user")
+        # The connection pool of each route's origin (one per origin, shared by its routes).
+        self.transports = {origin_of(settings.remote_api): transport, **(transports or {})}
+        self._client_tokens = dict(client_tokens or {})
         self.refresher = RefreshCoordinator(
             provider,
             store,
@@ -71,7 +83,7 @@ class Gateway:
         )
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
         self.cluster = cluster  # refresh coordination (Redis), for readiness checks
-        self.api_urls = ApiUrls(settings.remote_api)
+        self.api_urls = self.default_route.urls
         self._skew = settings.bff_refresh_skew
         self._traced = tracing.enabled()  # decided once, at start-up
 
@@ -82,6 +94,23 @@ class Gateway:
         if self.store.server_side:
             await self.note_seen(session, scope)
         return self._track(session, scope)
+
+    async def open_optional(self, cookies: Cookies, scope: Scope) -> RequestSession | None:
+        """For routes that also serve callers without a session: the CSRF check, then the session
+        if the browser has a live one (none, a logged-out or unreadable one: ``None``)."""
+        verify_csrf(scope["headers"], self.settings.allowed_origins)
+        if not self.store.has_cookies(cookies):
+            return None
+        session = await self.store.load(cookies)
+        if session is None or self.refresher.ended_here(session.sid):
+            return None
+        if self.store.server_side:
+            await self.note_seen(session, scope)
+        return self._track(session, scope)
+
+    async def client_token(self, route: ApiRoute, rejected: str | None = None) -> str:
+        """The ``client`` route's access token (``client_tokens``), never ``rejected``."""
+        return await self._client_tokens[route.prefix].token(rejected)
 
     async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""
@@ -132,9 +161,20 @@ class Gateway:
     async def answer_cookies(self, cookies: Cookies, tracked: RequestSession) -> list[str]:
         """``cookies_for``, after asking every process (Redis) whether the session was logged out
         meanwhile: only done when there are cookies to set, i.e. after a refresh or grace upgrade."""
+        await self._check_live(tracked)
+        return self.cookies_for(cookies, tracked)
+
+    async def still_live(self, tracked: RequestSession, sealed: list[str]) -> list[str]:
+        """``sealed`` (``cookies_for``'s, built before the API call), unless the session was logged
+        out meanwhile: ``answer_cookies`` without sealing the same session again."""
+        if not sealed:
+            return sealed
+        await self._check_live(tracked)
+        return [] if tracked.ended or self.refresher.ended_here(tracked.current.sid) else sealed
+
+    async def _check_live(self, tracked: RequestSession) -> None:
         if tracked.changed and not tracked.ended and not await self.refresher.is_live(tracked.current):
             tracked.ended = True
-        return self.cookies_for(cookies, tracked)
 
     def cookies_for(self, cookies: Cookies, tracked: RequestSession) -> list[str]:
         """Set-Cookie headers when the session changed during this request, else none.

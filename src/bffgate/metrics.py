@@ -71,7 +71,8 @@ PROVIDER_DURATION = Histogram(
 REDIS_ROUND_TRIPS = Counter(
     "bffgate_redis_round_trips",
     "Requests to Redis (a command or a pipeline: one round trip each), by role: store (the Redis "
-    "session store), coordination (refresh lock, grace window, logout tombstones), login_limit",
+    "session store), coordination (refresh lock, grace window, logout tombstones, shared client tokens, "
+    "probes), login_limit",
     ["role"],
 )
 REDIS_FAILURES = Counter(
@@ -81,7 +82,7 @@ REDIS_FAILURES = Counter(
 )
 API_CONNECTIONS = Gauge(
     "bffgate_api_connections",
-    "Connections to the remote API open now (in use or idle)",
+    "Connections to the APIs (REMOTE_API and the routes' upstreams) open now (in use or idle)",
     multiprocess_mode="livesum",
 )
 

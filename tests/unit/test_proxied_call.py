@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -12,98 +11,27 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from bffgate import logs
 from bffgate.errors import BffError
 from bffgate.gateway import Gateway
 from bffgate.problems import problem_response
 from bffgate.proxied_call import ProxiedCall
-from bffgate.session import Session
-from bffgate.tokens import TokenSet
-from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
+from bffgate.requestlog import REQUEST_ID_KEY
+from bffgate.routes import origin_of
+from bffgate.transport import SINGLE_USE, TransportError, TransportTimeout, UnsendableRequest
 
 from ..harness import settings_for
+from .fakes import MemoryStore, RotatingProvider, session_of
 from .memory_transport import MemoryAnswer, MemoryTransport, SentRequest
 
 API = "http://api.invalid/v1"
 
 
-class RotatingProvider:
-    """Hands out ``at1``, ``at2``… on each refresh."""
-
-    def __init__(self) -> None:
-        self.refreshes = 0
-
-    async def refresh(self, refresh_token: str) -> TokenSet:
-        self.refreshes += 1
-        return TokenSet(
-            access_token=f"at{self.refreshes}", refresh_token=f"rt{self.refreshes}", expires_in=600
-        )
-
-    async def revoke(self, session: Session) -> None:
-        return None
-
-    async def ready(self) -> None:
-        return None
-
-    revokes_with_access_token = False
-
-
-class OneSessionStore:
-    """Keeps one session; its cookies name the access token, so a test sees which one was sent."""
-
-    def __init__(self) -> None:
-        self.saved: list[Session] = []
-
-    async def load(self, cookies: Mapping[str, str]) -> Session | None:
-        return live_session()
-
-    async def save(self, session: Session, *, existing: bool = False) -> None:
-        self.saved.append(session)
-
-    async def delete(self, session: Session) -> None:
-        return None
-
-    def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
-        return [f"token={session.access_token}"]
-
-    def clear_cookies(self, cookies: Mapping[str, str]) -> list[str]:
-        return []
-
-    def has_cookies(self, cookies: Mapping[str, str]) -> bool:
-        return False
-
-    async def ping(self) -> None:
-        return None
-
-    async def note_seen(self, session: Session, user_agent: str | None) -> None:
-        return None
-
-    server_side = False
-
-    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
-        return 0
-
-    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
-        return 0
-
-    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
-        return True
-
-
-def live_session() -> Session:
-    now = time.time()
-    return Session(
-        sid="sid-1",
-        created_at=now,
-        access_token="at0",
-        access_expires_at=now + 600,
-        access_issued_at=now,
-        refresh_token="rt0",
-    )
-
-
-def gateway_with(transport: MemoryTransport, provider: RotatingProvider | None = None) -> Gateway:
+def gateway_with(
+    transport: MemoryTransport, provider: RotatingProvider | None = None, store: MemoryStore | None = None
+) -> Gateway:
     provider = provider or RotatingProvider()
-    return Gateway(settings_for(API), OneSessionStore(), provider, transport)
+    return Gateway(settings_for(API), store or MemoryStore(session_of()), provider, transport)
 
 
 async def not_proxied(scope: Scope, receive: Receive, send: Send) -> None:
@@ -239,3 +167,84 @@ async def test_an_answer_that_breaks_off_mid_stream_is_closed_not_raised() -> No
     assert status == 200
     assert body == b"a" * 10  # what came before the break, then the connection is cut
     assert transport.answers[0].closed
+
+
+async def test_a_refreshing_call_seals_the_new_session_once() -> None:
+    """The cookies of a refreshed session are sealed before the API call (so that tokens which do not
+    fit fail before an answer is held open) and that sealing is what the browser gets: not sealed
+    again after the answer."""
+    store = MemoryStore(session_of(expires_in=-1))
+    status, headers, _ = await call(gateway_with(MemoryTransport(ok), store=store))
+    assert status == 200
+    assert headers[b"set-cookie"] == [b"token=at1"]
+    assert [s.access_token for s in store.sealed] == ["at1"]
+
+
+async def test_a_session_logged_out_during_the_call_gets_no_cookies() -> None:
+    """The one check after the answer: a logout that came while the API answered drops the cookies
+    sealed before the call (security requirement 21, here without Redis)."""
+    store = MemoryStore(session_of(expires_in=-1))
+    ended: list[str] = []
+
+    def logged_out_meanwhile(_: SentRequest) -> MemoryAnswer:
+        ended.append("sid-1")
+        gateway.refresher._ended.add("sid-1", time.time() + 60)
+        return ok(_)
+
+    gateway = gateway_with(MemoryTransport(logged_out_meanwhile), store=store)
+    status, headers, _ = await call(gateway)
+    assert status == 200
+    assert ended == ["sid-1"]  # the logout came during the API call
+    assert b"set-cookie" not in headers
+
+
+async def test_a_route_call_without_a_session_carries_the_request_id_and_is_timed() -> None:
+    """A route of the table (its own upstream's pool, a ``SINGLE_USE`` connection without a session)
+    sends the request's id to its API and reports the API's status and time to the request's log line,
+    as the default route does."""
+    api = MemoryTransport(ok)
+    billing = MemoryTransport(ok)
+    route = {"prefix": "/api/billing/", "upstream": "http://billing.invalid/v2", "token": "none"}
+    gateway = Gateway(
+        settings_for(API, routes=[route]),
+        MemoryStore(None),
+        RotatingProvider(),
+        api,
+        transports={origin_of("http://billing.invalid/v2"): billing},
+    )
+
+    async def current() -> Gateway:
+        return gateway
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/billing/invoices",
+        "raw_path": b"/api/billing/invoices",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-csrf", b"1"), (b"x-request-id", b"from-the-browser")],
+        REQUEST_ID_KEY: b"req-42",
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    fields: dict[str, Any] = {"request_id": b"req-42"}
+    token = logs.collect(fields)
+    try:
+        middleware = ProxiedCall(not_proxied, gateway=current, on_error=problem_answer, routes=gateway.routes)
+        await middleware(scope, receive, send)
+    finally:
+        logs.stop_collecting(token)
+    assert sent[0]["status"] == 200
+    assert not api.sent
+    [request] = billing.sent
+    assert (request.target, request.partition) == ("/v2/invoices", SINGLE_USE)
+    assert [v for n, v in request.headers if n.lower() == "x-request-id"] == ["req-42"]
+    assert fields["upstream_status"] == 200
+    assert fields["upstream_ns"] > 0

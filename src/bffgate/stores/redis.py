@@ -111,7 +111,7 @@ class RedisSessionStore:
         return await self.load_by_id(ticket["sid"])
 
     async def load_by_id(self, sid: str) -> Session | None:
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             sealed = await self._redis.get(self._key(sid))
         return self._opened(sid, sealed)
 
@@ -129,13 +129,13 @@ class RedisSessionStore:
             await self.delete(session)
             return
         sealed = self._at_rest.seal(session.to_dict(), end)
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             # A refresh only replaces a session that still exists (SET XX): a logout or back-channel
             # logout that deleted it meanwhile must not be undone by the refresh finishing later.
             stored = await self._redis.set(self._key(session.sid), sealed, px=ttl_ms, xx=existing)
         if not stored:
             raise SessionExpired("the session ended while it was being refreshed")
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             async with self._redis.pipeline(transaction=self._atomic) as pipe:
                 index = user_key(session.user)
                 if index:
@@ -146,7 +146,7 @@ class RedisSessionStore:
                 await pipe.execute()
 
     async def delete(self, session: Session) -> None:
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             async with self._redis.pipeline(transaction=self._atomic) as pipe:
                 pipe.delete(self._key(session.sid))
                 pipe.delete(self._meta_key(session.sid))  # apart: on a Cluster, another slot
@@ -162,12 +162,12 @@ class RedisSessionStore:
         index = user_key(user)
         if index is None:
             return 0
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             sids = [as_text(sid) for sid in await self._redis.smembers(index)]
         if not sids:
             return 0
         keys = [*(self._key(sid) for sid in sids), *(self._meta_key(sid) for sid in sids), index]
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             if self._atomic:
                 await self._redis.delete(*keys)
             else:
@@ -188,7 +188,7 @@ class RedisSessionStore:
         if ttl_ms <= 0:
             return
         key = self._meta_key(session.sid)
-        with contextlib.suppress(StoreUnavailable), redis_errors(store_unavailable, STORE):
+        with contextlib.suppress(StoreUnavailable), redis_errors(STORE, store_unavailable):
             async with self._redis.pipeline(transaction=False) as pipe:  # one key: one node
                 pipe.hset(key, mapping={"agent": summarize(user_agent), "seen": int(now)})
                 pipe.pexpire(key, ttl_ms)
@@ -200,11 +200,11 @@ class RedisSessionStore:
         index = user_key(user)
         if index is None:
             return []
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             sids = [as_text(sid) for sid in await self._redis.smembers(index)]
         found, gone = [], []
         for sid in sids:
-            with redis_errors(store_unavailable, STORE):
+            with redis_errors(STORE, store_unavailable):
                 async with self._redis.pipeline(transaction=False) as pipe:
                     pipe.get(self._key(sid))
                     pipe.pttl(self._key(sid))
@@ -225,7 +225,7 @@ class RedisSessionStore:
                 )
             )
         if gone:
-            with redis_errors(store_unavailable, STORE):
+            with redis_errors(STORE, store_unavailable):
                 await self._redis.srem(index, *gone)
         return found
 
@@ -238,7 +238,7 @@ class RedisSessionStore:
             return 0
         index = provider_key("sid", issuer, sid) if sid else provider_key("sub", issuer, sub or "")
         wanted = provider_key("sub", issuer, sub) if sid and sub else None
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             members = [as_text(member) for member in await self._redis.smembers(index)]
         ended, gone = 0, []
         for member in members:
@@ -249,13 +249,13 @@ class RedisSessionStore:
                 await self.delete(session)  # the session and all its index entries
                 ended += 1
         if gone:
-            with redis_errors(store_unavailable, STORE):
+            with redis_errors(STORE, store_unavailable):
                 await self._redis.srem(index, *gone)
         return ended
 
     async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
         """Whether no logout token with this ``jti`` came within ``window`` seconds (then it is noted)."""
-        with redis_errors(store_unavailable, STORE):
+        with redis_errors(STORE, store_unavailable):
             fresh = await self._redis.set(
                 provider_key("jti", issuer, jti), b"1", nx=True, px=int(window * 1000)
             )
@@ -274,7 +274,7 @@ class RedisSessionStore:
         return self._cookie in cookies
 
     async def ping(self) -> None:
-        with redis_errors(lambda _: StoreUnavailable("Redis does not answer"), STORE):
+        with redis_errors(STORE, lambda _: StoreUnavailable("Redis does not answer")):
             await self._redis.ping()
 
     def _key(self, sid: str) -> str:
