@@ -1,19 +1,23 @@
-"""The proxied call, top to bottom: ``/api/rest/proxy/…`` and ``POST /api/rest/customfetch``.
+"""The proxied call, top to bottom: ``/api/rest/proxy/…`` and ``POST /api/rest/customfetch``; and
+the forward-auth decision (``/api/auth/forward``), served by the same layer.
 
 ``ProxiedCall`` is a plain ASGI middleware (Starlette's idiom), installed as the innermost of the
-app's middleware: the user's middleware (``app.add_middleware``) sees proxied calls like any other
-request, while Starlette's exception middleware and router, which cost more per request than the
-gateway's own work (bench/README.md), are skipped. One call:
+app's middleware: the user's middleware (``app.add_middleware``) sees these requests like any other,
+while Starlette's exception middleware and router, which cost more per request than the gateway's own
+work (bench/README.md), are skipped. One call:
 
-1. ``route``: a proxy path or the customfetch path? (anything else goes on to the router);
+1. ``handler``: a proxy path, the customfetch path, the forward-auth path? (anything else goes on to
+   the router);
 2. ``Gateway.open``: the session from the cookies, then the CSRF check;
 3. ``build``: the API call from the path (``api_url``, ``header_filter``, ``request_body``) or from
    the envelope (``customfetch``);
 4. ``send``: a fresh session (refreshed ahead of expiry), the call through the ``ApiTransport``, and
    once, on a 401 with a replayable body, a forced refresh and the same call again;
 5. the answer: the API's status and filtered headers, the session's new cookies if it changed, the
-   body streamed (``answer_stream``). Any error becomes a problem answer through the app's one
-   error handler.
+   body streamed (``answer_stream``).
+
+A forward-auth decision is ``ForwardAuth.decide`` instead of 2. to 5. Whatever the handler, any
+error becomes a problem answer through the app's one error handler.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .answer_stream import StreamedAnswer
 from .customfetch import ApiCall, parse_envelope
 from .errors import BffError, InvalidUrl, MethodNotAllowed
+from .forward_auth import FORWARD_AUTH_PATH
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
 from .metrics import PROXIED
@@ -50,34 +55,67 @@ PROXIED_OTHER = PROXIED.labels("other")
 GatewayGetter = Callable[[], Awaitable[Gateway]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
 CallBuilder = Callable[["ProxiedCall", Request, Gateway], Awaitable[ApiCall]]
+# What answers a request this layer serves: the ASGI answer, or an exception for ``on_error``.
+Handler = Callable[[Request], Awaitable[ASGIApp]]
 
 
 class ProxiedCall:
-    """ASGI middleware answering the proxy routes; every other request goes on to ``app``."""
+    """ASGI middleware answering the proxy routes and, given ``decide``, the forward-auth decisions;
+    every other request goes on to ``app``."""
 
-    def __init__(self, app: ASGIApp, *, gateway: GatewayGetter, on_error: ErrorHandler) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        gateway: GatewayGetter,
+        on_error: ErrorHandler,
+        decide: Handler | None = None,
+    ) -> None:
         self.app = app
         self.gateway = gateway
         self.on_error = on_error
+        self.decide = decide
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        build = route(scope) if scope["type"] == "http" else None
-        if build is None:
+        handler = self.handler(scope) if scope["type"] == "http" else None
+        if handler is None:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
         answer: ASGIApp
         try:
-            answer = await self.answer(request, build)
+            answer = await handler(request)
         except Exception as exc:
             if not isinstance(exc, BffError):
                 log.exception("unexpected error on %s", scope["path"][:200])
             answer = await self.on_error(request, exc)
         await answer(scope, receive, send)
 
+    # -- 1. routing --------------------------------------------------------------------------------
+
+    def handler(self, scope: Scope) -> Handler | None:
+        """What answers this request, or None when the router does (a method a path does not take
+        is refused before the session, as the router would)."""
+        path = app_path(scope)
+        method: str = scope["method"]
+        if path.startswith(PROXY_PREFIX):
+            return self.proxy_path if method in PROXY_METHODS else refuse_method
+        if path == CUSTOMFETCH_PATH:
+            return self.customfetch if method == "POST" else refuse_method
+        if path == FORWARD_AUTH_PATH and self.decide is not None:
+            # Every proxy method: Envoy's ext_authz asks with the browser's own (and no body).
+            return self.decide if method in PROXY_METHODS else refuse_method
+        return None
+
+    # -- 2. the session, then the call -------------------------------------------------------------
+
+    async def proxy_path(self, request: Request) -> StreamedAnswer:
+        return await self.answer(request, ProxiedCall.from_path)
+
+    async def customfetch(self, request: Request) -> StreamedAnswer:
+        return await self.answer(request, ProxiedCall.from_envelope)
+
     async def answer(self, request: Request, build: CallBuilder) -> StreamedAnswer:
-        if build is refuse_method:  # before the session: as the router would answer
-            raise MethodNotAllowed()
         gateway = await self.gateway()
         tracked = await gateway.open(request.cookies, request.scope)
         call = await build(self, request, gateway)
@@ -161,24 +199,20 @@ async def _send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
         raise transport_problem(exc) from exc
 
 
-# -- 1. routing ------------------------------------------------------------------------------------
+# -- paths -----------------------------------------------------------------------------------------
 
 
-def route(scope: Scope) -> CallBuilder | None:
-    """How to build the call for this request, or None when it is not a proxied call."""
+def app_path(scope: Scope) -> str:
+    """The request's path inside the app: without the mount's prefix (``root_path``)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):  # mounted under a prefix
         path = path[len(root) :]
-    if path.startswith(PROXY_PREFIX):
-        return ProxiedCall.from_path if scope["method"] in PROXY_METHODS else refuse_method
-    if path == CUSTOMFETCH_PATH:
-        return ProxiedCall.from_envelope if scope["method"] == "POST" else refuse_method
-    return None
+    return path
 
 
-async def refuse_method(_: ProxiedCall, request: Request, gateway: Gateway) -> ApiCall:
-    """A proxy path with a method it does not take (405, checked before the session)."""
+async def refuse_method(request: Request) -> ASGIApp:
+    """A path of this layer with a method it does not take (405, checked before the session)."""
     raise MethodNotAllowed()
 
 
