@@ -5,69 +5,20 @@ prints, bffgate deciding. The browser talks to the front proxy only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
 from starlette.responses import JSONResponse
 
-from bffgate import create_app
-from bffgate.demo.api import DemoState
-
-from ..harness import Answer, Browser, bind_loopback, serve, session_cookies_set, settings_for
-from ..processes import free_port
-from ..upstream import Recorder, create_test_upstream
-from .fronts import FRONTS, binary, generated_config, running_front, state_directory
-
-
-@dataclass
-class Front:
-    kind: str
-    url: str
-    api: DemoState
-    recorder: Recorder
-    http: aiohttp.ClientSession
-
-    def browser(self) -> Browser:
-        return Browser(self.http, self.url)
-
-    async def logged_in(self) -> Browser:
-        browser = self.browser()
-        await browser.login()
-        return browser
-
-    def tokens_sent_to_api(self) -> set[str]:
-        values = (r.headers.get("authorization", "") for r in self.recorder.requests)
-        return {v[len("Bearer ") :] for v in values if v.startswith("Bearer ")}
+from ..harness import Answer, session_cookies_set
+from .fronts import FRONTS, Front, front_stack
 
 
 @pytest.fixture(params=FRONTS)
 async def front(request: pytest.FixtureRequest, http: aiohttp.ClientSession) -> AsyncIterator[Front]:
-    kind = request.param
-    binary(kind)
-    upstream, state, recorder = create_test_upstream()
-    async with contextlib.AsyncExitStack() as stack:
-        api_url = await stack.enter_async_context(serve(upstream, lifespan="off"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        settings = settings_for(api_url, bff_public_url=url)
-        sock = bind_loopback()
-        bffgate = f"127.0.0.1:{sock.getsockname()[1]}"
-        await stack.enter_async_context(serve(create_app(settings), sock=sock))
-        directory = stack.enter_context(state_directory())
-        config = generated_config(
-            kind,
-            api_url=api_url,
-            public_url=url,
-            listen=f"127.0.0.1:{port}",
-            bffgate=bffgate,
-            state=str(directory),
-            in_process=True,
-        )
-        await stack.enter_async_context(running_front(kind, config, directory, port))
-        yield Front(kind, url, state, recorder, http)
+    async with front_stack(request.param, http) as started:
+        yield started
 
 
 def assert_no_token(front: Front, *answers: Answer) -> None:
