@@ -65,7 +65,7 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     ]
     return Starlette(
         routes=routes,
-        # The innermost middleware: what users add with app.add_middleware wraps the proxied calls too.
+        # The innermost middleware: what users add with app.add_middleware wraps its answers too.
         middleware=[
             Middleware(
                 ProxiedCall,

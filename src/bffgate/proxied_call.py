@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -75,6 +76,9 @@ class ProxiedCall:
         self.gateway = gateway
         self.on_error = on_error
         self.decide = decide
+        # Bound once: no coroutine frame of our own between the routing and the call.
+        self.proxy_path: Handler = partial(self.answer, build=ProxiedCall.from_path)
+        self.customfetch: Handler = partial(self.answer, build=ProxiedCall.from_envelope)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.handler(scope) if scope["type"] == "http" else None
@@ -108,12 +112,6 @@ class ProxiedCall:
         return None
 
     # -- 2. the session, then the call -------------------------------------------------------------
-
-    async def proxy_path(self, request: Request) -> StreamedAnswer:
-        return await self.answer(request, ProxiedCall.from_path)
-
-    async def customfetch(self, request: Request) -> StreamedAnswer:
-        return await self.answer(request, ProxiedCall.from_envelope)
 
     async def answer(self, request: Request, build: CallBuilder) -> StreamedAnswer:
         gateway = await self.gateway()
