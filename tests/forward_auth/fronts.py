@@ -26,7 +26,7 @@ from bffgate import cli, create_app
 from bffgate.config import Settings
 from bffgate.demo.api import DemoState
 
-from ..harness import SECRET_A, SECRET_R, Browser, bind_loopback, serve, settings_for
+from ..harness import SECRET_A, SECRET_R, Answer, Browser, bind_loopback, serve, settings_for
 from ..interop.peer import until_listening
 from ..processes import free_port
 from ..upstream import Recorder, create_test_upstream
@@ -213,3 +213,12 @@ def store_env(settings: Settings) -> dict[str, str]:
     if settings.bff_session_store == "cookie":
         return {}
     return {"BFF_SESSION_STORE": settings.bff_session_store, "REDIS_URL": settings.redis_url or ""}
+
+
+def assert_no_token(front: Front, *answers: Answer) -> None:
+    """The token never reaches the browser: not in a header, not in a body."""
+    tokens = front.tokens_sent_to_api()
+    for answer in answers:
+        seen = answer.body.decode("latin-1") + "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
+        assert "Bearer" not in seen
+        assert not any(token in seen for token in tokens)

@@ -11,23 +11,14 @@ import aiohttp
 import pytest
 from starlette.responses import JSONResponse
 
-from ..harness import Answer, session_cookies_set
-from .fronts import FRONTS, Front, front_stack
+from ..harness import session_cookies_set
+from .fronts import FRONTS, Front, assert_no_token, front_stack
 
 
 @pytest.fixture(params=FRONTS)
 async def front(request: pytest.FixtureRequest, http: aiohttp.ClientSession) -> AsyncIterator[Front]:
     async with front_stack(request.param, http) as started:
         yield started
-
-
-def assert_no_token(front: Front, *answers: Answer) -> None:
-    """The token never reaches the browser: not in a header, not in a body."""
-    tokens = front.tokens_sent_to_api()
-    for answer in answers:
-        seen = answer.body.decode("latin-1") + "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
-        assert "Bearer" not in seen
-        assert not any(token in seen for token in tokens)
 
 
 async def test_login_then_proxied_get_and_post_reach_the_api_with_the_token_only(front: Front) -> None:

@@ -16,8 +16,7 @@ from bffgate.cookies import CookieJar
 from bffgate.stores.redis import RedisSessionStore
 
 from ..harness import Browser
-from .fronts import Front, front_stack
-from .test_recipes import assert_no_token
+from .fronts import Front, assert_no_token, front_stack
 
 REDIS_URL = "redis://127.0.0.1:6379/10"
 
