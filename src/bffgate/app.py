@@ -21,11 +21,11 @@ from .admin import AdminEndpoints
 from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, Endpoints
 from .errors import BffError
-from .forward_auth import FORWARD_AUTH_PATH, ForwardAuth
+from .forward_auth import ForwardAuth
 from .logout_redirect import REDIRECT_PATH
 from .metrics import worker_stopped
 from .operations import Operations, operations_listener
-from .proxied_call import PROXY_METHODS, ProxiedCall
+from .proxied_call import ProxiedCall
 from .requestlog import REQUEST_ID_KEY, RequestLog, route_of
 from .routes import RouteTable
 from .runtime import Runtime
@@ -39,7 +39,6 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     tracing.configure()  # OTEL_TRACES_EXPORTER set and the otel extra installed: spans and traceparent
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
-    forward_auth = ForwardAuth(runtime)
     token = settings.bff_metrics_token
     admin_token = settings.bff_admin_token
     operations = Operations(runtime.readiness, token.get_secret_value() if token else None)
@@ -59,16 +58,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/auth/logout", endpoints.logout, methods=["POST"]),
         Route(REDIRECT_PATH, endpoints.logout_redirect, methods=["GET"]),
         Route("/api/auth/user", endpoints.user, methods=["GET"]),
-        # Forward-auth decisions: every method (Envoy's ext_authz asks with the browser's, no body).
-        Route(FORWARD_AUTH_PATH, forward_auth.decide, methods=PROXY_METHODS),
         *(  # OpenID Connect only: with BFF_PROVIDER=rest nobody sends logout tokens (404)
             [Route(BACKCHANNEL_LOGOUT_PATH, endpoints.backchannel_logout, methods=["POST"])]
             if settings.bff_provider == "oidc"
             else []
         ),
         Route("/api/rest/refreshresttokens", endpoints.refresh_tokens, methods=["POST"]),
-        # /api/rest/proxy/…, /api/rest/customfetch and the ROUTES prefixes: answered by ProxiedCall
-        # before the router.
+        # /api/rest/proxy/…, /api/rest/customfetch, the ROUTES prefixes and the forward-auth
+        # decisions (/api/auth/forward): answered by ProxiedCall before the router.
         Route("/healthz", operations.healthz, methods=["GET"]),
         Route("/readyz", operations.readyz, methods=["GET"]),
         # With BFF_METRICS_ADDRESS the metrics are served on that address only.
@@ -82,13 +79,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     return LoggedStarlette(
         trust_request_id=settings.bff_trust_request_id,
         routes=routes,
-        # The innermost middleware: what users add with app.add_middleware wraps the proxied calls too.
+        # The innermost middleware: what users add with app.add_middleware wraps its answers too.
         middleware=[
             Middleware(
                 ProxiedCall,
                 gateway=runtime.gateway,
                 on_error=endpoints.on_error,
                 routes=RouteTable.from_settings(settings),
+                decide=ForwardAuth(runtime).decide,
             )
         ],
         lifespan=lifespan,
