@@ -13,11 +13,20 @@ from functools import cached_property
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigError
 from .redis_url import parse_redis_url
+from .route_settings import RouteSettings, key_path, parse_trusted_proxies, route_problems
 from .secret_files import values_from_files
 from .session import DEFAULT_SESSION_ABSOLUTE
 from .tokens import USER_CLAIMS
@@ -165,6 +174,12 @@ class Settings(BaseSettings):
     bff_login_username_field: str = "username"
     # Forward-auth: the longest a front proxy may reuse a "yes" (never past the token's refresh point).
     bff_forward_auth_cache_seconds: int = Field(default=5, ge=0)
+    # More APIs than REMOTE_API, each under its own local prefix with its own token rule (README, "Routes").
+    routes: list[RouteSettings] = Field(
+        default_factory=list, validation_alias=AliasChoices("routes", "bff_routes")
+    )
+    # The proxies in front of bffgate whose X-Forwarded-For is believed (routes' forward_client_address).
+    bff_trusted_proxies: str | None = None
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod
@@ -235,6 +250,11 @@ class Settings(BaseSettings):
             raise ValueError("must be a path on this site, starting with a single /")
         return value
 
+    @field_validator("bff_trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, value: Any) -> str | None:
+        return parse_trusted_proxies(value)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -257,6 +277,14 @@ class Settings(BaseSettings):
         if self.bff_session_store == "redis" and not self.redis_url:
             problems.append("REDIS_URL: is required when BFF_SESSION_STORE=redis")
         problems += self._rest_shape_problems()
+        problems += route_problems(
+            self.routes,
+            provider=self.bff_provider,
+            user_claims=self.user_claims,
+            oidc_client_id=self.oidc_client_id,
+            oidc_client_secret=self.oidc_client_secret,
+            trusted_proxies=self.bff_trusted_proxies,
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -346,6 +374,14 @@ class Settings(BaseSettings):
         return frozenset(claim.strip() for claim in self.bff_user_claims.split(",") if claim.strip())
 
     @cached_property
+    def trusted_proxies(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``BFF_TRUSTED_PROXIES`` as networks (none: nothing in front of bffgate is believed)."""
+        value = self.bff_trusted_proxies
+        if value is None or value == "none":
+            return ()
+        return tuple(ipaddress.ip_network(item, strict=False) for item in value.split(","))
+
+    @cached_property
     def post_logout_redirect(self) -> str:
         return self.oidc_post_logout_redirect or self.bff_public_url + "/"
 
@@ -373,6 +409,8 @@ def _explain(error: dict[str, Any]) -> str:
     name = location[0]
     if error.get("type") == "missing":
         message = "is required"
+    if name in ("routes", "bff_routes"):  # nested: the key path to the route's key
+        return f"{key_path(['routes', *location[1:]])}: {message}"
     fix = FIXES.get(name, "")
     return f"{name.upper()}: {message}" + (f"; {fix}" if fix else "")
 

@@ -17,6 +17,7 @@ from starlette.types import Scope
 from .api_target import ApiTarget
 from .api_tokens import ApiTokens
 from .api_url import ApiUrls
+from .client_tokens import ClientTokens
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
@@ -24,6 +25,7 @@ from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .logout_redirect import LogoutReferences
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
+from .routes import ApiRoute, RouteTable, origin_of
 from .session import Session, SessionStore
 from .transport import ApiTransport
 
@@ -56,11 +58,20 @@ class Gateway:
         provider: TokenProvider,
         transport: ApiTransport,
         cluster: ClusterCoordination | None = None,
+        *,
+        transports: Mapping[str, ApiTransport] | None = None,
+        client_tokens: Mapping[str, ClientTokens] | None = None,
     ) -> None:
+        """``transport`` goes to ``REMOTE_API``; ``transports`` to the routes' other origins, and
+        ``client_tokens`` are the ``client`` routes' tokens by prefix (``runtime.py`` builds both)."""
         self.settings = settings
         self.store = store
         self.provider = provider
         self.transport = transport
+        self.routes = RouteTable.from_settings(settings)
+        self.default_route = ApiRoute("/api/rest/proxy/", ApiUrls(settings.remote_api), "user")
+        self._transports = {origin_of(settings.remote_api): transport, **(transports or {})}
+        self._client_tokens = dict(client_tokens or {})
         self.refresher = RefreshCoordinator(
             provider,
             store,
@@ -71,7 +82,7 @@ class Gateway:
         )
         self.api_tokens = ApiTokens(self.refresher, skew=settings.bff_refresh_skew)
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
-        self.api_urls = ApiUrls(settings.remote_api)
+        self.api_urls = self.default_route.urls
         self._skew = settings.bff_refresh_skew
 
     async def open(self, cookies: Cookies, scope: Scope) -> RequestSession:
@@ -79,6 +90,25 @@ class Gateway:
         session = await self._live_session(cookies)
         verify_csrf(scope["headers"], self.settings.allowed_origins)
         return self._track(session, scope)
+
+    async def open_optional(self, cookies: Cookies, scope: Scope) -> RequestSession | None:
+        """For routes that also serve callers without a session: the CSRF check, then the session
+        if the browser has a live one (none, a logged-out or unreadable one: ``None``)."""
+        verify_csrf(scope["headers"], self.settings.allowed_origins)
+        if not self.store.has_cookies(cookies):
+            return None
+        session = await self.store.load(cookies)
+        if session is None or self.refresher.ended_here(session.sid):
+            return None
+        return self._track(session, scope)
+
+    def transport_for(self, route: ApiRoute) -> ApiTransport:
+        """The connection pool of the route's origin (one per origin, shared by its routes)."""
+        return self._transports[route.origin]
+
+    async def client_token(self, route: ApiRoute, rejected: str | None = None) -> str:
+        """The ``client`` route's access token (``client_tokens``), never ``rejected``."""
+        return await self._client_tokens[route.prefix].token(rejected)
 
     async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""
