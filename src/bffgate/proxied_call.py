@@ -185,7 +185,8 @@ class Credentials:
     """What the route's token rule sends as ``Authorization``, and how it is renewed after a 401.
 
     ``user`` and ``user-or-none`` with a session: the session's token, refreshed ahead of expiry and
-    once on a 401 (``Gateway.fresh``, ``force_refresh``); ``client``: the route's client token
+    once on a 401 (``Gateway.fresh``, ``force_refresh``), or, when the route names its API
+    (``resource``/``scopes``), the session's token for that API alone (``Gateway.token_for``); ``client``: the route's client token
     (``client_tokens``), replaced once on a 401; otherwise nothing.
 
     ``partition``: the session's id when there is a session, whatever the rule, so that no byte of one
@@ -203,7 +204,11 @@ class Credentials:
 
     async def token(self) -> str | None:
         if self.route.user_token:
-            return None if self.tracked is None else (await self.gateway.fresh(self.tracked)).access_token
+            if self.tracked is None:
+                return None
+            if self.route.api_target is not None:  # that API's own token (api_tokens.py)
+                return await self.gateway.token_for(self.tracked, self.route.api_target)
+            return (await self.gateway.fresh(self.tracked)).access_token
         if self.route.rule == "client":
             return await self.gateway.client_token(self.route)
         return None
@@ -213,6 +218,8 @@ class Credentials:
             return await self.gateway.client_token(self.route, rejected=rejected)
         if self.tracked is None:  # never: token() gives a user token only to a session
             raise SessionExpired()
+        if self.route.api_target is not None:
+            return await self.gateway.renew_token_for(self.tracked, self.route.api_target, rejected)
         session = await self.gateway.force_refresh(self.tracked, rejected_access_token=rejected)
         return session.access_token or ""
 

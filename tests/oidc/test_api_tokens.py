@@ -1,0 +1,224 @@
+"""A token per API (RFC 8707 resource indicators) against the real provider and two real APIs.
+
+The gateway has two routes besides its default one: ``/orders/`` (rule ``user``) and ``/billing/``
+(rule ``user-or-none``), each naming its API's resource indicator. oidc-provider issues JWT access
+tokens with that audience from the user's refresh token; each API accepts only its own audience and
+records every token it receives. Both session stores: sealed cookies and Redis (db 7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+import pytest
+from joserfc.jwk import KeySet
+
+from bffgate import Settings
+from bffgate.cookies import CookieJar
+from bffgate.redis_client import close, connect
+from bffgate.session import ApiToken, Session
+from bffgate.stores.redis import RedisSessionStore
+from bffgate.tokens import unverified_claims
+
+from ..harness import Browser, serve
+from .conftest import OidcStack, OidcStackFactory
+from .resource_servers import BILLING, ORDERS, ResourceServer
+
+REDIS_DB7 = "redis://127.0.0.1:6379/7"
+STORES = pytest.mark.parametrize(
+    "store", [{}, {"bff_session_store": "redis", "redis_url": REDIS_DB7}], ids=["cookie", "redis"]
+)
+STORM = 20
+API_COOKIE = "__Host-apiTokensEtls"
+
+
+class Apis:
+    def __init__(self, orders: ResourceServer, billing: ResourceServer, urls: dict[str, str]) -> None:
+        self.orders = orders
+        self.billing = billing
+        self.urls = urls
+
+    def routes(self) -> list[dict[str, Any]]:
+        return [
+            {"prefix": "/orders/", "upstream": self.urls[ORDERS], "token": "user", "resource": ORDERS},
+            {
+                "prefix": "/billing/",
+                "upstream": self.urls[BILLING],
+                "token": "user-or-none",
+                "resource": BILLING,
+                "scopes": "billing:read",
+            },
+        ]
+
+
+@pytest.fixture
+async def apis(oidc_issuer: str, http: aiohttp.ClientSession) -> AsyncIterator[Apis]:
+    async with http.get(f"{oidc_issuer}/jwks") as response:
+        keys = KeySet.import_key_set(await response.json())
+    orders = ResourceServer(ORDERS, oidc_issuer, keys)
+    billing = ResourceServer(BILLING, oidc_issuer, keys)
+    async with serve(orders.app()) as orders_url, serve(billing.app()) as billing_url:
+        yield Apis(orders, billing, {ORDERS: orders_url, BILLING: billing_url})
+
+
+async def session_of(stack: OidcStack, browser: Browser) -> Session:
+    """The session behind the browser's cookies, from whichever store the stack uses."""
+    if stack.settings.bff_session_store == "cookie":
+        return await stack.session_of(browser)
+    client = connect(REDIS_DB7)
+    try:
+        store = RedisSessionStore(stack.settings, CookieJar(secure=True), client)
+        session = await store.load(browser.cookies)
+    finally:
+        await close(client)
+    assert session is not None
+    return session
+
+
+async def expire_api_tokens(stack: OidcStack, browser: Browser) -> None:
+    """The per-API tokens' life ends: the browser drops their cookie, or (Redis) they are past expiry."""
+    if stack.settings.bff_session_store == "cookie":
+        for name in [n for n in browser.cookies if n.startswith(API_COOKIE)]:
+            del browser.cookies[name]
+        return
+    client = connect(REDIS_DB7)
+    try:
+        store = RedisSessionStore(stack.settings, CookieJar(secure=True), client)
+        session = await store.load(browser.cookies)
+        assert session is not None
+        past = time.time() - 1
+        expired = {key: ApiToken(t.access_token, past, past - 20) for key, t in session.api_tokens.items()}
+        await store.save(replace(session, api_tokens=expired), existing=True)
+    finally:
+        await close(client)
+
+
+def audiences(tokens: list[str]) -> set[str]:
+    return {str((unverified_claims(token) or {}).get("aud")) for token in tokens}
+
+
+@STORES
+async def test_each_route_sends_only_its_own_apis_token(
+    make_oidc_stack: OidcStackFactory, apis: Apis, store: dict[str, Any]
+) -> None:
+    """Each API receives a token with its own audience and accepts it; neither ever sees the other's
+    token or the session's own, and each refuses the other's."""
+    async with make_oidc_stack(routes=apis.routes(), **store) as oidc:
+        browser = oidc.browser()
+        await oidc.login(browser)
+        orders = await browser.request("GET", "/orders/me")
+        billing = await browser.request("GET", "/billing/me")
+        default = await browser.request("GET", "/api/rest/proxy/me")
+        assert orders.status == 200, orders.body
+        assert billing.status == 200, billing.body
+        assert default.status == 200  # the session's own (userinfo) token still serves REMOTE_API
+        assert orders.json()["aud"] == ORDERS and orders.json()["sub"] == "alice"
+        assert billing.json()["aud"] == BILLING and billing.json()["scope"] == "billing:read"
+        assert audiences(apis.orders.tokens) == {ORDERS}
+        assert audiences(apis.billing.tokens) == {BILLING}
+        assert not set(apis.orders.tokens) & set(apis.billing.tokens)
+        session = await session_of(oidc, browser)
+        assert session.access_token not in apis.orders.tokens + apis.billing.tokens
+        # Each API accepts only its own audience: the other API's token is refused.
+        assert apis.billing.verify(apis.orders.tokens[0]) is None
+        assert apis.orders.verify(apis.billing.tokens[0]) is None
+        # Served from the session from now on: no more grants.
+        assert (await browser.request("GET", "/orders/me")).status == 200
+        stats = await oidc.provider.stats(oidc.client.client_id)
+        assert stats == {
+            "authorization_code 200": 1,
+            f"refresh_token 200 {ORDERS}": 1,
+            f"refresh_token 200 {BILLING}": 1,
+        }
+
+
+@STORES
+async def test_storm_across_two_routes_after_expiry_makes_one_grant_per_token(
+    make_oidc_stack: OidcStackFactory, apis: Apis, store: dict[str, Any]
+) -> None:
+    """Concurrent calls to both routes after their tokens expired: one grant per API token, none
+    presenting a refresh token another grant had rotated (the provider would revoke the grant)."""
+    async with make_oidc_stack(routes=apis.routes(), **store) as oidc:
+        browser = oidc.browser()
+        await oidc.login(browser)
+        assert (await browser.request("GET", "/orders/me")).status == 200
+        assert (await browser.request("GET", "/billing/me")).status == 200
+        await expire_api_tokens(oidc, browser)
+        clones = [browser.clone() for _ in range(2 * STORM)]
+        paths = ["/orders/me", "/billing/me"] * STORM
+        answers = await asyncio.gather(
+            *(clone.request("GET", path) for clone, path in zip(clones, paths, strict=True))
+        )
+        assert [answer.status for answer in answers] == [200] * (2 * STORM)
+        stats = await oidc.provider.stats(oidc.client.client_id)
+        assert stats == {
+            "authorization_code 200": 1,
+            f"refresh_token 200 {ORDERS}": 2,
+            f"refresh_token 200 {BILLING}": 2,
+        }
+        assert audiences(apis.orders.tokens) == {ORDERS}
+        assert audiences(apis.billing.tokens) == {BILLING}
+        # Whichever answer the browser kept last, its cookies still lead to live tokens.
+        for clone in clones[:2] + clones[-2:]:
+            assert (await clone.request("GET", "/orders/me")).status == 200
+            assert (await clone.request("GET", "/billing/me")).status == 200
+        assert "refresh_token 400" not in await oidc.provider.stats(oidc.client.client_id)
+
+
+@STORES
+async def test_logout_clears_every_per_api_token(
+    make_oidc_stack: OidcStackFactory, apis: Apis, store: dict[str, Any]
+) -> None:
+    """After logout the browser holds no per-API token and neither route sends one any more."""
+    async with make_oidc_stack(routes=apis.routes(), **store) as oidc:
+        browser = oidc.browser()
+        await oidc.login(browser)
+        assert (await browser.request("GET", "/orders/me")).status == 200
+        assert (await browser.request("GET", "/billing/me")).status == 200
+        if not store:
+            assert any(name.startswith(API_COOKIE) for name in browser.cookies)
+        copy = browser.clone()
+        answer = await browser.request("POST", "/api/auth/logout")
+        assert answer.status == 200
+        assert browser.cookies == {}
+        before = len(apis.orders.tokens), len(apis.billing.tokens)
+        assert (await browser.request("GET", "/orders/me")).status == 401
+        billing = await browser.request("GET", "/billing/me")  # user-or-none: goes, without a token
+        assert billing.status == 200 and billing.json()["anonymous"] is True
+        # A copy of the old cookies gets nothing either (the logout sticks in this process).
+        assert (await copy.request("GET", "/orders/me")).status == 401
+        assert (len(apis.orders.tokens), len(apis.billing.tokens)) == before
+
+
+async def test_a_user_or_none_route_without_a_session_sends_no_token(
+    make_oidc_stack: OidcStackFactory, apis: Apis
+) -> None:
+    """Without a session the billing route calls its API without Authorization and no grant is made."""
+    async with make_oidc_stack(routes=apis.routes()) as oidc:
+        answer = await oidc.browser().request("GET", "/billing/me")
+        assert answer.status == 200 and answer.json()["anonymous"] is True
+        assert apis.billing.tokens == []
+        assert await oidc.provider.stats(oidc.client.client_id) == {}
+
+
+def test_a_resource_needs_an_openid_connect_provider() -> None:
+    """ROUTES[i].resource with BFF_PROVIDER=rest stops start-up naming the key and the fix."""
+    route = {"prefix": "/orders/", "upstream": "http://127.0.0.1:9/", "token": "user", "resource": ORDERS}
+    with pytest.raises(ValueError, match=r"ROUTES\[0\]\.resource: a per-API token needs BFF_PROVIDER=oidc"):
+        Settings(remote_api="http://127.0.0.1:9", etls_access="a" * 32, etls_refresh="r" * 32, routes=[route])
+
+
+def test_a_resource_is_an_absolute_uri_on_a_user_route() -> None:
+    """A relative resource, or one on a client route, is refused at start-up."""
+    base = {"prefix": "/orders/", "upstream": "http://127.0.0.1:9/"}
+    oidc = {"bff_provider": "oidc", "oidc_issuer": "http://127.0.0.1:9", "oidc_client_id": "c"}
+    common = {"remote_api": "http://127.0.0.1:9", "etls_access": "a" * 32, "etls_refresh": "r" * 32, **oidc}
+    with pytest.raises(ValueError, match="absolute URI without a fragment"):
+        Settings(**common, routes=[{**base, "token": "user", "resource": "/orders"}])
+    with pytest.raises(ValueError, match=r"ROUTES\[0\]\.resource: is only used with token = user"):
+        Settings(**common, routes=[{**base, "token": "none", "resource": ORDERS}])
