@@ -18,14 +18,14 @@ import aiohttp
 import pytest
 from joserfc.jwk import KeySet
 
-from bffgate import Settings
+from bffgate import create_app
 from bffgate.cookies import CookieJar
 from bffgate.redis_client import close, connect
 from bffgate.session import ApiToken, Session
 from bffgate.stores.redis import RedisSessionStore
 from bffgate.tokens import unverified_claims
 
-from ..harness import Browser, serve
+from ..harness import Browser, serve, settings_for
 from .conftest import OidcStack, OidcStackFactory
 from .resource_servers import BILLING, ORDERS, ResourceServer
 
@@ -80,11 +80,14 @@ async def session_of(stack: OidcStack, browser: Browser) -> Session:
     return session
 
 
-async def expire_api_tokens(stack: OidcStack, browser: Browser) -> None:
-    """The per-API tokens' life ends: the browser drops their cookie, or (Redis) they are past expiry."""
+async def expire_api_tokens(stack: OidcStack, browser: Browser, *, own_too: bool = False) -> None:
+    """The per-API tokens' life ends (``own_too``: the session's own token's too): the browser drops
+    their cookies, or (Redis) they are past expiry."""
     if stack.settings.bff_session_store == "cookie":
         for name in [n for n in browser.cookies if n.startswith(API_COOKIE)]:
             del browser.cookies[name]
+        if own_too:
+            browser.forget_access_cookie()
         return
     client = connect(REDIS_DB7)
     try:
@@ -93,7 +96,10 @@ async def expire_api_tokens(stack: OidcStack, browser: Browser) -> None:
         assert session is not None
         past = time.time() - 1
         expired = {key: ApiToken(t.access_token, past, past - 20) for key, t in session.api_tokens.items()}
-        await store.save(replace(session, api_tokens=expired), existing=True)
+        session = replace(session, api_tokens=expired)
+        if own_too:
+            session = replace(session, access_expires_at=past, access_issued_at=past - 20)
+        await store.save(session, existing=True)
     finally:
         await close(client)
 
@@ -141,23 +147,25 @@ async def test_each_route_sends_only_its_own_apis_token(
 async def test_storm_across_two_routes_after_expiry_makes_one_grant_per_token(
     make_oidc_stack: OidcStackFactory, apis: Apis, store: dict[str, Any]
 ) -> None:
-    """Concurrent calls to both routes after their tokens expired: one grant per API token, none
-    presenting a refresh token another grant had rotated (the provider would revoke the grant)."""
+    """Concurrent calls to both routes and the default one after all three tokens expired: one grant
+    per token, none presenting a refresh token another grant had rotated (the provider would revoke
+    the whole grant)."""
     async with make_oidc_stack(routes=apis.routes(), **store) as oidc:
         browser = oidc.browser()
         await oidc.login(browser)
         assert (await browser.request("GET", "/orders/me")).status == 200
         assert (await browser.request("GET", "/billing/me")).status == 200
-        await expire_api_tokens(oidc, browser)
-        clones = [browser.clone() for _ in range(2 * STORM)]
-        paths = ["/orders/me", "/billing/me"] * STORM
+        await expire_api_tokens(oidc, browser, own_too=True)
+        clones = [browser.clone() for _ in range(3 * STORM)]
+        paths = ["/orders/me", "/billing/me", "/api/rest/proxy/me"] * STORM
         answers = await asyncio.gather(
             *(clone.request("GET", path) for clone, path in zip(clones, paths, strict=True))
         )
-        assert [answer.status for answer in answers] == [200] * (2 * STORM)
+        assert [answer.status for answer in answers] == [200] * (3 * STORM)
         stats = await oidc.provider.stats(oidc.client.client_id)
         assert stats == {
             "authorization_code 200": 1,
+            "refresh_token 200": 1,
             f"refresh_token 200 {ORDERS}": 2,
             f"refresh_token 200 {BILLING}": 2,
         }
@@ -168,6 +176,38 @@ async def test_storm_across_two_routes_after_expiry_makes_one_grant_per_token(
             assert (await clone.request("GET", "/orders/me")).status == 200
             assert (await clone.request("GET", "/billing/me")).status == 200
         assert "refresh_token 400" not in await oidc.provider.stats(oidc.client.client_id)
+
+
+@pytest.mark.parametrize(
+    "store",
+    [{"redis_url": REDIS_DB7}, {"bff_session_store": "redis", "redis_url": REDIS_DB7}],
+    ids=["cookie+redis", "redis"],
+)
+async def test_storm_across_two_instances_makes_one_grant_per_token(
+    make_oidc_stack: OidcStackFactory, apis: Apis, store: dict[str, Any]
+) -> None:
+    """The same storm split over two gateway instances sharing Redis: still one grant per token."""
+    stack = make_oidc_stack(routes=apis.routes(), **store)
+    async with stack as oidc, serve(create_app(oidc.settings)) as second_url:
+        browser = oidc.browser()
+        await oidc.login(browser)
+        assert (await browser.request("GET", "/orders/me")).status == 200
+        assert (await browser.request("GET", "/billing/me")).status == 200
+        await expire_api_tokens(oidc, browser)
+        clones = [browser.clone() for _ in range(2 * STORM)]
+        for clone in clones[::2]:
+            clone.base = second_url
+        paths = ["/orders/me", "/orders/me", "/billing/me", "/billing/me"] * (STORM // 2)
+        answers = await asyncio.gather(
+            *(clone.request("GET", path) for clone, path in zip(clones, paths, strict=True))
+        )
+        assert [answer.status for answer in answers] == [200] * (2 * STORM)
+        stats = await oidc.provider.stats(oidc.client.client_id)
+        assert stats == {
+            "authorization_code 200": 1,
+            f"refresh_token 200 {ORDERS}": 2,
+            f"refresh_token 200 {BILLING}": 2,
+        }
 
 
 @STORES
@@ -210,15 +250,14 @@ def test_a_resource_needs_an_openid_connect_provider() -> None:
     """ROUTES[i].resource with BFF_PROVIDER=rest stops start-up naming the key and the fix."""
     route = {"prefix": "/orders/", "upstream": "http://127.0.0.1:9/", "token": "user", "resource": ORDERS}
     with pytest.raises(ValueError, match=r"ROUTES\[0\]\.resource: a per-API token needs BFF_PROVIDER=oidc"):
-        Settings(remote_api="http://127.0.0.1:9", etls_access="a" * 32, etls_refresh="r" * 32, routes=[route])
+        settings_for("http://127.0.0.1:9", routes=[route])
 
 
 def test_a_resource_is_an_absolute_uri_on_a_user_route() -> None:
-    """A relative resource, or one on a client route, is refused at start-up."""
+    """A relative resource, or one on a route without a user token, is refused at start-up."""
     base = {"prefix": "/orders/", "upstream": "http://127.0.0.1:9/"}
     oidc = {"bff_provider": "oidc", "oidc_issuer": "http://127.0.0.1:9", "oidc_client_id": "c"}
-    common = {"remote_api": "http://127.0.0.1:9", "etls_access": "a" * 32, "etls_refresh": "r" * 32, **oidc}
     with pytest.raises(ValueError, match="absolute URI without a fragment"):
-        Settings(**common, routes=[{**base, "token": "user", "resource": "/orders"}])
+        settings_for("http://127.0.0.1:9", routes=[{**base, "token": "user", "resource": "/orders"}], **oidc)
     with pytest.raises(ValueError, match=r"ROUTES\[0\]\.resource: is only used with token = user"):
-        Settings(**common, routes=[{**base, "token": "none", "resource": ORDERS}])
+        settings_for("http://127.0.0.1:9", routes=[{**base, "token": "none", "resource": ORDERS}], **oidc)
