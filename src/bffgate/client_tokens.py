@@ -1,7 +1,8 @@
 """Client-credentials tokens for ``token = "client"`` routes: the gateway's own identity at an API.
 
 One ``ClientTokens`` per route. Its token is kept in memory (never in a cookie: it is not the user's)
-until ``BFF_REFRESH_SKEW`` seconds before it expires, then replaced by a new grant:
+until ``BFF_REFRESH_SKEW`` seconds (at most a quarter of its life) before it expires, then replaced
+by a new grant:
 
 * **One grant per process.** Concurrent callers share one flight, run in its own task so that a
   browser leaving never cancels it for the others (as ``refresh.RefreshCoordinator`` does for users).
@@ -40,13 +41,17 @@ SEAL_PURPOSE = "client-token"
 @dataclass(frozen=True, slots=True)
 class ClientToken:
     access_token: str
+    issued_at: float
     expires_at: float
 
     def __repr__(self) -> str:
         return f"ClientToken(expires_at={self.expires_at!r}, token='**********')"
 
     def usable(self, skew: float, rejected: str | None, now: float) -> bool:
-        return self.access_token != rejected and self.expires_at - skew > now
+        """Not the rejected one, and not within min(skew, a quarter of its life) of expiring (as
+        ``Session.needs_refresh``: a short-lived token is not replaced on every call)."""
+        lifetime = self.expires_at - self.issued_at
+        return self.access_token != rejected and self.expires_at - min(skew, lifetime / 4) > now
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,8 @@ class ClientGrant:
             raise UpstreamError(
                 f"the client-credentials answer for {self.label} is unusable: {exc}"
             ) from None
-        return ClientToken(tokens.access_token, time.time() + tokens.expires_in)
+        now = time.time()
+        return ClientToken(tokens.access_token, now, now + tokens.expires_in)
 
 
 class ClientTokens:
@@ -157,7 +163,9 @@ class ClientTokens:
                 return shared  # another process (or an earlier flight) got it: no grant
             token = await self._fetch()
             lifetime = token.expires_at - time.time()
-            sealed = self._sealer.seal([token.access_token, token.expires_at], token.expires_at)
+            sealed = self._sealer.seal(
+                [token.access_token, token.issued_at, token.expires_at], token.expires_at
+            )
             await cluster.share_value(name, sealed, lifetime)
         self._cluster_down = False
         return token
@@ -165,10 +173,10 @@ class ClientTokens:
     async def _shared(self, cluster: ClusterCoordination, name: str) -> ClientToken | None:
         sealed = await cluster.shared_value(name)
         opened = self._sealer.unseal(sealed) if sealed is not None else None
-        if not isinstance(opened, list) or len(opened) != 2:
+        if not isinstance(opened, list) or len(opened) != 3:
             return None
-        access, expires_at = opened
-        return ClientToken(str(access), float(expires_at))
+        access, issued_at, expires_at = opened
+        return ClientToken(str(access), float(issued_at), float(expires_at))
 
     async def _fetch(self) -> ClientToken:
         self.grants += 1

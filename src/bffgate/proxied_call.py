@@ -53,7 +53,7 @@ PROXIED_OTHER = PROXIED.labels("other")
 
 GatewayGetter = Callable[[], Awaitable[Gateway]]
 ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
-CallBuilder = Callable[["ProxiedCall", Request, Gateway, ApiRoute | None], Awaitable[ApiCall]]
+CallBuilder = Callable[["ProxiedCall", Request, Gateway, ApiRoute], Awaitable[ApiCall]]
 NO_ROUTES = RouteTable(())
 
 
@@ -108,9 +108,8 @@ class ProxiedCall:
 
     # -- 3. the call, from a path or from an envelope ----------------------------------------------
 
-    async def from_path(self, request: Request, gateway: Gateway, api_route: ApiRoute | None) -> ApiCall:
+    async def from_path(self, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
         scope = request.scope
-        api_route = api_route or gateway.default_route
         relative = relative_proxy_path(scope, api_route.prefix)
         url = api_route.urls.join(relative, scope["query_string"].decode("latin-1"))
         settings = gateway.settings
@@ -124,7 +123,7 @@ class ProxiedCall:
         headers = without_claim_headers(gateway, forwardable_request_headers(scope["headers"]))
         return ApiCall(scope["method"], url, headers, body)
 
-    async def from_envelope(self, request: Request, gateway: Gateway, api_route: ApiRoute | None) -> ApiCall:
+    async def from_envelope(self, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
         limit = gateway.settings.bff_max_body_bytes
         scope = request.scope
         envelope = await read_whole_body(
@@ -285,9 +284,7 @@ def route(scope: Scope, routes: RouteTable = NO_ROUTES) -> tuple[CallBuilder, Ap
     return None
 
 
-async def refuse_method(
-    _: ProxiedCall, request: Request, gateway: Gateway, api_route: ApiRoute | None
-) -> ApiCall:
+async def refuse_method(_: ProxiedCall, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
     """A proxy path with a method it does not take (405, checked before the session)."""
     raise MethodNotAllowed()
 

@@ -5,7 +5,8 @@
 // Prints one line `BFFGATE_TEST_ISSUER <issuer>` on stdout once it accepts connections.
 // Configured like a strict production provider: PKCE required, refresh-token rotation with reuse
 // detection (a reused refresh token revokes the whole grant), 20-second access tokens, opaque access
-// tokens, revocation, introspection, RP-initiated and back-channel logout. Clients register dynamically (RFC 7591), so
+// tokens, revocation, introspection, RP-initiated and back-channel logout, client credentials.
+// Clients register dynamically (RFC 7591), so
 // each test brings its own redirect URI; one static client matches the README's settings.
 // Resource indicators (RFC 8707): two APIs, RESOURCE_SERVERS below, each get JWT access tokens whose
 // audience is their resource indicator; a token asked without `resource` stays the opaque userinfo
@@ -176,6 +177,7 @@ server.listen(port, '127.0.0.1', () => {
           };
         },
       },
+      clientCredentials: { enabled: true }, // clients registered with the client_credentials grant
     },
   });
 
