@@ -155,9 +155,14 @@ def test_routes_come_from_bff_routes_as_json(monkeypatch: pytest.MonkeyPatch) ->
             "ROUTES[0].client_secret: is required with ROUTES[0].client_id",
         ),
         (
-            [{"prefix": "/x/", "upstream": "http://a", "token": "user", "scopes": "a"}],
+            [{"prefix": "/x/", "upstream": "http://a", "token": "none", "scopes": "a"}],
             {},
             "ROUTES[0].scopes: is only used with token = client",
+        ),
+        (  # on a user route, scopes ask for a per-API token (api_tokens.py): OpenID Connect only
+            [{"prefix": "/x/", "upstream": "http://a", "token": "user", "scopes": "a"}],
+            {},
+            "ROUTES[0].scopes: a per-API token needs BFF_PROVIDER=oidc",
         ),
         (
             [
