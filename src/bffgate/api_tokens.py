@@ -16,7 +16,7 @@ route's token is missing or about to expire, and the one forced renewal after th
 from __future__ import annotations
 
 from .api_target import ApiTarget
-from .errors import RefreshUnavailable
+from .errors import ApiTokenRefused, RefreshUnavailable
 from .refresh import RefreshCoordinator, token_of
 from .session import Session
 
@@ -32,6 +32,7 @@ class ApiTokens:
         """The newest state of ``session`` and its unexpired token for ``target`` (one grant for all
         the requests that need it at once)."""
         session = await self._refresher.current(session)
+        _check_granted(session, target)
         token = session.api_tokens.get(target.key)
         if token is None or token.needs_refresh(self._skew):
             session = await self._refresher.refresh(session, target=target)
@@ -39,8 +40,17 @@ class ApiTokens:
 
     async def renewed(self, session: Session, target: ApiTarget, rejected: str) -> tuple[Session, str]:
         """After the API answered 401 to ``rejected``: a newer token for ``target``, never that one."""
+        _check_granted(session, target)
         session = await self._refresher.refresh(session, target=target, rejected_access_token=rejected)
         return session, _token(session, target)
+
+
+def _check_granted(session: Session, target: ApiTarget) -> None:
+    """Refuse a resource the session's sign-in did not ask for, before asking the provider: a grant
+    does not cover it (RFC 8707 2.1), and some providers (oidc-provider) spend the refresh token on
+    such a request before refusing it, so asking would end the session at its next refresh."""
+    if target.resource and target.resource not in session.resources:
+        raise ApiTokenRefused("this session's sign-in did not ask for this API")
 
 
 def _token(session: Session, target: ApiTarget) -> str:

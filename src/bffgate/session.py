@@ -26,7 +26,7 @@ def token_fingerprint(token: str) -> str:
 
 # The session's codec is ``to_dict``/``from_dict`` (short keys, sealed before they leave the process);
 # the cookie store splits it over three cookies by these keys and joins them back with ``from_dict``.
-DURABLE_KEYS = ("sid", "c", "rt", "u", "it", "id")  # the refresh cookie: lives as long as the session
+DURABLE_KEYS = ("sid", "c", "rt", "u", "it", "id", "rs")  # the refresh cookie: lives as long as the session
 ACCESS_KEYS = ("sid", "c", "at", "exp", "iat")  # the access cookie: lives as long as the access token
 USER_KEYS = ("sid", "u")  # the user cookie: the user data, readable without the refresh secret
 API_KEYS = ("sid", "c", "apis")  # the API-tokens cookie: one access token per API (api_tokens.py)
@@ -65,6 +65,8 @@ class Session:
     identity: dict[str, Any] | None = None
     # One access token per API (by ``ApiTarget.key``), each obtained with the refresh token.
     api_tokens: Mapping[str, ApiToken] = field(default_factory=dict)
+    # The RFC 8707 resources the sign-in asked for: the only ones per-API tokens may be asked for.
+    resources: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # tokens must never reach a log line
         return (
@@ -76,9 +78,13 @@ class Session:
         """A brand-new session (fresh id: no fixation) from a login's tokens."""
         now = time.time() if now is None else now
         identity = identity_of(tokens.id_token) if tokens.id_token else None
-        return cls(sid=new_session_id(), created_at=now, user=user, identity=identity).with_tokens(
-            tokens, now
-        )
+        return cls(
+            sid=new_session_id(),
+            created_at=now,
+            user=user,
+            identity=identity,
+            resources=tokens.resources,
+        ).with_tokens(tokens, now)
 
     @property
     def login_identity(self) -> dict[str, Any] | None:
@@ -129,6 +135,7 @@ class Session:
             "u": self.user,
             "id": self.identity,
             "apis": _apis_to_dict(self.api_tokens),
+            "rs": list(self.resources) or None,
         }
 
     def part(self, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -151,6 +158,7 @@ class Session:
                 user=dict(data.get("u") or {}),
                 identity=_identity(data.get("id")),
                 api_tokens=_apis_from_dict(data.get("apis")),
+                resources=tuple(str(resource) for resource in data.get("rs") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return None

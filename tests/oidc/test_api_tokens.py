@@ -21,6 +21,7 @@ from joserfc.jwk import KeySet
 from bffgate import create_app
 from bffgate.cookies import CookieJar
 from bffgate.redis_client import close, connect
+from bffgate.route_settings import RouteSettings
 from bffgate.session import ApiToken, Session
 from bffgate.stores.redis import RedisSessionStore
 from bffgate.tokens import unverified_claims
@@ -261,3 +262,28 @@ def test_a_resource_is_an_absolute_uri_on_a_user_route() -> None:
         settings_for("http://127.0.0.1:9", routes=[{**base, "token": "user", "resource": "/orders"}], **oidc)
     with pytest.raises(ValueError, match=r"ROUTES\[0\]\.resource: is only used with token = user"):
         settings_for("http://127.0.0.1:9", routes=[{**base, "token": "none", "resource": ORDERS}], **oidc)
+
+
+async def test_an_api_the_sign_in_did_not_ask_for_is_refused_and_the_session_lives_on(
+    make_oidc_stack: OidcStackFactory, apis: Apis
+) -> None:
+    """A route added after the user signed in answers 403 api_token_refused without asking the
+    provider (oidc-provider spends the refresh token on such a request before refusing it, which
+    would end the session); the session and its other routes keep working."""
+    orders_only = apis.routes()[:1]
+    async with make_oidc_stack(routes=orders_only) as oidc:
+        browser = oidc.browser()
+        await oidc.login(browser)
+        assert (await browser.request("GET", "/orders/me")).status == 200
+        routes = [RouteSettings.model_validate(route) for route in apis.routes()]
+        async with serve(create_app(oidc.settings.model_copy(update={"routes": routes}))) as url:
+            later = browser.clone()
+            later.base = url  # the same session, on a gateway with one more route
+            answer = await later.request("GET", "/billing/me")
+            assert answer.status == 403
+            assert answer.code == "api_token_refused"
+            assert apis.billing.tokens == []
+            await expire_api_tokens(oidc, later)
+            assert (await later.request("GET", "/orders/me")).status == 200
+        stats = await oidc.provider.stats(oidc.client.client_id)
+        assert stats == {"authorization_code 200": 1, f"refresh_token 200 {ORDERS}": 2}

@@ -124,7 +124,15 @@ class OidcProvider:
         )
         if self._resources:  # RFC 8707 2.1: the grant must name every API a token will be asked for
             url = add_params_to_uri(url, [("resource", resource) for resource in self._resources])
-        return str(url), {"state": state, "nonce": nonce, "verifier": verifier, "returnTo": return_to}
+        transaction: dict[str, Any] = {
+            "state": state,
+            "nonce": nonce,
+            "verifier": verifier,
+            "returnTo": return_to,
+        }
+        if self._resources:  # what this sign-in's grant will cover, whatever the settings are later
+            transaction["resources"] = self._resources
+        return str(url), transaction
 
     async def finish_login(
         self, params: Mapping[str, str], transaction: Mapping[str, Any]
@@ -162,7 +170,9 @@ class OidcProvider:
         except InvalidIdToken as exc:
             raise LoginRejected(str(exc)) from None
         user = await self._user(metadata, claims, tokens.access_token)
-        return replace(tokens, user=user), user
+        resources = transaction.get("resources")
+        granted = tuple(str(r) for r in resources) if isinstance(resources, list) else ()
+        return replace(tokens, user=user, resources=granted), user
 
     async def end_session_url(self, id_token_hint: str | None) -> str | None:
         """The provider's end-session URL (RP-initiated logout), or None when it has none."""
