@@ -30,6 +30,7 @@ class ResourceServer:
     keys: KeySet
     tokens: list[str] = field(default_factory=list)
     anonymous_calls: int = 0
+    refuse_next: int = 0  # answer this many calls with 401 whatever their token (a revoked token)
 
     def verify(self, token: str) -> dict[str, Any] | None:
         """The token's claims when it is for this API, else None."""
@@ -57,6 +58,9 @@ class ResourceServer:
             token = header.removeprefix("Bearer ")
             self.tokens.append(token)
             claims = self.verify(token)
+            if self.refuse_next > 0:
+                self.refuse_next -= 1
+                claims = None
             if claims is None:
                 return JSONResponse({"error": "invalid_token"}, status_code=401)
             return JSONResponse(

@@ -236,6 +236,25 @@ async def test_logout_clears_every_per_api_token(
         assert (len(apis.orders.tokens), len(apis.billing.tokens)) == before
 
 
+async def test_a_401_from_an_api_gets_one_new_token_for_that_api_and_one_retry(
+    make_oidc_stack: OidcStackFactory, apis: Apis
+) -> None:
+    """The API refuses a token it would accept: one grant for that API alone, the call retried once
+    with the new token; a second refusal is passed through."""
+    async with make_oidc_stack(routes=apis.routes()) as oidc:
+        browser = oidc.browser()
+        await oidc.login(browser)
+        assert (await browser.request("GET", "/orders/me")).status == 200
+        apis.orders.refuse_next = 1
+        assert (await browser.request("GET", "/orders/me")).status == 200
+        assert len(set(apis.orders.tokens)) == 2  # the refused token, then a new one
+        apis.orders.refuse_next = 2
+        assert (await browser.request("GET", "/orders/me")).status == 401
+        stats = await oidc.provider.stats(oidc.client.client_id)
+        assert stats == {"authorization_code 200": 1, f"refresh_token 200 {ORDERS}": 3}
+        assert apis.billing.tokens == []
+
+
 async def test_a_user_or_none_route_without_a_session_sends_no_token(
     make_oidc_stack: OidcStackFactory, apis: Apis
 ) -> None:
