@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from .errors import ConfigError
 from .redis_url import parse_redis_url
@@ -425,6 +425,13 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**{**from_files, **overrides})
     except ValidationError as exc:
         raise _config_error(exc) from None
+    except SettingsError as exc:  # a JSON-valued variable (BFF_ROUTES) that is not JSON
+        if '"routes"' in str(exc):
+            raise ConfigError(
+                "BFF_ROUTES: is not valid JSON; write a JSON list of routes, e.g. "
+                '[{"prefix": "/api/billing/", "upstream": "https://billing.example", "token": "user"}]'
+            ) from None
+        raise ConfigError(str(exc)) from None
 
 
 def load_server_settings(**overrides: Any) -> ServerSettings:

@@ -70,7 +70,8 @@ class Gateway:
         self.transport = transport
         self.routes = RouteTable.from_settings(settings)
         self.default_route = ApiRoute("/api/rest/proxy/", ApiUrls(settings.remote_api), "user")
-        self._transports = {origin_of(settings.remote_api): transport, **(transports or {})}
+        # The connection pool of each route's origin (one per origin, shared by its routes).
+        self.transports = {origin_of(settings.remote_api): transport, **(transports or {})}
         self._client_tokens = dict(client_tokens or {})
         self.refresher = RefreshCoordinator(
             provider,
@@ -101,10 +102,6 @@ class Gateway:
         if session is None or self.refresher.ended_here(session.sid):
             return None
         return self._track(session, scope)
-
-    def transport_for(self, route: ApiRoute) -> ApiTransport:
-        """The connection pool of the route's origin (one per origin, shared by its routes)."""
-        return self._transports[route.origin]
 
     async def client_token(self, route: ApiRoute, rejected: str | None = None) -> str:
         """The ``client`` route's access token (``client_tokens``), never ``rejected``."""

@@ -12,8 +12,7 @@ gateway's own work (bench/README.md), are skipped. One call:
 3. ``build``: the API call from the path (``api_url``, ``header_filter``, ``request_body``) or from
    the envelope (``customfetch``, always the default route), plus the route's claim and forwarded
    headers;
-4. ``send``: the route's credentials (``Credentials``: the user's fresh token, the route's client
-   token or none), the call through the origin's ``ApiTransport``, and once, on a 401 with a
+4. ``send``: the route's credentials (the user's fresh token, the route's client token or none), the call through the origin's ``ApiTransport``, and once, on a 401 with a
    replayable body, a forced refresh (or a new client token) and the same call again;
 5. the answer: the API's status and filtered headers, the session's new cookies if it changed, the
    body streamed (``answer_stream``). Any error becomes a problem answer through the app's one
@@ -78,10 +77,11 @@ class ProxiedCall:
         if found is None:
             await self.app(scope, receive, send)
             return
+        build, api_route = found
         request = Request(scope, receive)
         answer: ASGIApp
         try:
-            answer = await self.answer(request, *found)
+            answer = await self.answer(request, build, api_route)
         except Exception as exc:
             if not isinstance(exc, BffError):
                 log.exception("unexpected error on %s", scope["path"][:200])
@@ -120,7 +120,9 @@ class ProxiedCall:
             max_bytes=settings.bff_max_body_bytes,
             replay_bytes=settings.bff_replay_bytes,
         )
-        headers = without_claim_headers(gateway, forwardable_request_headers(scope["headers"]))
+        headers = forwardable_request_headers(scope["headers"])
+        if gateway.routes.claim_header_names:
+            headers = without_claim_headers(gateway, headers)
         return ApiCall(scope["method"], url, headers, body)
 
     async def from_envelope(self, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
@@ -149,18 +151,28 @@ class ProxiedCall:
         answer of the API is held open.
         """
         cookies = request.cookies
-        credentials = Credentials(gateway, api_route, tracked)
         if api_route.claim_headers or api_route.forward_client_address:
             call.headers.extend(route_headers(gateway, api_route, tracked, request.scope))
-        transport = gateway.transport_for(api_route)
-        token = await credentials.token()
-        set_cookies = gateway.cookies_for(cookies, tracked) if tracked else []
-        answer = await _send(transport, call, token, credentials.partition)
+        transport = gateway.transports[api_route.origin]
+        # No byte of one session's exchanges reaches another's, whatever the route; callers without a
+        # session cannot be told apart, so each such call gets a connection of its own.
+        partition = tracked.loaded.sid if tracked is not None else SINGLE_USE
+        if tracked is not None and api_route.user_token:  # the default route's path: kept short
+            token: str | None
+            if api_route.api_target is None:
+                token = (await gateway.fresh(tracked)).access_token
+            else:  # the route names its API: the session's token for that API alone (api_tokens.py)
+                token = await gateway.token_for(tracked, api_route.api_target)
+            set_cookies = gateway.cookies_for(cookies, tracked)
+        else:
+            token = await gateway.client_token(api_route) if api_route.rule == "client" else None
+            set_cookies = []
+        answer = await _send(transport, call, token, partition)
         if answer.status == 401 and call.body.replayable and token is not None:
             answer.release()
-            token = await credentials.renew(token)
+            token = await renewed_token(gateway, api_route, tracked, token)
             set_cookies = gateway.cookies_for(cookies, tracked) if tracked else []
-            answer = await _send(transport, call, token, credentials.partition)
+            answer = await _send(transport, call, token, partition)
         try:
             PROXIED_BY_CLASS.get(answer.status // 100, PROXIED_OTHER).inc()
             if set_cookies and tracked is not None:  # changed: unless logged out meanwhile (Redis)
@@ -180,47 +192,20 @@ class ProxiedCall:
         )
 
 
-class Credentials:
-    """What the route's token rule sends as ``Authorization``, and how it is renewed after a 401.
-
-    ``user`` and ``user-or-none`` with a session: the session's token, refreshed ahead of expiry and
-    once on a 401 (``Gateway.fresh``, ``force_refresh``), or, when the route names its API
-    (``resource``/``scopes``), the session's token for that API alone (``Gateway.token_for``); ``client``: the route's client token
-    (``client_tokens``), replaced once on a 401; otherwise nothing.
-
-    ``partition``: the session's id when there is a session, whatever the rule, so that no byte of one
-    session's exchanges ever reaches another's; a call without a session gets a connection of its own
-    (``SINGLE_USE``): callers without a session cannot be told apart, so none shares a connection.
-    """
-
-    __slots__ = ("gateway", "partition", "route", "tracked")
-
-    def __init__(self, gateway: Gateway, api_route: ApiRoute, tracked: RequestSession | None) -> None:
-        self.gateway = gateway
-        self.route = api_route
-        self.tracked = tracked
-        self.partition = tracked.loaded.sid if tracked is not None else SINGLE_USE
-
-    async def token(self) -> str | None:
-        if self.route.user_token:
-            if self.tracked is None:
-                return None
-            if self.route.api_target is not None:  # that API's own token (api_tokens.py)
-                return await self.gateway.token_for(self.tracked, self.route.api_target)
-            return (await self.gateway.fresh(self.tracked)).access_token
-        if self.route.rule == "client":
-            return await self.gateway.client_token(self.route)
-        return None
-
-    async def renew(self, rejected: str) -> str:
-        if self.route.rule == "client":
-            return await self.gateway.client_token(self.route, rejected=rejected)
-        if self.tracked is None:  # never: token() gives a user token only to a session
-            raise SessionExpired()
-        if self.route.api_target is not None:
-            return await self.gateway.renew_token_for(self.tracked, self.route.api_target, rejected)
-        session = await self.gateway.force_refresh(self.tracked, rejected_access_token=rejected)
-        return session.access_token or ""
+async def renewed_token(
+    gateway: Gateway, api_route: ApiRoute, tracked: RequestSession | None, rejected: str
+) -> str:
+    """After the API refused ``rejected`` with 401: the user's token after one forced refresh (its
+    token for the route's API, when the route names one), or (``client`` routes) the route's next
+    client token."""
+    if api_route.rule == "client":
+        return await gateway.client_token(api_route, rejected=rejected)
+    if tracked is None:  # never: only a session's call carries a user token
+        raise SessionExpired()
+    if api_route.api_target is not None:
+        return await gateway.renew_token_for(tracked, api_route.api_target, rejected)
+    session = await gateway.force_refresh(tracked, rejected_access_token=rejected)
+    return session.access_token or ""
 
 
 def without_claim_headers(gateway: Gateway, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:

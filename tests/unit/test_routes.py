@@ -89,6 +89,12 @@ def test_routes_come_from_bff_routes_as_json(monkeypatch: pytest.MonkeyPatch) ->
     )
 
 
+def test_bff_routes_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BFF_ROUTES", "[{prefix: /api/x/}]")
+    with pytest.raises(ConfigError, match=r"^BFF_ROUTES: is not valid JSON; write a JSON list of routes"):
+        load_settings(**BASE)
+
+
 @pytest.mark.parametrize(
     ("routes", "extra", "line"),
     [
