@@ -25,7 +25,7 @@ from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .logout_redirect import LogoutReferences
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
-from .routes import ApiRoute, RouteTable, origin_of
+from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable, origin_of
 from .session import Session, SessionStore
 from .transport import ApiTransport
 
@@ -69,7 +69,7 @@ class Gateway:
         self.provider = provider
         self.transport = transport
         self.routes = RouteTable.from_settings(settings)
-        self.default_route = ApiRoute("/api/rest/proxy/", ApiUrls(settings.remote_api), "user")
+        self.default_route = ApiRoute(DEFAULT_PREFIX, ApiUrls(settings.remote_api), "user")
         # The connection pool of each route's origin (one per origin, shared by its routes).
         self.transports = {origin_of(settings.remote_api): transport, **(transports or {})}
         self._client_tokens = dict(client_tokens or {})
