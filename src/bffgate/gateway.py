@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 from starlette.types import Scope
 
+from .api_target import ApiTarget
+from .api_tokens import ApiTokens
 from .api_url import ApiUrls
 from .client_tokens import ClientTokens
 from .cluster import ClusterCoordination
@@ -79,6 +81,7 @@ class Gateway:
             cluster=cluster,
             cluster_required=settings.bff_session_store == "redis",
         )
+        self.api_tokens = ApiTokens(self.refresher, skew=settings.bff_refresh_skew)
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
         self.api_urls = self.default_route.urls
         self._skew = settings.bff_refresh_skew
@@ -137,6 +140,16 @@ class Gateway:
             tracked.current, rejected_access_token=rejected_access_token
         )
         return tracked.current
+
+    async def token_for(self, tracked: RequestSession, target: ApiTarget) -> str:
+        """The session's own token for ``target``'s API (``api_tokens.py``), refreshed ahead of expiry."""
+        tracked.current, token = await self.api_tokens.fresh(tracked.current, target)
+        return token
+
+    async def renew_token_for(self, tracked: RequestSession, target: ApiTarget, rejected: str) -> str:
+        """After that API's 401: a newer token for it than ``rejected``."""
+        tracked.current, token = await self.api_tokens.renewed(tracked.current, target, rejected)
+        return token
 
     async def answer_cookies(self, cookies: Cookies, tracked: RequestSession) -> list[str]:
         """``cookies_for``, after asking every process (Redis) whether the session was logged out
