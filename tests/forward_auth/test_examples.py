@@ -12,9 +12,11 @@ from .fronts import generated_config
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "forward-auth"
 
 
-# The routed examples: one route per token rule that works without a session.
+# The routed examples: one route per token rule that works without a session; a claim header name
+# (the recipes strip the browser's: forward-auth does not set claim headers).
 ROUTES = (
-    '[{"prefix": "/api/catalogue/", "upstream": "http://127.0.0.1:9001/shop", "token": "user-or-none"},'
+    '[{"prefix": "/api/catalogue/", "upstream": "http://127.0.0.1:9001/shop", "token": "user-or-none",'
+    ' "claim_headers": {"X-User-Id": "sub"}},'
     ' {"prefix": "/api/status/", "upstream": "http://127.0.0.1:9002", "token": "none"}]'
 )
 
