@@ -4,7 +4,10 @@
 ``Origin``, ``X-CSRF``, ``Sec-Fetch-Mode`` and ``Accept``, and the original method and URI in
 ``X-Original-Method``/``X-Original-URI`` (nginx) or ``X-Forwarded-Method``/``X-Forwarded-Uri``
 (Caddy, Traefik). The rules are the built-in proxy's: a session, a fresh token (single-flight
-refresh), and X-CSRF plus an allowed Origin for state-changing methods. The answer:
+refresh), and X-CSRF plus an allowed Origin for state-changing methods. With routes (``ROUTES``),
+the original URI's route decides as on the proxy: ``user`` (and no route) as above; ``user-or-none``
+the user's token with a session, no ``Authorization`` without; ``client`` the route's
+client-credentials token (``Gateway.client_token``); ``none`` no ``Authorization``. The answer:
 
 - 200 with ``Authorization: Bearer …`` for the proxy to put on the upstream request, the rotated
   session cookies (``Set-Cookie``, and numbered copies ``X-Bffgate-Set-Cookie-N`` for nginx, whose
@@ -13,8 +16,9 @@ refresh), and X-CSRF plus an allowed Origin for state-changing methods. The answ
   page navigation without a session, the 302 to the login page with the original URI as ``returnTo``.
 
 The decision may be cached by the front proxy for at most ``BFF_FORWARD_AUTH_CACHE_SECONDS`` and
-never past the point where the token would be refreshed; a decision that rotated cookies is not
-cacheable. The cache key must hold everything the decision reads (``DECISION_CACHE_KEY_PARTS``).
+never past the point where the token (the user's or the route's client token) would be refreshed; a
+decision that rotated cookies is not cacheable. The cache key must hold everything the decision reads
+(``DECISION_CACHE_KEY_PARTS``; with routes ``ROUTED_CACHE_KEY_PARTS``, the URI's path too).
 
 Without a cache every request through the front proxy costs one decision, so it is served by the
 innermost layer (``proxied_call.ProxiedCall``, past Starlette's router) and a "yes" is written
