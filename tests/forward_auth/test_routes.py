@@ -80,3 +80,15 @@ async def test_a_path_that_normalizes_into_another_location_is_refused(front: Fr
         status, body = response.status, await response.read()
     assert (status, json.loads(body)["code"]) == (400, "invalid_request"), body
     assert front.recorder.requests[before:] == [], "never forwarded"
+
+
+async def test_a_cached_decision_of_one_route_never_answers_another(front: Front) -> None:
+    """nginx keys cached decisions on the URI's path too: the same request to a ``none`` route and
+    then to a ``user-or-none`` one gets each route's own answer, in both orders."""
+    browser = await front.logged_in()
+    for first, second in (("/api/pub/200", "/api/open/200"), ("/api/open/200", "/api/pub/200")):
+        for path in (first, second, first, second):
+            got = await browser.request("GET", path, csrf=False)
+            assert got.status == 200, got.body
+            sent = last_sent(front, "/status/200")
+            assert ("authorization" in sent) == (path == "/api/open/200"), path
