@@ -96,6 +96,10 @@ class Gateway:
         """For routes that also serve callers without a session: the CSRF check, then the session
         if the browser has a live one (none, a logged-out or unreadable one: ``None``)."""
         verify_csrf(scope["headers"], self.settings.allowed_origins)
+        return await self.optional_without_csrf(cookies, scope)
+
+    async def optional_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession | None:
+        """``open_optional`` for a caller that judges CSRF itself (forward-auth)."""
         if not self.store.has_cookies(cookies):
             return None
         session = await self.store.load(cookies)
@@ -106,6 +110,10 @@ class Gateway:
     async def client_token(self, route: ApiRoute, rejected: str | None = None) -> str:
         """The ``client`` route's access token (``client_tokens``), never ``rejected``."""
         return await self._client_tokens[route.prefix].token(rejected)
+
+    def client_token_refresh_at(self, route: ApiRoute, access_token: str) -> float:
+        """When the ``client`` route's ``access_token`` will be replaced (0: not the held one)."""
+        return self._client_tokens[route.prefix].refresh_at(access_token)
 
     async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""
