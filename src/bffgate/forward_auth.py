@@ -37,9 +37,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from .api_target import ApiTarget
 from .csrf import verify_csrf
 from .errors import BffError, InvalidRequest, SessionExpired, Unauthenticated
-from .gateway import Gateway
+from .gateway import Gateway, RequestSession
 from .header_filter import header_value
 from .navigation import is_navigation, login_redirect_location
 from .problems import NO_STORE, error_answer
@@ -110,10 +111,16 @@ def route_path(uri: str) -> str:
     return path
 
 
-def cacheable_seconds(session: Session, *, skew: float, cap: int, now: float) -> int:
-    """How long a "yes" for ``session`` may be reused: never past the point its token is refreshed."""
-    lifetime = session.access_expires_at - session.access_issued_at
-    refresh_at = session.access_expires_at - min(skew, lifetime / 4)  # as Session.needs_refresh
+def cacheable_seconds(
+    session: Session, *, skew: float, cap: int, now: float, target: ApiTarget | None = None
+) -> int:
+    """How long a "yes" for ``session`` may be reused: never past the point the token it hands over
+    (the session's own, or its token for ``target``'s API) is refreshed."""
+    expires_at, issued_at = session.access_expires_at, session.access_issued_at
+    if target is not None:
+        api_token = session.api_tokens[target.key]
+        expires_at, issued_at = api_token.expires_at, api_token.issued_at
+    refresh_at = expires_at - min(skew, (expires_at - issued_at) / 4)  # as Session.needs_refresh
     return seconds_until(refresh_at, cap=cap, now=now)
 
 
@@ -171,6 +178,7 @@ class ForwardAuth:
         """The decision; a refusal other than "signed out" is raised for the app's error handler."""
         gateway = await self.runtime.gateway()
         original = original_request(request)
+        api_route = None
         if gateway.routes:  # a route whose rule needs no session decides differently
             api_route = gateway.routes.match(route_path(original.uri))
             if api_route is not None and api_route.rule != "user":
@@ -182,19 +190,7 @@ class ForwardAuth:
             return self._signed_out(request, gateway, error, original)
         if original.method not in SAFE_METHODS:
             verify_csrf(request.scope["headers"], self.settings.allowed_origins)
-        try:
-            session = await gateway.fresh(tracked)
-            set_cookies = await gateway.answer_cookies(cookies, tracked)
-        except (Unauthenticated, SessionExpired) as error:  # the refresh was refused: signed out
-            tracked.ended = True
-            return self._signed_out(request, gateway, error, original)
-        cache_seconds = cacheable_seconds(
-            session,
-            skew=self.settings.bff_refresh_skew,
-            cap=self.settings.bff_forward_auth_cache_seconds,
-            now=time.time(),
-        )
-        return allowed(session.access_token, set_cookies, cache_seconds)
+        return await self._user_token(request, gateway, original, tracked, api_route)
 
     async def _decide_for_route(
         self, request: Request, gateway: Gateway, original: OriginalRequest, api_route: ApiRoute
@@ -214,15 +210,37 @@ class ForwardAuth:
             tracked = await gateway.optional_without_csrf(cookies, request.scope)
         if tracked is None:  # anonymous: no Authorization at all
             return allowed(None, [], cap)
+        return await self._user_token(request, gateway, original, tracked, api_route)
+
+    async def _user_token(
+        self,
+        request: Request,
+        gateway: Gateway,
+        original: OriginalRequest,
+        tracked: RequestSession,
+        api_route: ApiRoute | None,
+    ) -> Decision | Response:
+        """The "yes" with the user's token for the route's API: the session's own, or for a route that
+        names an API (``resource``) the session's token for that API alone, as the proxied call sends."""
+        target = api_route.api_target if api_route is not None else None
+        token: str | None
         try:
-            session = await gateway.fresh(tracked)
-            set_cookies = await gateway.answer_cookies(cookies, tracked)
+            if target is None:
+                token = (await gateway.fresh(tracked)).access_token
+            else:
+                token = await gateway.token_for(tracked, target)
+            set_cookies = await gateway.answer_cookies(request.cookies, tracked)
         except (Unauthenticated, SessionExpired) as error:  # the refresh was refused: signed out
             tracked.ended = True
             return self._signed_out(request, gateway, error, original)
-        skew = self.settings.bff_refresh_skew
-        cache_seconds = cacheable_seconds(session, skew=skew, cap=cap, now=time.time())
-        return allowed(session.access_token, set_cookies, cache_seconds)
+        cache_seconds = cacheable_seconds(
+            tracked.current,
+            skew=self.settings.bff_refresh_skew,
+            cap=self.settings.bff_forward_auth_cache_seconds,
+            now=time.time(),
+            target=target,
+        )
+        return allowed(token, set_cookies, cache_seconds)
 
     def _signed_out(
         self, request: Request, gateway: Gateway, error: BffError, original: OriginalRequest

@@ -145,6 +145,31 @@ async def test_each_route_sends_only_its_own_apis_token(
 
 
 @STORES
+async def test_forward_auth_hands_each_route_its_own_apis_token(
+    make_oidc_stack: OidcStackFactory, apis: Apis, store: dict[str, Any]
+) -> None:
+    """A front proxy asking for a request to /orders/ or /billing/ gets that API's token to send, never
+    the session's own or the other API's: the same rule as the gateway's own proxy."""
+    async with make_oidc_stack(routes=apis.routes(), **store) as oidc:
+        browser = oidc.browser()
+        await oidc.login(browser)
+        bearer: dict[str, str] = {}
+        for uri in ("/orders/me", "/billing/me", "/api/rest/proxy/me"):
+            decision = await browser.request(
+                "GET", "/api/auth/forward", headers={"X-Original-Method": "GET", "X-Original-URI": uri}
+            )
+            assert decision.status == 200, decision.body
+            bearer[uri] = decision.headers["Authorization"].removeprefix("Bearer ")
+        assert audiences([bearer["/orders/me"]]) == {ORDERS}
+        assert audiences([bearer["/billing/me"]]) == {BILLING}
+        assert apis.orders.verify(bearer["/orders/me"]) is not None
+        assert apis.billing.verify(bearer["/billing/me"]) is not None
+        session = await session_of(oidc, browser)
+        assert bearer["/api/rest/proxy/me"] == session.access_token
+        assert session.access_token not in (bearer["/orders/me"], bearer["/billing/me"])
+
+
+@STORES
 async def test_storm_across_two_routes_after_expiry_makes_one_grant_per_token(
     make_oidc_stack: OidcStackFactory, apis: Apis, store: dict[str, Any]
 ) -> None:
