@@ -20,6 +20,14 @@ revoked.
 
 A rejection is terminal only if the refresh token we sent is still the current one: when the grace
 window shows that another flight has rotated it meanwhile, that newer session is used instead.
+
+**Per-API tokens** (``api_tokens.py``, RFC 8707) are obtained with the same refresh token, and a
+provider that rotates refresh tokens rotates it on those grants too. So every grant of a session —
+its own refresh and one per API — is one flight per (refresh token, target), and the flights of one
+session take turns (a per-session lock here, the session's Redis lock across processes). After its
+turn comes, a flight re-reads the grace window: a newer session whose token *for this target* was
+renewed is the answer; one that only carries a rotated refresh token (another API's grant) is the
+base the grant starts from, so no refresh token is ever presented twice.
 """
 
 from __future__ import annotations
@@ -27,9 +35,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from . import tracing
+from .api_target import ApiTarget
 from .cluster import ClusterCoordination
 from .errors import (
     ClusterUnavailable,
@@ -43,7 +54,7 @@ from .grace import GraceWindow
 from .logouts import Tombstones
 from .logs import annotate, fields, fingerprint
 from .metrics import COORDINATION_DEGRADED, PROVIDER_DURATION, REFRESHES
-from .providers import TokenProvider
+from .providers import ApiTokenGrant, TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
 from .tokens import TokenSet, identity_of, same_user
 
@@ -72,6 +83,7 @@ class RefreshCoordinator:
         self._cluster_down = False
         self._flights: dict[str, asyncio.Task[Session]] = {}
         self._flight_spans: dict[str, Any] = {}  # key -> the flight's span context (tracing on)
+        self._turns = SessionTurns()
         self._ended = Tombstones()
 
     def ended_here(self, sid: str) -> bool:
@@ -103,22 +115,34 @@ class RefreshCoordinator:
                     return newest
         return await self._grace.newest(session) or session
 
-    async def refresh(self, session: Session, *, rejected_access_token: str | None = None) -> Session:
-        """A session with fresh tokens.
+    async def refresh(
+        self,
+        session: Session,
+        *,
+        rejected_access_token: str | None = None,
+        target: ApiTarget | None = None,
+    ) -> Session:
+        """A session with fresh tokens: its own, or (``target``) its token for that API.
 
         ``rejected_access_token`` is set when the API answered 401: a newer session from the grace
         window only counts if its access token is not the one the API just rejected.
         """
         newer = await self._grace.newest(session)
-        if newer is not None and newer.access_token != rejected_access_token:
+        if (
+            newer is not None
+            and renewed(newer, session, target)
+            and token_of(newer, target) != rejected_access_token
+        ):
             return await self._from_grace(newer)
         session = newer or session
         if not session.refresh_token:
             raise SessionExpired("the session has no refresh token")
         key = token_fingerprint(session.refresh_token)
+        if target is not None:
+            key += "|" + target.key
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.get_running_loop().create_task(self._fly(key, session))
+            flight = asyncio.get_running_loop().create_task(self._fly(key, session, target))
             flight.add_done_callback(_retrieve_exception)
             self._flights[key] = flight
             return await asyncio.shield(flight)
@@ -147,34 +171,41 @@ class RefreshCoordinator:
         if pending:
             log.warning("shutting down: %d refresh(es) cut off at the deadline", len(pending))
 
-    async def _fly(self, key: str, session: Session) -> Session:
+    async def _fly(self, key: str, session: Session, target: ApiTarget | None) -> Session:
         log.debug("refresh started", extra=_event("refresh_started", session))
         with tracing.span("refresh"):
             self._flight_spans[key] = tracing.current_context()
             try:
-                return await self._run_flight(key, session)
+                return await self._run_flight(key, session, target)
             finally:
                 self._flight_spans.pop(key, None)
 
-    async def _run_flight(self, key: str, session: Session) -> Session:
+    async def _run_flight(self, key: str, session: Session, target: ApiTarget | None) -> Session:
         try:
             await self._ensure_live(session)  # a copy of a logged-out session's cookies: no provider call
-            if self._cluster is not None:
-                try:
-                    return await self._refresh_in_cluster(self._cluster, session)
-                except ClusterUnavailable as exc:
-                    self._note_cluster_down(exc)
-            return await self._refresh_once(session)
+            async with self._turns.turn(session.sid):  # one grant of a session at a time
+                newer = await self._grace.newest(session)  # another target's flight may have gone first
+                if newer is not None and renewed(newer, session, target):
+                    return await self._from_grace(newer)
+                base = newer or session
+                if self._cluster is not None:
+                    try:
+                        return await self._refresh_in_cluster(self._cluster, session, base, target)
+                    except ClusterUnavailable as exc:
+                        self._note_cluster_down(exc)
+                return await self._refresh_once(base, target, session)
         finally:
             del self._flights[key]
 
-    async def _refresh_in_cluster(self, cluster: ClusterCoordination, session: Session) -> Session:
-        newer = await cluster.grace.newest(session)
-        if newer is None:
+    async def _refresh_in_cluster(
+        self, cluster: ClusterCoordination, session: Session, base: Session, target: ApiTarget | None
+    ) -> Session:
+        newer = await cluster.grace.newest(base)
+        if newer is None or not renewed(newer, session, target):
             async with cluster.lock(session.sid):
-                newer = await cluster.grace.newest(session)  # re-read: did the previous holder refresh it?
-                if newer is None:
-                    return await self._refresh_once(session)
+                newer = await cluster.grace.newest(base)  # re-read: did the previous holder refresh it?
+                if newer is None or not renewed(newer, session, target):
+                    return await self._refresh_once(newer or base, target, session)
         await self._grace.remember(session.refresh_token or "", newer)
         self._note_cluster_up()
         return await self._from_grace(newer)
@@ -240,11 +271,22 @@ class RefreshCoordinator:
             self._cluster_down = False
             COORDINATION_DEGRADED.set(0)
 
-    async def _refresh_once(self, session: Session) -> Session:
+    async def _grant(self, refresh_token: str, target: ApiTarget | None) -> TokenSet:
+        if target is None:
+            return await self._provider.refresh(refresh_token)
+        if not isinstance(self._provider, ApiTokenGrant):  # settings validation keeps this from happening
+            raise RefreshFailed("this provider cannot issue per-API tokens (BFF_PROVIDER=oidc can)")
+        return await self._provider.refresh_for_api(refresh_token, target)
+
+    async def _refresh_once(
+        self, session: Session, target: ApiTarget | None = None, requested: Session | None = None
+    ) -> Session:
+        """One grant with ``session``'s refresh token; ``requested`` is the state the request held, when
+        another flight of the session has rotated the token since (then both are remembered)."""
         refresh_token = session.refresh_token or ""  # refresh() only flies sessions that have one
         try:
             with PROVIDER_DURATION.labels("refresh").time():
-                tokens = await self._provider.refresh(refresh_token)
+                tokens = await self._grant(refresh_token, target)
         except RefreshRejected as exc:
             newer = await self._grace.newest(session)
             if newer is not None:  # someone rotated it meanwhile: not a dead session
@@ -258,7 +300,10 @@ class RefreshCoordinator:
             _count("failed")
             log.warning("refresh failed, session kept: %s", exc, extra=_event("refresh_failed", session))
             raise RefreshUnavailable() from None
-        refreshed = session.with_tokens(tokens)
+        if target is None:
+            refreshed = session.with_tokens(tokens)
+        else:
+            refreshed = session.with_api_token(target.key, tokens)
         if not _same_user(session, tokens):
             _count("rejected")
             log.warning(
@@ -274,6 +319,8 @@ class RefreshCoordinator:
             await self._provider.revoke(refreshed)
             raise
         await self._grace.remember(refresh_token, refreshed)
+        if requested is not None and requested.refresh_token not in (None, refresh_token):
+            await self._grace.remember(requested.refresh_token or "", refreshed)
         if self._cluster is not None:
             await self._share(self._cluster, session, refreshed)
         try:
@@ -300,6 +347,40 @@ def _count(outcome: str) -> None:
 
 def _event(event: str, session: Session) -> dict[str, Any]:
     return fields(event=event, session=fingerprint(session.sid))
+
+
+def token_of(session: Session, target: ApiTarget | None) -> str | None:
+    """The session's access token for ``target`` (None: its own)."""
+    if target is None:
+        return session.access_token
+    token = session.api_tokens.get(target.key)
+    return token.access_token if token is not None else None
+
+
+def renewed(newer: Session, session: Session, target: ApiTarget | None) -> bool:
+    """Whether a later state of ``session`` holds a new token for ``target``, rather than only the
+    refresh token another target's grant rotated (then a grant for ``target`` is still needed)."""
+    token = token_of(newer, target)
+    return token is not None and token != token_of(session, target)
+
+
+class SessionTurns:
+    """One lock per session with a grant in flight (in this process), gone when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def turn(self, sid: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(sid, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[sid]
 
 
 def _same_user(session: Session, tokens: TokenSet) -> bool:
