@@ -63,6 +63,13 @@ GATEWAY_ROUTED = "bffgate (1 worker, 10 routes): 10th route"
 ROUTE_COUNT = 10
 BASELINE_NEEDS = {"fastapi-httpx": ("fastapi", "httpx")}
 GATEWAY_1U = "bffgate (1 worker, unpinned)"
+# The operations phase: what JSON logs and tracing cost, each a gateway with these variables added.
+OPERATIONS_VARIANTS: tuple[tuple[str, dict[str, str]], ...] = (
+    ("defaults (text logs, tracing off)", {}),
+    ("BFF_LOG_FORMAT=json (a line per request)", {"BFF_LOG_FORMAT": "json"}),
+    ("tracing on (OTEL_TRACES_EXPORTER=none)", {"OTEL_TRACES_EXPORTER": "none"}),
+    ("JSON logs and tracing", {"BFF_LOG_FORMAT": "json", "OTEL_TRACES_EXPORTER": "none"}),
+)
 GATEWAY_2 = "bffgate (--workers 2, unpinned)"
 
 
@@ -549,6 +556,7 @@ class Options:
     profile: bool
     phases: set[str]
     out: Path
+    gateway_env: dict[str, str] = field(default_factory=dict)
 
 
 class Bench:
@@ -565,6 +573,7 @@ class Bench:
         self.rows: dict[str, Row] = {}
         self.storms: list[Storm] = []
         self.spreads: list[SessionSpread] = []
+        self.variants: list[Row] = []  # the operations phase
         self.profile_md = ""
         self.profile_text = ""
         self.others = ""  # CPU other processes used during the run: the noise floor of these numbers
@@ -594,11 +603,13 @@ class Bench:
         cpus: set[int] | None,
         extra_env: dict[str, str] | None = None,
     ) -> Server:
+        """``bffgate serve`` on ``upstream``; the caller's BFF_/OTEL_/… variables are not inherited,
+        only ``--gateway-env`` and ``extra_env`` (a variant of the operations phase) are added."""
         port = free_port()
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("BFF_", "OIDC_", "ETLS_", "REDIS_", "REMOTE_API"))
+            if not k.startswith(("BFF_", "OIDC_", "ETLS_", "REDIS_", "REMOTE_API", "OTEL_"))
         }
         env |= {
             "REMOTE_API": upstream,
@@ -608,8 +619,8 @@ class Bench:
             # The benchmark logs in many sessions from one address: no login attempt limits.
             "BFF_LOGIN_LIMIT_PER_CLIENT": "0",
             "BFF_LOGIN_LIMIT_PER_USERNAME": "0",
-            **(extra_env or {}),
         }
+        env |= self.o.gateway_env | (extra_env or {})
         exe = Path(PYTHON).with_name("bffgate")
         cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
         argv = [*cmd, "serve", "--port", str(port), "--workers", str(workers)]
@@ -854,6 +865,39 @@ class Bench:
             self.spreads.append(SessionSpread(count, best, [r.rps for r in runs], cpu_us))
             if any(r.errors for r in runs):
                 say(f"  {count} sessions: {sum(r.errors for r in runs)} failed requests")
+
+    def operations(self) -> None:
+        """What JSON logs and tracing cost: one gateway per ``OPERATIONS_VARIANTS`` entry, measured at
+        32 connections on the small JSON in alternating rounds (req/s and CPU µs per request)."""
+        upstream = self.upstream or self.start_upstream()
+        self.upstream = upstream
+        traced = importlib.util.find_spec("opentelemetry.sdk") is not None
+        targets: list[Target] = []
+        try:
+            for name, env in OPERATIONS_VARIANTS:
+                row = Row(name)
+                self.variants.append(row)
+                if "OTEL_TRACES_EXPORTER" in env and not traced:
+                    row.notes.append(
+                        "not measured: the otel extra is not installed (pip install -e '.[otel]')"
+                    )
+                    continue
+                gateway = self.start_gateway(
+                    upstream.url, "bffgate " + name, cpus=self.server_cpus, extra_env=env
+                )
+                cookies = asyncio.run(login(gateway.url))
+                headers = [("Cookie", cookie_header(cookies)), CSRF]
+                targets.append(Target(row, gateway, gateway.url + "/api/rest/proxy", headers))
+            for target in targets:
+                self.load(target.base + "/items", 32, target.headers, self.o.warmup)
+            runs = self.rounds(targets, "operations", "/items", 32)
+        finally:
+            for target in targets:
+                self.fleet.stop(target.server)
+        for target in targets:
+            target.row.c32 = best_by(runs[target.row.name], lambda r: r.rps)
+            target.row.c32_runs = [r.rps for r in runs[target.row.name]]
+            self.account_cpu(target)
 
     def storm(self) -> None:
         port = free_port()
@@ -1128,6 +1172,11 @@ class Bench:
             title = "Many sessions (gateway, 32 connections, a random session of the set per request)"
             text += ["", title, spreads[0]]
             md += ["", "### Many sessions", "", spreads[1]]
+        if self.variants:
+            title = "The cost of JSON logs and of tracing (gateway, small JSON, 32 connections)"
+            variants = self.variants_table()
+            text += ["", title, variants[0]]
+            md += ["", "### The cost of JSON logs and of tracing", "", variants[1]]
         if self.storms:
             text += [
                 "",
@@ -1143,6 +1192,30 @@ class Bench:
             md += ["", self.profile_md]
         self.o.out.write_text("\n".join(["# bffgate benchmark results", "", *md, ""]))
         return "\n".join(text)
+
+    def variants_table(self) -> tuple[str, str]:
+        base = self.variants[0] if self.variants else None
+
+        def extra(row: Row) -> str:
+            if row is base or not base or row.server_cpu_us is None or base.server_cpu_us is None:
+                return "-"
+            added = row.server_cpu_us - base.server_cpu_us
+            return f"{added:+.0f} µs ({added / base.server_cpu_us:+.0%})"
+
+        return table(
+            ["gateway", "req/s c32", "rounds min-max", "CPU µs/req", "CPU added", "failed"],
+            [
+                [
+                    row.name,
+                    fmt(row.c32.rps if row.c32 else None),
+                    f"{min(row.c32_runs):,.0f}-{max(row.c32_runs):,.0f}" if row.c32_runs else "-",
+                    fmt(row.server_cpu_us),
+                    extra(row),
+                    str(row.c32.errors) if row.c32 else "; ".join(row.notes),
+                ]
+                for row in self.variants
+            ],
+        )
 
     def budget_row(self) -> Row | None:
         """The 1-worker row whose CPU split bounds what a second worker can add (unpinned if measured)."""
@@ -1267,8 +1340,16 @@ def parse(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the gateway")
     parser.add_argument(
         "--only",
-        default="throughput,sessions,workers,storm,profile",
-        help="comma-separated phases: throughput, sessions, workers, storm, profile",
+        default="throughput,sessions,workers,operations,storm,profile",
+        help="comma-separated phases: throughput, sessions, workers, operations, storm, profile",
+    )
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an environment variable for every bffgate the bench starts (repeatable), e.g. "
+        "BFF_LOG_FORMAT=json; the caller's own BFF_*/OTEL_* variables are never passed on",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown results file")
     args = parser.parse_args(argv)
@@ -1280,6 +1361,12 @@ def parse(argv: Sequence[str] | None) -> Options:
         parser.error("--duration must be between 0 and 120 seconds")
     if args.load == "wrk" and not wrk_available():
         parser.error("wrk is not installed (apt-get install wrk), use --load python")
+    gateway_env = {}
+    for item in args.gateway_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--gateway-env takes KEY=VALUE, got {item!r}")
+        gateway_env[key] = value
     phases = {p.strip() for p in args.only.split(",") if p.strip()}
     if args.no_profile:
         phases.discard("profile")
@@ -1292,6 +1379,7 @@ def parse(argv: Sequence[str] | None) -> Options:
         profile="profile" in phases,
         phases=phases,
         out=args.out,
+        gateway_env=gateway_env,
     )
 
 
@@ -1313,6 +1401,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "workers" in options.phases:
                 say("gateway with --workers 2")
                 bench.workers()
+            if "operations" in options.phases:
+                say("the cost of JSON logs and of tracing")
+                bench.operations()
             if "storm" in options.phases:
                 say("refresh storm")
                 bench.storm()

@@ -27,6 +27,16 @@ def free_port() -> int:
 class GatewayProcess:
     url: str
     process: asyncio.subprocess.Process
+    # With ``capture_log=True``: every line it wrote (stderr and stdout), until the block ends.
+    log: list[bytes] = field(default_factory=list)
+    news: asyncio.Event = field(default_factory=asyncio.Event)  # set on each line captured
+
+    async def said(self, marker: bytes, timeout: float = 30) -> None:
+        """Wait until a captured line contains ``marker`` (needs ``capture_log=True``)."""
+        async with asyncio.timeout(timeout):
+            while not any(marker in line for line in self.log):
+                self.news.clear()
+                await self.news.wait()
 
     def kill(self) -> None:
         """SIGKILL: the process dies on the spot, locks and all."""
@@ -40,6 +50,7 @@ async def gateway_process(
     *,
     workers: int = 1,
     args: Sequence[str] = (),
+    capture_log: bool = False,
 ) -> AsyncIterator[GatewayProcess]:
     """`bffgate serve` in its own process; ready once it listens and every worker has started.
 
@@ -66,21 +77,28 @@ async def gateway_process(
         str(workers),
         *args,
         env=environment,
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE if capture_log else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    drain: asyncio.Task[None] | None = None
+    log: list[bytes] = []
+    news = asyncio.Event()
+    drains: list[asyncio.Task[None]] = []
+    if capture_log:
+        assert process.stdout is not None
+        drains.append(asyncio.create_task(_drain(process.stdout, log, news)))
     try:
         assert process.stderr is not None
         started, listening = 0, False
         while started < workers or not listening:
             line = await asyncio.wait_for(process.stderr.readline(), 60)
+            if capture_log and line:
+                log.append(line)
             if not line:
                 raise RuntimeError("bffgate serve exited during start-up")
             started += STARTED_LINE in line
             listening = listening or LISTENING_LINE in line
-        drain = asyncio.create_task(_drain(process.stderr))
-        yield GatewayProcess(f"http://127.0.0.1:{port}", process)
+        drains.append(asyncio.create_task(_drain(process.stderr, log if capture_log else None, news)))
+        yield GatewayProcess(f"http://127.0.0.1:{port}", process, log, news)
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -89,14 +107,22 @@ async def gateway_process(
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        if drain is not None:
-            drain.cancel()
+        for drain in drains:
+            if capture_log:  # the process has exited: read its last lines to the end
+                await asyncio.wait_for(drain, 30)
+            else:
+                drain.cancel()
 
 
-async def _drain(stream: asyncio.StreamReader) -> None:
+async def _drain(
+    stream: asyncio.StreamReader, into: list[bytes] | None = None, news: asyncio.Event | None = None
+) -> None:
     # Keep reading the child's log so a full pipe never blocks it.
-    while await stream.readline():
-        pass
+    while line := await stream.readline():
+        if into is not None:
+            into.append(line)
+            if news is not None:
+                news.set()
 
 
 @dataclass

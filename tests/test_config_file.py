@@ -111,7 +111,7 @@ async def test_check_with_a_good_file_exits_0_and_names_it(tmp_path: Path) -> No
         result = await asyncio.to_thread(run_cli, "check", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert f"ok: settings (provider rest, store cookie, file {config})" in result.stdout
-    assert "ok: provider reachable (rest)" in result.stdout
+    assert "ok: provider reachable (rest: login and refresh endpoints)" in result.stdout
 
 
 def test_check_reports_every_problem_of_a_file_one_line_each(tmp_path: Path) -> None:

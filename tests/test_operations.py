@@ -27,7 +27,10 @@ async def test_public_readiness_answer_carries_no_error_details(make_stack: Stac
     async with make_stack(**_unreachable_provider()) as stack:
         answer = await stack.browser().request("GET", "/readyz", csrf=False)
     assert answer.status == 503
-    assert answer.json() == {"status": "unavailable", "checks": {"store": "ok", "provider": "unavailable"}}
+    assert answer.json() == {
+        "status": "unavailable",
+        "checks": {"store": "ok", "provider": "unavailable", "api": "ok"},
+    }
     assert "127.0.0.1" not in answer.body.decode()
 
 

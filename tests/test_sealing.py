@@ -85,6 +85,21 @@ def test_key_rotation_new_key_seals_old_key_still_opens() -> None:
     assert Sealer([OLD], "refresh").unseal(sealed_with_new) is None
 
 
+def test_opening_a_value_of_an_older_secret_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """Key rotation in use: one log event per older secret, none for the current one."""
+    sealed_with_old = Sealer([OLD], "refresh").seal({"rt": 1}, time.time() + 60)
+    another_with_old = Sealer([OLD], "refresh").seal({"rt": 3}, time.time() + 60)
+    rotated = Sealer([NEW, OLD], "refresh")
+    with caplog.at_level("INFO", logger="bffgate.sealing"):
+        rotated.unseal(rotated.seal({"rt": 2}, time.time() + 60))
+        assert [r for r in caplog.records if getattr(r, "fields", {}).get("event")] == []
+        rotated.unseal(sealed_with_old)
+        rotated.unseal(another_with_old)
+    events = [r.fields for r in caplog.records if getattr(r, "fields", {}).get("event")]  # type: ignore[attr-defined]
+    assert len(events) == 1
+    assert events[0]["event"] == "key_rotation_in_use" and events[0]["purpose"] == "refresh"
+
+
 def test_repr_hides_keys() -> None:
     """A sealer printed in a log or traceback shows no key material."""
     assert NEW not in repr(Sealer([NEW], "access"))

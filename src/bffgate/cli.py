@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
+import logging.config
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -18,6 +21,8 @@ from .config import Settings, load_server_settings, load_settings
 from .config_file import CONFIG_VARIABLE, config_path
 from .errors import BffError, ClusterUnavailable, ConfigError
 from .forward_auth_config import FrontProxy, render
+from .logs import LOG_FORMATS, LOG_LEVELS, logging_config
+from .metrics import MULTIPROCESS_DIR
 from .runtime import raise_descriptor_limit
 from .server import HTTP_PROTOCOL, server_settings
 
@@ -29,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "config", None) is not None:
         # Through the environment: uvicorn's worker processes read their settings from it too.
         os.environ[CONFIG_VARIABLE] = args.config
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Until the settings are read: BFF_LOG_FORMAT / BFF_LOG_LEVEL as given, checked by load_settings.
+    logging.config.dictConfig(logging_config(*_log_choice()))
     try:
         return int(args.run(args))
     except ConfigError as exc:
@@ -38,6 +44,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _log_choice() -> tuple[str, str]:
+    """BFF_LOG_FORMAT and BFF_LOG_LEVEL from the environment, defaults where unset or invalid."""
+    log_format = os.environ.get("BFF_LOG_FORMAT", "text").lower()
+    level = os.environ.get("BFF_LOG_LEVEL", "INFO").upper()
+    return (log_format if log_format in LOG_FORMATS else "text", level if level in LOG_LEVELS else "INFO")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -111,6 +124,19 @@ def _parser() -> argparse.ArgumentParser:
         help="pid file, logs, temporary files, decision cache",
     )
     front.set_defaults(run=forward_auth_config_command)
+    sessions = commands.add_parser(
+        "sessions",
+        parents=[config],
+        help="list or end a user's sessions (BFF_SESSION_STORE=redis; settings as for serve)",
+    )
+    sessions.add_argument("action", choices=["list", "end"])
+    who = sessions.add_mutually_exclusive_group(required=True)
+    for claim in ("sub", "id", "email"):
+        who.add_argument(f"--{claim}", help=f"the user, by the claim {claim!r} of the user data")
+    sessions.add_argument(
+        "--session", metavar="FINGERPRINT", help="end: only this session (as listed / as in the logs)"
+    )
+    sessions.set_defaults(run=sessions_command)
 
     keygen = commands.add_parser("keygen", help="print fresh ETLS_ACCESS and ETLS_REFRESH secrets")
     keygen.set_defaults(run=keygen_command)
@@ -121,7 +147,7 @@ def serve_command(args: argparse.Namespace) -> int:
     settings = load_settings()  # fail here, once, with a clear message, before workers start
     server_settings()  # the server's bounds too (each worker reads them again)
     if settings.bff_provider == "oidc":  # discovery too: a wrong OIDC_ISSUER stops start-up here
-        problems = asyncio.run(_reach_services(settings))
+        problems = asyncio.run(_reach_services(settings, api=False))  # the API may start later
         for problem in problems:
             print(f"bffgate: {problem}", file=sys.stderr)
         if problems:
@@ -133,6 +159,27 @@ def serve_command(args: argparse.Namespace) -> int:
             args.workers,
         )
     raise_descriptor_limit()  # before the workers start: they inherit it
+    with _metrics_shared_by(args.workers):
+        _run_server(args, settings)
+    return 0
+
+
+@contextlib.contextmanager
+def _metrics_shared_by(workers: int) -> Iterator[None]:
+    """With several workers, prometheus-client's multiprocess mode in a fresh directory (unless
+    PROMETHEUS_MULTIPROC_DIR is set), so that each worker's /metrics answers for all of them."""
+    if workers <= 1 or os.environ.get(MULTIPROCESS_DIR):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="bffgate-metrics-") as directory:
+        os.environ[MULTIPROCESS_DIR] = directory  # the workers, started next, inherit it
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR]
+
+
+def _run_server(args: argparse.Namespace, settings: Settings) -> None:
     uvicorn.run(
         "bffgate.app:app_from_env",
         factory=True,
@@ -142,14 +189,15 @@ def serve_command(args: argparse.Namespace) -> int:
         loop="uvloop",
         http=HTTP_PROTOCOL,  # httptools with bounded request heads (see bffgate/server.py)
         access_log=args.access_log,
-        log_config=log_config(),  # the access log never records the callback's code and state
+        # In every worker: BFF_LOG_FORMAT/BFF_LOG_LEVEL, and an access log that never records the
+        # callback's code and state.
+        log_config=logging_config(settings.bff_log_format, settings.bff_log_level, log_config()),
         proxy_headers=False,
         server_header=False,
-        log_level="info",
+        log_level=settings.bff_log_level.lower(),
         # Without a bound, one endless download would keep a stopping container alive until SIGKILL.
         timeout_graceful_shutdown=args.graceful_timeout,
     )
-    return 0
 
 
 def demo_command(args: argparse.Namespace) -> int:
@@ -216,31 +264,41 @@ def _trial_login(settings: Settings, credentials: dict[str, str]) -> list[str]:
     return asyncio.run(run())
 
 
-async def _reach_services(settings: Settings) -> list[str]:
+async def _reach_services(settings: Settings, *, api: bool = True) -> list[str]:
+    """What ``/readyz`` probes (see ``readiness``): the provider, the API (unless ``api`` is False),
+    Redis."""
     from .providers import create_provider
     from .providers.http import create_http_client
+    from .readiness import reachable
 
     problems = []
     async with create_http_client(connect_timeout=5.0) as http:
         try:
             await create_provider(settings, http).ready()
-            print(f"ok: provider reachable ({settings.bff_provider})")
+            endpoints = "login and refresh" if settings.bff_provider == "rest" else "discovery, JWKS, token"
+            print(f"ok: provider reachable ({settings.bff_provider}: {endpoints} endpoints)")
         except BffError as exc:
             problems.append(f"provider: {exc.detail}")
+        try:
+            if api:
+                await reachable(http, settings.remote_api)
+                print("ok: REMOTE_API answers")
+        except BffError as exc:
+            problems.append(f"REMOTE_API: {exc.detail}")
     if settings.redis_url:
-        problems += await _reach_redis(settings.redis_url)
+        problems += await _reach_redis(settings.redis_url, settings.bff_session_store == "redis")
     return problems
 
 
-async def _reach_redis(url: str) -> list[str]:
+async def _reach_redis(url: str, store: bool) -> list[str]:
     from .redis_client import close, connect
-    from .redis_errors import redis_errors
+    from .redis_errors import COORDINATION, redis_errors
     from .redis_url import parse_redis_url
 
     mode = parse_redis_url(url).mode  # single, sentinel or cluster
     client = connect(url)
     try:
-        with redis_errors():
+        with redis_errors(COORDINATION):
             await client.ping()
     except ClusterUnavailable as exc:
         return [
@@ -249,7 +307,8 @@ async def _reach_redis(url: str) -> list[str]:
         ]
     finally:
         await close(client)  # with Sentinel, the connections to the sentinels too
-    print(f"ok: Redis answers ({mode})")
+    roles = "session store and refresh coordination" if store else "refresh coordination"
+    print(f"ok: Redis answers ({mode}; {roles})")
     return []
 
 
@@ -257,6 +316,34 @@ def forward_auth_config_command(args: argparse.Namespace) -> int:
     prefix = "/" + args.prefix.strip("/") + "/"
     front = FrontProxy(listen=args.listen, bffgate=args.bffgate, prefix=prefix, state_dir=args.state_dir)
     print(render(args.kind, load_settings(), front), end="")
+    return 0
+
+
+def sessions_command(args: argparse.Namespace) -> int:
+    """``bffgate sessions list|end``: what ``/admin/sessions`` does, straight on Redis."""
+    import json
+
+    from .admin import end_sessions, list_sessions, user_from
+    from .runtime import Runtime
+
+    settings = load_settings()
+    user = user_from({claim: getattr(args, claim) or "" for claim in ("sub", "id", "email")})
+
+    async def run() -> object:
+        runtime = Runtime(settings)
+        try:
+            gateway = await runtime.gateway()
+            if args.action == "list":
+                return {"sessions": await list_sessions(gateway, user)}
+            return {"endedSessions": await end_sessions(gateway, user, args.session)}
+        finally:
+            await runtime.close()
+
+    try:
+        print(json.dumps(asyncio.run(run()), indent=2))
+    except BffError as exc:
+        print(f"bffgate: {exc.detail}", file=sys.stderr)
+        return 1
     return 0
 
 

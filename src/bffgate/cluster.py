@@ -27,7 +27,7 @@ from contextlib import asynccontextmanager
 from .errors import ClusterUnavailable as ClusterUnavailable  # where callers met it first
 from .grace import GraceWindow
 from .redis_client import PREFIX, RedisClient, as_text
-from .redis_errors import redis_errors
+from .redis_errors import COORDINATION, redis_errors
 from .sealing import Sealer
 from .session import Session, token_fingerprint
 
@@ -44,7 +44,7 @@ class RedisGraceEntries:
         self._ms = max(1, int(seconds * 1000))
 
     async def get(self, refresh_token: str) -> Session | None:
-        with redis_errors():
+        with redis_errors(COORDINATION):
             sealed = await self._redis.get(_grace_key(refresh_token))
         if sealed is None:
             return None
@@ -53,7 +53,7 @@ class RedisGraceEntries:
 
     async def put(self, old_refresh_token: str, newer: Session) -> None:
         sealed = _grace_sealer(old_refresh_token).seal(newer.to_dict(), _far_future())
-        with redis_errors():
+        with redis_errors(COORDINATION):
             await self._redis.set(_grace_key(old_refresh_token), sealed, px=self._ms)
 
 
@@ -75,7 +75,7 @@ class ClusterCoordination:
             blocking_timeout=self._lease + 1.0,
             raise_on_release_error=False,
         )
-        with redis_errors():  # LockError is a RedisError
+        with redis_errors(COORDINATION):  # LockError is a RedisError
             acquired = await lock.acquire()
         if not acquired:
             raise ClusterUnavailable("the session's refresh lock was not released within its lease")
@@ -83,37 +83,42 @@ class ClusterCoordination:
             yield
         finally:
             try:
-                with redis_errors():  # LockError too: the lease ran out, nothing left to release
+                with redis_errors(COORDINATION):  # LockError too: the lease ran out, nothing left to release
                     await lock.release()
             except ClusterUnavailable as exc:
                 log.warning("refresh lock release failed: %s", exc)
 
     async def mark_ended(self, sid: str, seconds: float) -> None:
         """Record, for ``seconds``, that session ``sid`` was logged out (a tombstone every process sees)."""
-        with redis_errors():
+        with redis_errors(COORDINATION):
             await self._redis.set(_ended_key(sid), b"1", px=max(1, int(seconds * 1000)))
 
     async def is_ended(self, sid: str) -> bool:
         """Whether any process recorded a logout of session ``sid``."""
-        with redis_errors():
+        with redis_errors(COORDINATION):
             return bool(await self._redis.exists(_ended_key(sid)))
 
     async def first_use(self, name: str, seconds: float) -> bool:
         """True the first time ``name`` is presented within ``seconds`` (single-use references)."""
-        with redis_errors():
+        with redis_errors(COORDINATION):
             fresh = await self._redis.set(
                 f"{PREFIX}used:{token_fingerprint(name)}", b"1", nx=True, px=max(1, int(seconds * 1000))
             )
         return bool(fresh)
 
+    async def ping(self) -> None:
+        """Redis answers (readiness): ``ClusterUnavailable`` when it does not."""
+        with redis_errors(COORDINATION):
+            await self._redis.ping()
+
     async def shared_value(self, name: str) -> str | None:
         """A value every process shares under ``name`` (``client_tokens``: a sealed client token)."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(COORDINATION):
             value = await self._redis.get(f"{PREFIX}shared:{name}")
         return None if value is None else as_text(value)
 
     async def share_value(self, name: str, value: str, seconds: float) -> None:
-        with redis_errors(ClusterUnavailable):
+        with redis_errors(COORDINATION):
             await self._redis.set(f"{PREFIX}shared:{name}", value, px=max(1, int(seconds * 1000)))
 
 

@@ -57,6 +57,8 @@ FIXES: dict[str, str] = {
     "bff_login_body": "use json (the default) or form (application/x-www-form-urlencoded, e.g. FastAPI's OAuth2PasswordRequestForm)",
     "bff_refresh_token_in": "use body, form, header (Authorization: Bearer) or cookie (with BFF_REFRESH_COOKIE_NAME)",
     "bff_logout_method": "use POST (the default) or DELETE",
+    "bff_log_format": "use text (the default) or json (one JSON object a line)",
+    "bff_log_level": "use DEBUG, INFO (the default), WARNING, ERROR or CRITICAL",
     "redis_url": (
         "set it to a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, "
         'e.g. redis://127.0.0.1:6379/0 (see README, "Running several instances")'
@@ -180,6 +182,7 @@ class Settings(FileBackedSettings):
     bff_user_claims: str | None = None  # comma-separated allow-list for /api/auth/user (tokens.USER_CLAIMS)
     bff_metrics_token: SecretStr | None = None  # Bearer token for /metrics and /readyz's details
     bff_metrics_address: str | None = None  # host:port of a separate listener for /metrics, /readyz
+    bff_admin_token: SecretStr | None = None  # Bearer token for /admin/sessions on the main listener
     # POST /api/auth/login attempts per window, per client address and per username (0: no limit).
     bff_login_window: float = Field(default=300.0, gt=0)
     bff_login_limit_per_client: int = Field(default=30, ge=0)
@@ -187,6 +190,10 @@ class Settings(FileBackedSettings):
     bff_login_username_field: str = "username"
     # Forward-auth: the longest a front proxy may reuse a "yes" (never past the token's refresh point).
     bff_forward_auth_cache_seconds: int = Field(default=5, ge=0)
+    # Logs (see bffgate/logs.py): json for collectors, text for a terminal.
+    bff_log_format: Literal["text", "json"] = "text"
+    bff_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    bff_trust_request_id: bool = False  # take X-Request-ID from the front proxy (else always generated)
     # More APIs than REMOTE_API, each under its own local prefix with its own token rule (README, "Routes").
     routes: list[RouteSettings] = Field(
         default_factory=list, validation_alias=AliasChoices("routes", "bff_routes")
@@ -231,7 +238,7 @@ class Settings(FileBackedSettings):
             raise ValueError(f"must be a plain name without spaces, quotes, ';', ',' or '=', got {value!r}")
         return value
 
-    @field_validator("bff_metrics_token")
+    @field_validator("bff_metrics_token", "bff_admin_token")
     @classmethod
     def _metrics_token(cls, value: SecretStr | None) -> SecretStr | None:
         if value is None or not value.get_secret_value():

@@ -24,7 +24,8 @@ from .errors import (
 )
 from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
 from .logout_redirect import REDIRECT_PATH
-from .metrics import LOGINS, LOGOUTS, REVOCATION_FAILURES
+from .logs import annotate, fields, fingerprint, user_hash
+from .metrics import LOGINS, LOGOUTS, PROVIDER_DURATION, REVOCATION_FAILURES
 from .navigation import is_navigation, login_redirect_location, safe_return_to
 from .problems import NO_STORE, error_answer, refusal_answer, with_cookies
 from .providers import BackchannelLogout, LoginRefusal, PasswordLogin, RedirectLogin
@@ -65,14 +66,16 @@ class Endpoints:
         if not isinstance(credentials, dict):
             raise InvalidRequest("the credentials must be a JSON object")
         await self._count_login_attempt(request, credentials)
-        outcome = await provider.login(credentials)
+        with PROVIDER_DURATION.labels("login").time():
+            outcome = await provider.login(credentials)
         if isinstance(outcome, LoginRefusal):
             return refusal_answer(outcome.code, outcome.status, outcome.body)
         tokens, user = outcome
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
-        LOGINS.inc()
+        await gateway.note_seen(session, request.scope)
+        _logged_in(session)
         response = JSONResponse({"user": visible_claims(user, self.settings.user_claims)})
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies))
 
@@ -93,13 +96,15 @@ class Endpoints:
         cleared = [self.transactions.clear()]  # single-use: gone whatever happens next
         try:
             transaction = self.transactions.take(request.cookies, request.query_params.get("state"))
-            tokens, user = await provider.finish_login(request.query_params, transaction)
+            with PROVIDER_DURATION.labels("login").time():
+                tokens, user = await provider.finish_login(request.query_params, transaction)
         except BffError as error:
             return with_cookies(self._login_problem(request, error), cleared)
         await self._end_previous_session(request, gateway)
         session = Session.start(tokens, user)
         await gateway.store.save(session)
-        LOGINS.inc()
+        await gateway.note_seen(session, request.scope)
+        _logged_in(session)
         response = RedirectResponse(safe_return_to(str(transaction.get("returnTo") or "/")), 302)
         return with_cookies(response, gateway.store.set_cookies(session, request.cookies) + cleared)
 
@@ -120,6 +125,8 @@ class Endpoints:
             if everywhere:
                 ended += await gateway.store.delete_all_of_user(session.user)
             LOGOUTS.inc()
+            annotate(session=fingerprint(session.sid), user=user_hash(session.user))
+            log.info("logout", extra=fields(event="logout", ended_sessions=ended))
         body: dict[str, Any] = {"message": "Logged out", "endedSessions": ended}
         if isinstance(gateway.provider, RedirectLogin):  # the browser goes on to end the provider's session
             body["logoutUrl"] = await self._logout_url(gateway, gateway.provider, session)
@@ -160,9 +167,14 @@ class Endpoints:
         try:
             ended = await self._end_provider_sessions(request)
         except BffError as error:
-            log.info("back-channel logout refused: %s", error.detail)
+            log.info(
+                "back-channel logout refused: %s",
+                error.detail,
+                extra=fields(event="backchannel_logout_refused"),
+            )
             return error_answer(error, headers=NO_STORE)
         LOGOUTS.inc(ended)
+        log.info("back-channel logout", extra=fields(event="backchannel_logout", ended_sessions=ended))
         return JSONResponse({"endedSessions": ended}, headers=NO_STORE)
 
     async def _end_provider_sessions(self, request: Request) -> int:
@@ -251,6 +263,13 @@ class Endpoints:
         if previous is not None and not gateway.refresher.ended_here(previous.sid):
             await gateway.provider.revoke(await gateway.refresher.end(previous))
             await gateway.store.delete(previous)
+
+
+def _logged_in(session: Session) -> None:
+    """A login's metric and log line (the session's fingerprint and user hash, nothing secret)."""
+    LOGINS.inc()
+    annotate(session=fingerprint(session.sid), user=user_hash(session.user))
+    log.info("login", extra=fields(event="login"))
 
 
 def _tracked(request: Request) -> RequestSession | None:

@@ -27,6 +27,7 @@ the module that calls the library, and nowhere else (Redis: ``redis_errors.py``)
     │   ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
     │   ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
     │   ├── MetricsUnauthorized    401 metrics_unauthorized /metrics without BFF_METRICS_TOKEN as Bearer
+    │   ├── AdminUnauthorized      401 admin_unauthorized   /admin/... without BFF_ADMIN_TOKEN as Bearer
     │   ├── TooManyAttempts        429 too_many_attempts    login attempts over the per-client/-username limit
     │   └── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
     ├── ConfigError                start-up: a bad or missing setting (one line per problem)
@@ -191,6 +192,14 @@ class MetricsUnauthorized(BffError):
     status = 401
     code = "metrics_unauthorized"
     title = "The metrics need Authorization: Bearer <BFF_METRICS_TOKEN>"
+
+
+class AdminUnauthorized(BffError):
+    """``/admin/...`` on the main listener without the ``BFF_ADMIN_TOKEN`` it is protected with."""
+
+    status = 401
+    code = "admin_unauthorized"
+    title = "Session administration needs Authorization: Bearer <BFF_ADMIN_TOKEN>"
 
 
 class TooManyAttempts(BffError):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from starlette.types import Scope
 
+from . import tracing
 from .api_target import ApiTarget
 from .api_tokens import ApiTokens
 from .api_url import ApiUrls
@@ -22,6 +23,7 @@ from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
+from .header_filter import header_value
 from .logout_redirect import LogoutReferences
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
@@ -83,13 +85,17 @@ class Gateway:
         )
         self.api_tokens = ApiTokens(self.refresher, skew=settings.bff_refresh_skew)
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
+        self.cluster = cluster  # refresh coordination (Redis), for readiness checks
         self.api_urls = self.default_route.urls
         self._skew = settings.bff_refresh_skew
+        self._traced = tracing.enabled()  # decided once, at start-up
 
     async def open(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """The request's session (else ``Unauthenticated``), then the CSRF check of its headers."""
         session = await self._live_session(cookies)
         verify_csrf(scope["headers"], self.settings.allowed_origins)
+        if self.store.server_side:
+            await self.note_seen(session, scope)
         return self._track(session, scope)
 
     async def open_optional(self, cookies: Cookies, scope: Scope) -> RequestSession | None:
@@ -105,6 +111,8 @@ class Gateway:
         session = await self.store.load(cookies)
         if session is None or self.refresher.ended_here(session.sid):
             return None
+        if self.store.server_side:
+            await self.note_seen(session, scope)
         return self._track(session, scope)
 
     async def client_token(self, route: ApiRoute, rejected: str | None = None) -> str:
@@ -117,10 +125,21 @@ class Gateway:
 
     async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""
-        return self._track(await self._live_session(cookies), scope)
+        session = await self._live_session(cookies)
+        if self.store.server_side:
+            await self.note_seen(session, scope)
+        return self._track(session, scope)
+
+    async def note_seen(self, session: Session, scope: Scope) -> None:
+        """The session is in use, from this user agent (session administration lists both)."""
+        await self.store.note_seen(session, header_value(scope["headers"], b"user-agent"))
 
     async def _live_session(self, cookies: Cookies) -> Session:
-        session = await self.store.load(cookies)
+        if self._traced:
+            with tracing.span("session load"):
+                session = await self.store.load(cookies)
+        else:  # every request comes here: not even a no-op span when tracing is off
+            session = await self.store.load(cookies)
         if session is None:
             raise Unauthenticated()
         if self.refresher.ended_here(session.sid):  # a copy of a logged-out session's cookies
@@ -129,7 +148,8 @@ class Gateway:
 
     def _track(self, session: Session, scope: Scope) -> RequestSession:
         tracked = RequestSession(session)
-        # In the scope itself (an extension key): ``request.state`` builds an object per request.
+        # In the scope itself (an extension key): ``request.state`` builds an object per request. The
+        # request log names the session from here too (``requestlog``).
         scope[TRACKED_SESSION_KEY] = tracked
         return tracked
 

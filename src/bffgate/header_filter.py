@@ -65,11 +65,13 @@ REQUEST_DROP = (
         "x-csrf",
         "content-length",
         "expect",
+        "x-request-id",  # the gateway sends the request's own id (``requestlog``)
     }
     | TRUSTED_HOP_NAMES
 )
-# The server in front of the browser writes its own Date; the upstream's would be a duplicate.
-RESPONSE_DROP_KEEP_COOKIES = HOP_BY_HOP | {"date"}
+# The server in front of the browser writes its own Date; the upstream's would be a duplicate. The
+# browser gets the request's own X-Request-ID (``requestlog``), never a second one from the API.
+RESPONSE_DROP_KEEP_COOKIES = HOP_BY_HOP | {"date", "x-request-id"}
 RESPONSE_DROP = RESPONSE_DROP_KEEP_COOKIES | {"set-cookie"}
 RESPONSE_DROP_BYTES = frozenset(name.encode() for name in RESPONSE_DROP)
 RESPONSE_DROP_KEEP_COOKIES_BYTES = frozenset(name.encode() for name in RESPONSE_DROP_KEEP_COOKIES)

@@ -48,6 +48,7 @@ from typing import cast
 import httptools
 from yarl import URL
 
+from .metrics import API_CONNECTIONS
 from .transport import SINGLE_USE, TransportError, TransportTimeout, UnsendableRequest
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -310,6 +311,7 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        API_CONNECTIONS.inc()  # asyncio calls connection_lost exactly once after this
 
     def data_received(self, data: bytes) -> None:
         response = self.response
@@ -322,6 +324,7 @@ class Connection(asyncio.Protocol):
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        API_CONNECTIONS.dec()
         self.closed = True
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)

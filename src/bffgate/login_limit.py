@@ -22,7 +22,7 @@ from typing import Protocol
 
 from .errors import ClusterUnavailable, TooManyAttempts
 from .redis_client import PREFIX, RedisClient
-from .redis_errors import redis_errors
+from .redis_errors import LOGIN_LIMIT, redis_errors
 
 log = logging.getLogger("bffgate.login_limit")
 
@@ -70,7 +70,7 @@ class RedisCounter:
 
     async def hit(self, key: str, window: float) -> tuple[int, float]:
         try:
-            with redis_errors():
+            with redis_errors(LOGIN_LIMIT):
                 count, left_ms = await self._client.eval(
                     _COUNT_SCRIPT, 1, PREFIX + key, max(1, int(window * 1000))
                 )

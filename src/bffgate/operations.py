@@ -21,26 +21,22 @@ import contextlib
 import hmac
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from . import cluster
 from .config import listen_address
-from .errors import BffError, MetricsUnauthorized
-from .gateway import Gateway
+from .errors import MetricsUnauthorized
+from .metrics import registry
 from .problems import error_answer
+from .readiness import DEGRADED, OK, UNAVAILABLE, verdict
 
 log = logging.getLogger("bffgate")
-
-OK = "ok"
-UNAVAILABLE = "unavailable"
 
 
 class Operations:
@@ -48,19 +44,19 @@ class Operations:
 
     def __init__(
         self,
-        gateway: Callable[[], Awaitable[Gateway]],
+        checks: Callable[[], Awaitable[tuple[dict[str, str], bool]]],
         metrics_token: str | None,
         *,
         trusted: bool = False,
     ) -> None:
-        self._gateway = gateway
+        self._checks = checks  # the details, and whether coordination is required (see readiness)
         self._token = metrics_token.encode() if metrics_token else None
         self._trusted = trusted  # the operators' own listener (BFF_METRICS_ADDRESS): every detail
         self._last_failures: dict[str, str] = {}
 
     def trusted(self) -> Operations:
         """The same endpoints for the operators' listener, sharing this one's log state."""
-        twin = Operations(self._gateway, None, trusted=True)
+        twin = Operations(self._checks, None, trusted=True)
         twin._last_failures = self._last_failures
         return twin
 
@@ -68,16 +64,14 @@ class Operations:
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
     async def readyz(self, request: Request) -> Response:
-        gateway = await self._gateway()
-        details = {
-            "store": await _check(gateway.store.ping()),
-            "provider": await _check(gateway.provider.ready()),
-        }
+        """200 ``ready`` or ``degraded`` (see ``readiness``), else 503 ``unavailable``."""
+        details, coordination_required = await self._checks()
         self._log_changes(details)
-        ready = all(result == OK for result in details.values())
-        checks = details if self._holds_token(request) else _public(details)
-        body = {"status": "ready" if ready else "unavailable", "checks": checks}
-        return JSONResponse(body, 200 if ready else 503, headers={"Cache-Control": "no-store"})
+        status = verdict(details, coordination_required=coordination_required)
+        checks = details if self._holds_token(request) else _public(details, status)
+        body = {"status": status, "checks": checks}
+        code = 503 if status == UNAVAILABLE else 200
+        return JSONResponse(body, code, headers={"Cache-Control": "no-store"})
 
     async def metrics(self, request: Request) -> Response:
         if self._token is not None and not self._holds_token(request):
@@ -85,7 +79,7 @@ class Operations:
                 MetricsUnauthorized(), headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"}
             )
         return Response(
-            generate_latest(), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
+            generate_latest(registry()), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
         )
 
     def _holds_token(self, request: Request) -> bool:
@@ -126,7 +120,9 @@ class _SideServer(uvicorn.Server):
 
 
 @contextlib.asynccontextmanager
-async def operations_listener(address: str | None, operations: Operations) -> AsyncIterator[None]:
+async def operations_listener(
+    address: str | None, operations: Operations, extra_routes: Sequence[BaseRoute] = ()
+) -> AsyncIterator[None]:
     """While the block runs, ``/healthz``, ``/readyz`` and ``/metrics`` with every detail on ``address``.
 
     The socket is opened with SO_REUSEPORT where the system has it, so each of ``--workers N``
@@ -141,6 +137,7 @@ async def operations_listener(address: str | None, operations: Operations) -> As
             Route("/healthz", operations.healthz, methods=["GET"]),
             Route("/readyz", operations.readyz, methods=["GET"]),
             Route("/metrics", operations.metrics, methods=["GET"]),
+            *extra_routes,
         ]
     )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -161,15 +158,6 @@ async def operations_listener(address: str | None, operations: Operations) -> As
         sock.close()
 
 
-def _public(details: dict[str, str]) -> dict[str, str]:
-    return {name: OK if result == OK else UNAVAILABLE for name, result in details.items()}
-
-
-async def _check(probe: Awaitable[Any]) -> str:
-    try:
-        await probe
-    except BffError as exc:
-        return exc.detail
-    except cluster.ClusterUnavailable:
-        return "Redis does not answer (refreshes are coordinated in-process only)"
-    return OK
+def _public(details: dict[str, str], status: str) -> dict[str, str]:
+    failed = DEGRADED if status == DEGRADED else UNAVAILABLE  # degraded: only coordination failed
+    return {name: OK if result == OK else failed for name, result in details.items()}

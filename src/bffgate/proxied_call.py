@@ -25,6 +25,7 @@ error becomes a problem answer through the app's one error handler.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from urllib.parse import unquote
@@ -33,14 +34,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import tracing
 from .answer_stream import StreamedAnswer
 from .customfetch import ApiCall, parse_envelope
 from .errors import BffError, InvalidUrl, MethodNotAllowed, SessionExpired
 from .forward_auth import FORWARD_AUTH_PATH
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
-from .metrics import PROXIED
+from .logs import request_fields
+from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
+from .requestlog import REQUEST_ID_KEY
 from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable, client_address, forwarded_headers
 from .transport import SINGLE_USE, ApiAnswer, ApiTransport, TransportError, transport_problem
 
@@ -84,6 +88,7 @@ class ProxiedCall:
         # Bound once: no coroutine frame of our own between the routing and the call.
         self.proxy_path: Handler = partial(self.answer, build=ProxiedCall.from_path, api_route=None)
         self.customfetch: Handler = partial(self.answer, build=ProxiedCall.from_envelope, api_route=None)
+        self._send = _traced_send if tracing.enabled() else _send  # decided once: no span code when off
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.handler(scope) if scope["type"] == "http" else None
@@ -139,6 +144,9 @@ class ProxiedCall:
         else:
             tracked = await gateway.open_optional(request.cookies, request.scope)
         call = await build(self, request, gateway, api_route)
+        request_id = request.scope.get(REQUEST_ID_KEY)
+        if request_id is not None:  # the API logs the request under the gateway's id (requestlog)
+            call.headers.append(("X-Request-ID", request_id.decode()))
         return await self.send(gateway, request, tracked, call, api_route)
 
     # -- 3. the call, from a path or from an envelope ----------------------------------------------
@@ -203,12 +211,12 @@ class ProxiedCall:
         else:
             token = await gateway.client_token(api_route) if api_route.rule == "client" else None
             set_cookies = []
-        answer = await _send(transport, call, token, partition)
+        answer = await self._send(transport, call, token, partition)
         if answer.status == 401 and call.body.replayable and token is not None:
             answer.release()
             token = await renewed_token(gateway, api_route, tracked, token)
             set_cookies = gateway.cookies_for(cookies, tracked) if tracked else []
-            answer = await _send(transport, call, token, partition)
+            answer = await self._send(transport, call, token, partition)
         try:
             PROXIED_BY_CLASS.get(answer.status // 100, PROXIED_OTHER).inc()
             if set_cookies and tracked is not None:  # changed: unless logged out meanwhile (Redis)
@@ -269,9 +277,13 @@ def route_headers(
 
 async def _send(transport: ApiTransport, call: ApiCall, token: str | None, partition: object) -> ApiAnswer:
     headers = call.headers if token is None else [*call.headers, ("Authorization", f"Bearer {token}")]
+    if tracing.enabled():  # W3C traceparent of the current span (_traced_send's): the API joins the trace
+        headers = [*headers]  # not into call.headers: a retry sends them again
+        tracing.inject(headers)
     body = call.body
+    started = time.perf_counter_ns()
     try:
-        return await transport.request(
+        answer = await transport.request(
             call.method,
             call.url.raw_path_qs,
             headers,
@@ -281,6 +293,24 @@ async def _send(transport: ApiTransport, call: ApiCall, token: str | None, parti
         )
     except TransportError as exc:  # the one place transport failures become problem answers
         raise transport_problem(exc) from exc
+    # Until the answer's head: the body streams to the browser at the browser's pace.
+    elapsed = time.perf_counter_ns() - started
+    UPSTREAM_DURATION.child("", answer.status).observe(elapsed / 1e9)
+    fields = request_fields()
+    if fields is not None:  # the request's log line
+        fields["upstream_status"] = answer.status
+        fields["upstream_ns"] = elapsed
+    return answer
+
+
+async def _traced_send(
+    transport: ApiTransport, call: ApiCall, token: str | None, partition: object
+) -> ApiAnswer:
+    """``_send`` in a client span (used instead of it when tracing is on at start-up)."""
+    with tracing.span(f"upstream {call.method}", kind="client", http__request__method=call.method) as span:
+        answer = await _send(transport, call, token, partition)
+        tracing.set_attributes(span, http__response__status_code=answer.status)
+    return answer
 
 
 # -- paths -----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from .errors import ClusterUnavailable
-from .redis_errors import redis_errors
+from .redis_errors import COORDINATION, redis_errors
 from .redis_url import RedisTarget, parse_redis_url
 
 log = logging.getLogger("bffgate.redis")
@@ -108,7 +108,7 @@ async def warm_up(client: RedisClient) -> None:
     """
     if isinstance(client, RedisCluster):
         try:
-            with redis_errors():
+            with redis_errors(COORDINATION):
                 await client.initialize()
         except ClusterUnavailable as exc:
             log.warning("Redis Cluster not reachable at start-up (will retry on first use): %s", exc)

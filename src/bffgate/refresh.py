@@ -37,7 +37,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
+from . import tracing
 from .api_target import ApiTarget
 from .cluster import ClusterCoordination
 from .errors import (
@@ -50,7 +52,8 @@ from .errors import (
 )
 from .grace import GraceWindow
 from .logouts import Tombstones
-from .metrics import REFRESHES
+from .logs import annotate, fields, fingerprint
+from .metrics import COORDINATION_DEGRADED, PROVIDER_DURATION, REFRESHES
 from .providers import ApiTokenGrant, TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
 from .tokens import TokenSet, identity_of, same_user
@@ -79,6 +82,7 @@ class RefreshCoordinator:
         self._cluster_required = cluster_required  # Redis store: no Redis, no sessions
         self._cluster_down = False
         self._flights: dict[str, asyncio.Task[Session]] = {}
+        self._flight_spans: dict[str, Any] = {}  # key -> the flight's span context (tracing on)
         self._turns = SessionTurns()
         self._ended = Tombstones()
 
@@ -141,11 +145,42 @@ class RefreshCoordinator:
             flight = asyncio.get_running_loop().create_task(self._fly(key, session, target))
             flight.add_done_callback(_retrieve_exception)
             self._flights[key] = flight
-        else:
-            REFRESHES.labels("joined").inc()
-        return await asyncio.shield(flight)
+            return await asyncio.shield(flight)
+        _count("joined")
+        log.debug("waiting for the refresh in flight", extra=_event("refresh_joined", session))
+        with tracing.span("refresh wait", links=tracing.link_to(self._flight_spans.get(key))):
+            return await asyncio.shield(flight)
+
+    async def finish_flights(self, deadline: float) -> None:
+        """On shutdown: let refreshes in flight finish (at most ``deadline`` seconds), so that tokens
+        the provider already rotated are saved and shared (Redis) instead of lost with the process;
+        those still running then are cancelled, which releases their Redis locks while Redis is open.
+        """
+        flights = list(self._flights.values())
+        if not flights:
+            return
+        log.info(
+            "shutting down: waiting for %d refresh(es) in flight",
+            len(flights),
+            extra=fields(event="shutdown"),
+        )
+        _, pending = await asyncio.wait(flights, timeout=deadline)
+        for flight in pending:
+            flight.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning("shutting down: %d refresh(es) cut off at the deadline", len(pending))
 
     async def _fly(self, key: str, session: Session, target: ApiTarget | None) -> Session:
+        log.debug("refresh started", extra=_event("refresh_started", session))
+        with tracing.span("refresh"):
+            self._flight_spans[key] = tracing.current_context()
+            try:
+                return await self._run_flight(key, session, target)
+            finally:
+                self._flight_spans.pop(key, None)
+
+    async def _run_flight(self, key: str, session: Session, target: ApiTarget | None) -> Session:
         try:
             await self._ensure_live(session)  # a copy of a logged-out session's cookies: no provider call
             async with self._turns.turn(session.sid):  # one grant of a session at a time
@@ -172,13 +207,13 @@ class RefreshCoordinator:
                 if newer is None or not renewed(newer, session, target):
                     return await self._refresh_once(newer or base, target, session)
         await self._grace.remember(session.refresh_token or "", newer)
-        self._cluster_down = False
+        self._note_cluster_up()
         return await self._from_grace(newer)
 
     async def _from_grace(self, newer: Session) -> Session:
         """A grace window's answer, unless its session was logged out."""
         await self._ensure_live(newer)
-        REFRESHES.labels("grace").inc()
+        _count("grace")
         return newer
 
     async def is_live(self, session: Session) -> bool:
@@ -211,7 +246,7 @@ class RefreshCoordinator:
         not make us refresh again (the old token is spent), so the error is only logged."""
         try:
             await cluster.grace.remember(old.refresh_token or "", refreshed)
-            self._cluster_down = False
+            self._note_cluster_up()
         except ClusterUnavailable as exc:
             self._note_cluster_down(exc)
 
@@ -219,8 +254,22 @@ class RefreshCoordinator:
         if self._cluster_required:
             raise StoreUnavailable() from exc
         if not self._cluster_down:  # one line per outage, not one per request
-            log.warning("Redis unavailable, refreshing with in-process coordination only: %s", exc)
+            log.warning(
+                "Redis unavailable, refreshing with in-process coordination only: %s",
+                exc,
+                extra=fields(event="redis_down"),
+            )
             self._cluster_down = True
+            COORDINATION_DEGRADED.set(1)
+
+    def _note_cluster_up(self) -> None:
+        if self._cluster_down:
+            log.warning(
+                "Redis answers again: refreshes are coordinated across processes",
+                extra=fields(event="redis_up"),
+            )
+            self._cluster_down = False
+            COORDINATION_DEGRADED.set(0)
 
     async def _grant(self, refresh_token: str, target: ApiTarget | None) -> TokenSet:
         if target is None:
@@ -236,28 +285,30 @@ class RefreshCoordinator:
         another flight of the session has rotated the token since (then both are remembered)."""
         refresh_token = session.refresh_token or ""  # refresh() only flies sessions that have one
         try:
-            tokens = await self._grant(refresh_token, target)
+            with PROVIDER_DURATION.labels("refresh").time():
+                tokens = await self._grant(refresh_token, target)
         except RefreshRejected as exc:
             newer = await self._grace.newest(session)
             if newer is not None:  # someone rotated it meanwhile: not a dead session
                 await self._ensure_live(newer)
                 return newer
-            REFRESHES.labels("rejected").inc()
-            log.info("refresh rejected for session %s: %s", session.sid[:6], exc)
+            _count("rejected")
+            log.info("refresh rejected: %s", exc, extra=_event("refresh_rejected", session))
             await self._store.delete(session)
             raise SessionExpired() from None
         except RefreshFailed as exc:
-            REFRESHES.labels("failed").inc()
-            log.warning("refresh failed for session %s, session kept: %s", session.sid[:6], exc)
+            _count("failed")
+            log.warning("refresh failed, session kept: %s", exc, extra=_event("refresh_failed", session))
             raise RefreshUnavailable() from None
         if target is None:
             refreshed = session.with_tokens(tokens)
         else:
             refreshed = session.with_api_token(target.key, tokens)
         if not _same_user(session, tokens):
-            REFRESHES.labels("rejected").inc()
+            _count("rejected")
             log.warning(
-                "refresh for session %s returned another user's ID token: session ended", session.sid[:6]
+                "the refresh returned another user's ID token: session ended",
+                extra=_event("refresh_rejected", session),
             )
             await self._provider.revoke(refreshed)
             await self._store.delete(session)
@@ -275,12 +326,27 @@ class RefreshCoordinator:
         try:
             await self._ensure_live(refreshed)  # after publishing: see ``end``
         except SessionExpired:
-            REFRESHES.labels("rejected").inc()
-            log.info("session %s was logged out during its refresh: new tokens revoked", session.sid[:6])
+            _count("rejected")
+            log.info(
+                "the session was logged out during its refresh: new tokens revoked",
+                extra=_event("refresh_rejected", session),
+            )
             await self._provider.revoke(refreshed)
             raise
-        REFRESHES.labels("ok").inc()
+        _count("ok")
+        log.info("refresh", extra=_event("refresh", session))
         return refreshed
+
+
+def _count(outcome: str) -> None:
+    """A refresh outcome: in the metrics and on the request's log line."""
+    REFRESHES.labels(outcome).inc()
+    annotate(refresh=outcome)
+    tracing.note(bffgate__refresh__outcome=outcome)
+
+
+def _event(event: str, session: Session) -> dict[str, Any]:
+    return fields(event=event, session=fingerprint(session.sid))
 
 
 def token_of(session: Session, target: ApiTarget | None) -> str | None:

@@ -20,6 +20,7 @@ from .login_limit import LoginLimiter, create_login_limiter
 from .providers import TokenProvider, create_provider
 from .providers.http import create_http_client
 from .providers.oidc import OidcProvider
+from .readiness import check, coordination_check, reachable
 from .routes import origin_of
 from .sealing import Sealer
 from .stores import create_store
@@ -78,6 +79,20 @@ class Runtime:
                     self._gateway = gateway
         return self._gateway
 
+    async def readiness(self) -> tuple[dict[str, str], bool]:
+        """Every dependency's check (``readiness``), and whether coordination is required."""
+        gateway = await self.gateway()
+        if self._http is None:  # only while the app shuts down
+            raise RuntimeError("the gateway is closed")
+        checks = {
+            "store": await check(gateway.store.ping()),
+            "provider": await check(gateway.provider.ready()),
+            "api": await check(reachable(self._http, self.settings.remote_api)),
+        }
+        if gateway.cluster is not None:
+            checks["coordination"] = await coordination_check(gateway.cluster)
+        return checks, self.settings.bff_session_store == "redis"
+
     async def login_limiter(self) -> LoginLimiter:
         """The login attempt limits, built with the gateway (they share its Redis client)."""
         await self.gateway()
@@ -128,6 +143,8 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        if self._gateway is not None:  # before the clients close: the refreshes need them
+            await self._gateway.refresher.finish_flights(self.settings.bff_upstream_timeout)
         if self._http is not None:
             await self._http.close()
         if self._api is not None:

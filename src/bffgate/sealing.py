@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,9 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OctKey
 
 from .bounded import ExpiringCache
+from .logs import fields
+
+log = logging.getLogger("bffgate.sealing")
 
 FORMAT_VERSION = 1
 MAX_SEALED_LENGTH = 64 * 1024  # far above any cookie; bounds the work a hostile value can cause
@@ -55,6 +59,7 @@ class Sealer:
         self._header = {"alg": "dir", "enc": "A256GCM", "kid": _key_id(keys[0])}
         self._keys = KeySet([OctKey.import_key(key, {"kid": _key_id(key)}) for key in keys])
         self._cache: ExpiringCache[bytes, tuple[Any, float]] = ExpiringCache(cache_size)
+        self._older_keys_seen: set[Any] = set()
 
     @classmethod
     def for_secret(cls, secret: str, purpose: str) -> Sealer:
@@ -93,8 +98,8 @@ class Sealer:
         if not value or len(value) > MAX_SEALED_LENGTH or value.count(".") != 4:
             return None
         try:
-            plaintext = jwe.decrypt_compact(value, self._keys).plaintext
-            envelope = json.loads(plaintext or b"")
+            opened = jwe.decrypt_compact(value, self._keys)
+            envelope = json.loads(opened.plaintext or b"")
         except (JoseError, ValueError, TypeError, KeyError):
             return None
         if not isinstance(envelope, dict):
@@ -104,4 +109,15 @@ class Sealer:
             return None
         if not isinstance(expires_at, int) or expires_at <= now:
             return None
+        self._note_older_key(opened.protected.get("kid"))
         return envelope.get("d"), float(expires_at)
+
+    def _note_older_key(self, kid: Any) -> None:
+        """Log once per older secret (per purpose) that values sealed with it are still in use: the
+        operator learns when a rotated-out secret is still needed, and when it no longer is."""
+        if kid != self._header["kid"] and kid not in self._older_keys_seen:
+            self._older_keys_seen.add(kid)
+            log.info(
+                "key rotation in use: a value sealed with an older secret was opened",
+                extra=fields(event="key_rotation_in_use", purpose=self._purpose, key_id=kid),
+            )

@@ -219,6 +219,10 @@ class SessionStore(Protocol):
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` if the store cannot be reached (readiness)."""
 
+    async def note_seen(self, session: Session, user_agent: str | None) -> None:
+        """The session was used now, from ``user_agent``: server-side stores keep both for session
+        administration (only called when ``server_side``); never raises."""
+
     async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
         """End every session of ``user`` (log out everywhere); how many ended (0 when not server-side)."""
 

@@ -49,6 +49,9 @@ class MemoryStore:
     async def ping(self) -> None:
         return None
 
+    async def note_seen(self, session: Session, user_agent: str | None) -> None:
+        return None
+
     server_side = False
 
     async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:

@@ -11,11 +11,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from bffgate import logs
 from bffgate.errors import BffError, CsrfFailed
 from bffgate.gateway import Gateway
 from bffgate.problems import problem_response
 from bffgate.proxied_call import ProxiedCall
-from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
+from bffgate.requestlog import REQUEST_ID_KEY
+from bffgate.routes import origin_of
+from bffgate.transport import SINGLE_USE, TransportError, TransportTimeout, UnsendableRequest
 
 from ..harness import settings_for
 from .fakes import MemoryStore, RotatingProvider, session_of
@@ -231,3 +234,55 @@ async def test_forward_auth_decisions_are_answered_here_and_their_errors_by_the_
     status, body = await answer_of(proxied, "TRACE", "/api/auth/forward")
     assert (status, json.loads(body)["code"]) == (405, "method_not_allowed")
     assert asked == ["GET", "GET", "POST"], "a method no decision takes is refused before deciding"
+
+
+async def test_a_route_call_without_a_session_carries_the_request_id_and_is_timed() -> None:
+    """A route of the table (its own upstream's pool, a ``SINGLE_USE`` connection without a session)
+    sends the request's id to its API and reports the API's status and time to the request's log line,
+    as the default route does."""
+    api = MemoryTransport(ok)
+    billing = MemoryTransport(ok)
+    route = {"prefix": "/api/billing/", "upstream": "http://billing.invalid/v2", "token": "none"}
+    gateway = Gateway(
+        settings_for(API, routes=[route]),
+        MemoryStore(None),
+        RotatingProvider(),
+        api,
+        transports={origin_of("http://billing.invalid/v2"): billing},
+    )
+
+    async def current() -> Gateway:
+        return gateway
+
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/api/billing/invoices",
+        "raw_path": b"/api/billing/invoices",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"x-csrf", b"1"), (b"x-request-id", b"from-the-browser")],
+        REQUEST_ID_KEY: b"req-42",
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    fields: dict[str, Any] = {"request_id": b"req-42"}
+    token = logs.collect(fields)
+    try:
+        middleware = ProxiedCall(not_proxied, gateway=current, on_error=problem_answer, routes=gateway.routes)
+        await middleware(scope, receive, send)
+    finally:
+        logs.stop_collecting(token)
+    assert sent[0]["status"] == 200
+    assert not api.sent
+    [request] = billing.sent
+    assert (request.target, request.partition) == ("/v2/invoices", SINGLE_USE)
+    assert [v for n, v in request.headers if n.lower() == "x-request-id"] == ["req-42"]
+    assert fields["upstream_status"] == 200
+    assert fields["upstream_ns"] > 0

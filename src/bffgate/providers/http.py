@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from .. import tracing
 from ..errors import UpstreamError, UpstreamTimeout
 
 MAX_JSON_ANSWER = 1024 * 1024  # provider answers are small; a larger one is broken or hostile
@@ -75,10 +76,28 @@ async def call_json(
     call without a body carries no Content-Type at all (DRF, Spring, Express and others refuse a body
     whose type they cannot read, and some a bodiless call that claims one).
     """
+    with tracing.span(
+        f"provider {method}", kind="client", http__request__method=method, url__full=url.partition("?")[0]
+    ) as span:
+        answer = await _call_json(http, method, url, timeout, json_body, form, headers)
+        tracing.set_attributes(span, http__response__status_code=answer.status)
+        return answer
+
+
+async def _call_json(
+    http: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    timeout: float,
+    json_body: Any,
+    form: Mapping[str, str] | None,
+    headers: dict[str, str] | None,
+) -> JsonAnswer:
     body, content_type = _encode_body(json_body, form)
     request_headers = {"Accept": "application/json", **(headers or {})}
     if content_type is not None:
         request_headers.setdefault("Content-Type", content_type)
+    tracing.inject_dict(request_headers)  # W3C traceparent to the provider
     try:
         async with asyncio.timeout(timeout):
             async with http.request(

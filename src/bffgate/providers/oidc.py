@@ -34,6 +34,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[im
 from ..api_target import ApiTarget
 from ..config import Settings
 from ..errors import ApiTokenRefused, LoginRejected, RefreshFailed, RefreshRejected, UpstreamError
+from ..readiness import PROBE_TIMEOUT, reachable
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt
 from . import read_tokens
@@ -275,8 +276,10 @@ class OidcProvider:
             log.warning("the revocation endpoint answered %s (%s)", answer.status, _answer_error(answer))
 
     async def ready(self) -> None:
-        """Discovery answered with complete metadata and the JWKS has a signing key we can use."""
+        """Discovery answered with complete metadata, the JWKS has a signing key we can use, and the
+        token endpoint (logins and refreshes) answers HTTP."""
         metadata = await self.discovery.metadata()
+        await reachable(self._http, metadata.token_endpoint, timeout=min(self._timeout, PROBE_TIMEOUT))
         if not await self.keys.any_key(metadata.id_token_algorithms):
             raise UpstreamError(
                 "the provider's JWKS has no key for its ID-token algorithms "

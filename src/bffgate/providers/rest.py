@@ -19,6 +19,7 @@ import aiohttp
 from ..config import Settings
 from ..errors import InvalidRequest, RefreshFailed, RefreshRejected, UpstreamError
 from ..metrics import REVOCATION_FAILURES
+from ..readiness import PROBE_TIMEOUT, reachable
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt, user_from_jwt
 from . import LoginRefusal, read_tokens
@@ -110,8 +111,9 @@ class RestProvider:
         )
 
     async def ready(self) -> None:
-        """The refresh endpoint answers HTTP at all (any status: we only check it is reachable)."""
-        await call_json(self._http, "GET", self._settings.refresh_url, timeout=min(self._timeout, 5.0))
+        """The login and the refresh endpoints answer HTTP (any status: only reachability is judged)."""
+        for url in dict.fromkeys((self._settings.login_url, self._settings.refresh_url)):
+            await reachable(self._http, url, timeout=min(self._timeout, PROBE_TIMEOUT))
 
     async def user_data(self, tokens: TokenSet) -> dict[str, Any]:
         """BFF_USERINFO_URL's answer, else the login answer's other fields, else the JWT's claims."""

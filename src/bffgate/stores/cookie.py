@@ -21,6 +21,7 @@ from ..bounded import ExpiringCache
 from ..config import Settings
 from ..cookies import CookieJar, CookieTooLarge
 from ..errors import BackchannelUnsupported, SessionTooLarge
+from ..logs import fields, fingerprint
 from ..sealing import Sealer
 from ..session import ACCESS_COOKIE_MAX_AGE, ACCESS_KEYS, API_KEYS, DURABLE_KEYS, USER_KEYS, Session
 from ..tokens import USER_CLAIMS
@@ -150,7 +151,10 @@ class CookieSessionStore:
             pass
         # Too big for the bounded chunks: keep the tokens, trim what is only for display (user data
         # to its usual claims, the ID token used as a logout hint) rather than fail the request.
-        log.warning("session %s too large for cookies: user data trimmed, ID token dropped", session.sid[:6])
+        log.warning(
+            "session too large for cookies: user data trimmed, ID token dropped",
+            extra=fields(session=fingerprint(session.sid)),
+        )
         slim = replace(
             session, user={k: v for k, v in session.user.items() if k in USER_CLAIMS}, id_token=None
         )
@@ -204,6 +208,9 @@ class CookieSessionStore:
 
     def has_cookies(self, cookies: Mapping[str, str]) -> bool:
         return any(self._jar.read(cookies, name) for name in (*self._names, self._apis_name))
+
+    async def note_seen(self, session: Session, user_agent: str | None) -> None:
+        return None  # nothing server-side to note it in
 
     async def ping(self) -> None:
         """Always ready: the cookie store has no server."""

@@ -4,6 +4,10 @@ Keys (all under ``bffgate:``):
 
 * ``s:{sid}``   the session, sealed (JWE, key from ETLS_REFRESH): encrypted at rest. Its TTL is the
   session's end — the idle limit from the last refresh, capped by the absolute lifetime.
+* ``m:{sid}``   what session administration shows of a session besides its times: ``agent`` (a
+  summary of the user agent, ``useragent.summarize``) and ``seen`` (when it was last used, written at
+  most once a ``SEEN_EVERY`` per session and process). Deleted with the session; its TTL is the idle
+  limit from the last write, so it never outlives the session by more than that.
 * ``u:{user}``  the ids of a user's sessions (user = fingerprint of ``sub``/``id``/``email``), for
   "log out everywhere".
 * ``oidc-sid:{f}``, ``oidc-sub:{f}``  OpenID Connect: the ids of the sessions signed in with a provider
@@ -24,19 +28,25 @@ itself, so the store recovers when Redis returns.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from ..bounded import ExpiringKeys
 from ..config import Settings
 from ..cookies import CookieJar
 from ..errors import SessionExpired, StoreUnavailable
 from ..redis_client import RedisClient, as_text, is_redis_cluster
-from ..redis_errors import redis_errors, store_unavailable
+from ..redis_errors import STORE, redis_errors, store_unavailable
 from ..sealing import Sealer
 from ..session import Session, token_fingerprint
+from ..useragent import summarize
 
 SESSION_COOKIE = "sessionEtls"
+SEEN_EVERY = 60.0  # seconds: "last seen" is written at most this often per session and process
+SEEN_MEMORY = 100_000  # sessions whose last write this process remembers (bounded memory)
 PREFIX = "bffgate:"
 # SADD, then extend (never shorten) the set's TTL: several sessions may share it.
 ADD_TO_INDEX = """
@@ -89,6 +99,7 @@ class RedisSessionStore:
         self._cookie = jar.name(SESSION_COOKIE)
         self._ticket = Sealer(settings.refresh_secrets, "session-ticket")
         self._at_rest = Sealer(settings.refresh_secrets, "redis-session")
+        self._seen_lately = ExpiringKeys(SEEN_MEMORY)
 
     server_side = True
 
@@ -100,8 +111,11 @@ class RedisSessionStore:
         return await self.load_by_id(ticket["sid"])
 
     async def load_by_id(self, sid: str) -> Session | None:
-        with redis_errors(store_unavailable):
+        with redis_errors(STORE, store_unavailable):
             sealed = await self._redis.get(self._key(sid))
+        return self._opened(sid, sealed)
+
+    def _opened(self, sid: str, sealed: bytes | str | None) -> Session | None:
         if sealed is None:
             return None
         session = Session.from_dict(self._at_rest.unseal(as_text(sealed)))
@@ -115,11 +129,13 @@ class RedisSessionStore:
             await self.delete(session)
             return
         sealed = self._at_rest.seal(session.to_dict(), end)
-        with redis_errors(store_unavailable):
+        with redis_errors(STORE, store_unavailable):
             # A refresh only replaces a session that still exists (SET XX): a logout or back-channel
             # logout that deleted it meanwhile must not be undone by the refresh finishing later.
-            if not await self._redis.set(self._key(session.sid), sealed, px=ttl_ms, xx=existing):
-                raise SessionExpired("the session ended while it was being refreshed")
+            stored = await self._redis.set(self._key(session.sid), sealed, px=ttl_ms, xx=existing)
+        if not stored:
+            raise SessionExpired("the session ended while it was being refreshed")
+        with redis_errors(STORE, store_unavailable):
             async with self._redis.pipeline(transaction=self._atomic) as pipe:
                 index = user_key(session.user)
                 if index:
@@ -130,9 +146,10 @@ class RedisSessionStore:
                 await pipe.execute()
 
     async def delete(self, session: Session) -> None:
-        with redis_errors(store_unavailable):
+        with redis_errors(STORE, store_unavailable):
             async with self._redis.pipeline(transaction=self._atomic) as pipe:
                 pipe.delete(self._key(session.sid))
+                pipe.delete(self._meta_key(session.sid))  # apart: on a Cluster, another slot
                 index = user_key(session.user)
                 if index:
                     pipe.srem(index, session.sid)
@@ -145,17 +162,72 @@ class RedisSessionStore:
         index = user_key(user)
         if index is None:
             return 0
-        with redis_errors(store_unavailable):
+        with redis_errors(STORE, store_unavailable):
             sids = [as_text(sid) for sid in await self._redis.smembers(index)]
-            keys = [*(self._key(sid) for sid in sids), index]
-            if sids and self._atomic:
+        if not sids:
+            return 0
+        keys = [*(self._key(sid) for sid in sids), *(self._meta_key(sid) for sid in sids), index]
+        with redis_errors(STORE, store_unavailable):
+            if self._atomic:
                 await self._redis.delete(*keys)
-            elif sids:
+            else:
                 async with self._redis.pipeline(transaction=False) as pipe:
                     for key in keys:
                         pipe.delete(key)  # one key per DEL: the keys live in different slots
                     await pipe.execute()
         return len(sids)
+
+    async def note_seen(self, session: Session, user_agent: str | None) -> None:
+        """Record that ``session`` was used now, from ``user_agent`` (summarized), for session
+        administration; at most once a ``SEEN_EVERY`` per session here. Never fails the request: a
+        failure is only counted (``bffgate_redis_failures_total{role="store"}``)."""
+        if not self._seen_lately.first_use(session.sid, SEEN_EVERY):
+            return
+        now = time.time()
+        ttl_ms = int((min(now + self._idle, session.created_at + self._absolute) - now) * 1000)
+        if ttl_ms <= 0:
+            return
+        key = self._meta_key(session.sid)
+        with contextlib.suppress(StoreUnavailable), redis_errors(STORE, store_unavailable):
+            async with self._redis.pipeline(transaction=False) as pipe:  # one key: one node
+                pipe.hset(key, mapping={"agent": summarize(user_agent), "seen": int(now)})
+                pipe.pexpire(key, ttl_ms)
+                await pipe.execute()
+
+    async def sessions_of_user(self, user: Mapping[str, Any]) -> list[StoredSession]:
+        """``user``'s sessions with when each ends and what ``note_seen`` recorded; index entries
+        already gone are skipped (and pruned)."""
+        index = user_key(user)
+        if index is None:
+            return []
+        with redis_errors(STORE, store_unavailable):
+            sids = [as_text(sid) for sid in await self._redis.smembers(index)]
+        found, gone = [], []
+        for sid in sids:
+            with redis_errors(STORE, store_unavailable):
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    pipe.get(self._key(sid))
+                    pipe.pttl(self._key(sid))
+                    pipe.hgetall(self._meta_key(sid))
+                    sealed, ttl_ms, meta = await pipe.execute()
+            session = self._opened(sid, sealed)
+            if session is None:
+                gone.append(sid)
+                continue
+            meta = {as_text(k): as_text(v) for k, v in (meta or {}).items()}
+            seen = meta.get("seen", "")
+            found.append(
+                StoredSession(
+                    session,
+                    expires_at=time.time() + max(0, ttl_ms) / 1000,
+                    agent=meta.get("agent"),
+                    last_seen=int(seen) if seen.isdigit() else None,
+                )
+            )
+        if gone:
+            with redis_errors(STORE, store_unavailable):
+                await self._redis.srem(index, *gone)
+        return found
 
     async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
         """Back-channel logout: end the sessions of provider session ``sid`` (else of subject ``sub``).
@@ -166,7 +238,7 @@ class RedisSessionStore:
             return 0
         index = provider_key("sid", issuer, sid) if sid else provider_key("sub", issuer, sub or "")
         wanted = provider_key("sub", issuer, sub) if sid and sub else None
-        with redis_errors(store_unavailable):
+        with redis_errors(STORE, store_unavailable):
             members = [as_text(member) for member in await self._redis.smembers(index)]
         ended, gone = 0, []
         for member in members:
@@ -177,13 +249,13 @@ class RedisSessionStore:
                 await self.delete(session)  # the session and all its index entries
                 ended += 1
         if gone:
-            with redis_errors(store_unavailable):
+            with redis_errors(STORE, store_unavailable):
                 await self._redis.srem(index, *gone)
         return ended
 
     async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
         """Whether no logout token with this ``jti`` came within ``window`` seconds (then it is noted)."""
-        with redis_errors(store_unavailable):
+        with redis_errors(STORE, store_unavailable):
             fresh = await self._redis.set(
                 provider_key("jti", issuer, jti), b"1", nx=True, px=int(window * 1000)
             )
@@ -202,8 +274,21 @@ class RedisSessionStore:
         return self._cookie in cookies
 
     async def ping(self) -> None:
-        with redis_errors(lambda _: StoreUnavailable("Redis does not answer")):
+        with redis_errors(STORE, lambda _: StoreUnavailable("Redis does not answer")):
             await self._redis.ping()
 
     def _key(self, sid: str) -> str:
         return f"{PREFIX}s:{sid}"
+
+    def _meta_key(self, sid: str) -> str:
+        return f"{PREFIX}m:{sid}"
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """A session as session administration sees it (``sessions_of_user``)."""
+
+    session: Session
+    expires_at: float  # unix seconds
+    agent: str | None  # useragent.summarize of the last user agent seen, if any
+    last_seen: int | None  # unix seconds, to SEEN_EVERY
