@@ -44,7 +44,7 @@ from .header_filter import browser_response_headers, forwardable_request_headers
 from .logs import request_fields
 from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
-from .requestlog import REQUEST_ID_KEY
+from .requestlog import REQUEST_ID_KEY, ROUTE_NAME_KEY
 from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable, client_address, forwarded_headers
 from .transport import SINGLE_USE, ApiAnswer, ApiTransport, TransportError, transport_problem
 
@@ -125,6 +125,7 @@ class ProxiedCall:
             if api_route is not None:
                 if method not in PROXY_METHODS:
                     return refuse_method
+                scope[ROUTE_NAME_KEY] = api_route.prefix  # the request's route in logs and metrics
                 return partial(self.answer, build=ProxiedCall.from_path, api_route=api_route)
         return None
 

@@ -41,6 +41,9 @@ REQUEST_ID_KEY = "bffgate.request_id"  # the id, in the scope (an extension key)
 # What a trusted id may look like: a token of the usual id alphabets, bounded (a log is not a dump).
 ACCEPTABLE_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 MAX_LOGGED_PATH = 512
+# A table route's name (its prefix, e.g. ``/api/billing/``), set in the scope by the layer that routed
+# it: as few values as the configured table has.
+ROUTE_NAME_KEY = "bffgate.route"
 
 # Path prefixes and the route names they are logged under (first match wins).
 ROUTES: tuple[tuple[str, str], ...] = (
@@ -64,6 +67,9 @@ ROUTES: tuple[tuple[str, str], ...] = (
 
 def route_of(scope: Scope) -> str:
     """The route a request belongs to (a fixed name: paths vary, dashboards need a few values)."""
+    table_route: str | None = scope.get(ROUTE_NAME_KEY)
+    if table_route is not None:
+        return table_route
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):  # mounted under a prefix

@@ -16,7 +16,7 @@ from bffgate.errors import BffError, CsrfFailed
 from bffgate.gateway import Gateway
 from bffgate.problems import problem_response
 from bffgate.proxied_call import ProxiedCall
-from bffgate.requestlog import REQUEST_ID_KEY
+from bffgate.requestlog import REQUEST_ID_KEY, route_of
 from bffgate.routes import origin_of
 from bffgate.transport import SINGLE_USE, TransportError, TransportTimeout, UnsendableRequest
 
@@ -286,3 +286,4 @@ async def test_a_route_call_without_a_session_carries_the_request_id_and_is_time
     assert [v for n, v in request.headers if n.lower() == "x-request-id"] == ["req-42"]
     assert fields["upstream_status"] == 200
     assert fields["upstream_ns"] > 0
+    assert route_of(scope) == "/api/billing/"  # its own name in the log line and the metrics
