@@ -18,7 +18,7 @@ from .config import Settings, load_settings
 from .errors import BffError, ConfigError
 from .forward_auth_config import FrontProxy, render
 from .runtime import raise_descriptor_limit
-from .server import HTTP_PROTOCOL, server_settings
+from .server import HTTP_PROTOCOL, WS_PROTOCOL, server_settings
 
 log = logging.getLogger("bffgate")
 
@@ -126,6 +126,8 @@ def serve_command(args: argparse.Namespace) -> int:
         workers=args.workers,
         loop="uvloop",
         http=HTTP_PROTOCOL,  # httptools with bounded request heads (see bffgate/server.py)
+        ws=WS_PROTOCOL,
+        ws_max_size=settings.bff_ws_max_message_bytes,
         access_log=args.access_log,
         log_config=log_config(),  # the access log never records the callback's code and state
         proxy_headers=False,
@@ -151,6 +153,7 @@ def demo_command(args: argparse.Namespace) -> int:
         port=args.port,
         loop="uvloop",
         http=HTTP_PROTOCOL,
+        ws=WS_PROTOCOL,
         log_level="info",  # "Uvicorn running on ..." tells the user (and tests) it is listening
         access_log=False,
         server_header=False,

@@ -165,6 +165,13 @@ class Settings(BaseSettings):
     bff_login_username_field: str = "username"
     # Forward-auth: the longest a front proxy may reuse a "yes" (never past the token's refresh point).
     bff_forward_auth_cache_seconds: int = Field(default=5, ge=0)
+    # Live connections (README "Live connections"): the silence allowed between a streamed answer's
+    # bytes (SSE, long polls), and the WebSocket limits.
+    bff_stream_idle_timeout: float = Field(default=300.0, gt=0)
+    bff_ws_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    bff_ws_max_per_session: int = Field(default=16, gt=0)
+    bff_ws_max_per_process: int = Field(default=10_000, gt=0)
+    bff_ws_session_check: float = Field(default=30.0, gt=0)  # how often open sockets ask the store
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod

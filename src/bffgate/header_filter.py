@@ -168,6 +168,9 @@ def browser_response_headers(
             connection_named.update(token.strip().lower() for token in value.split(b","))
         elif lower == b"cache-control":
             cache_control.append(value)
+        elif lower == b"content-type" and value[:17].lower() == b"text/event-stream":
+            # Server-sent events: a buffering proxy in front (nginx) would hold the events back.
+            headers += [(lower, value), (b"x-accel-buffering", b"no")]
         elif lower not in drop and not lower.startswith(b"access-control-"):
             headers.append((lower, value))
     if connection_named:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 REFRESHES = Counter(
     "bffgate_refreshes",
@@ -22,4 +22,16 @@ REVOCATION_FAILURES = Counter(
     "refused (non-2xx answer), unreachable (no answer), refresh (the expired access token could not "
     "be renewed first)",
     ["reason"],
+)
+OPEN_SOCKETS = Gauge("bffgate_websockets_open", "WebSockets relayed to the remote API right now")
+SOCKETS_CLOSED = Counter(
+    "bffgate_websockets_closed",
+    "Relayed WebSockets that ended, by why: browser, api (either side closed), session_ended, "
+    "message_too_big, too_many (a limit refused it after the handshake), upstream_unavailable, shutdown",
+    ["reason"],
+)
+SOCKETS_REFUSED = Counter(
+    "bffgate_websocket_handshakes_refused",
+    "WebSocket handshakes answered with an HTTP problem before any API contact, by problem code",
+    ["code"],
 )

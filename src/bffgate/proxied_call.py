@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -31,6 +31,7 @@ from .customfetch import ApiCall, parse_envelope
 from .errors import BffError, InvalidUrl, MethodNotAllowed
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
+from .live_socket import LiveSocketCall
 from .metrics import PROXIED
 from .request_body import parse_json, read_body, read_whole_body
 from .session import Session
@@ -48,7 +49,7 @@ PROXIED_BY_CLASS = {n: PROXIED.labels(f"{n}xx") for n in range(1, 6)}
 PROXIED_OTHER = PROXIED.labels("other")
 
 GatewayGetter = Callable[[], Awaitable[Gateway]]
-ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+ErrorHandler = Callable[[HTTPConnection, Exception], Awaitable[Response]]
 CallBuilder = Callable[["ProxiedCall", Request, Gateway], Awaitable[ApiCall]]
 
 
@@ -59,10 +60,14 @@ class ProxiedCall:
         self.app = app
         self.gateway = gateway
         self.on_error = on_error
+        self.live_socket = LiveSocketCall(gateway, on_error, relative_proxy_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         build = route(scope) if scope["type"] == "http" else None
         if build is None:
+            if scope["type"] == "websocket" and routed_path(scope).startswith(PROXY_PREFIX):
+                await self.live_socket(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
@@ -165,15 +170,21 @@ async def _send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
 
 def route(scope: Scope) -> CallBuilder | None:
     """How to build the call for this request, or None when it is not a proxied call."""
-    path: str = scope["path"]
-    root: str = scope.get("root_path", "")
-    if root and path.startswith(root):  # mounted under a prefix
-        path = path[len(root) :]
+    path = routed_path(scope)
     if path.startswith(PROXY_PREFIX):
         return ProxiedCall.from_path if scope["method"] in PROXY_METHODS else refuse_method
     if path == CUSTOMFETCH_PATH:
         return ProxiedCall.from_envelope if scope["method"] == "POST" else refuse_method
     return None
+
+
+def routed_path(scope: Scope) -> str:
+    """The path the gateway routes on: the decoded path after the mount's ``root_path``."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):  # mounted under a prefix
+        path = path[len(root) :]
+    return path
 
 
 async def refuse_method(_: ProxiedCall, request: Request, gateway: Gateway) -> ApiCall:

@@ -87,6 +87,7 @@ class Runtime:
             settings.remote_api,
             connect_timeout=timeout,
             read_timeout=timeout,
+            stream_idle_timeout=settings.bff_stream_idle_timeout,
             max_idle=idle_connection_budget(settings.bff_upstream_max_idle),
         )
         self._redis = redis_client.connect(settings.redis_url) if settings.redis_url else None
