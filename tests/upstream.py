@@ -42,6 +42,7 @@ class Recorder:
     slow_entered: asyncio.Event = field(default_factory=asyncio.Event)  # /slow is waiting for release_slow
     endless_stopped: asyncio.Event = field(default_factory=asyncio.Event)  # /endless was hung up on
     end_endless: asyncio.Event = field(default_factory=asyncio.Event)  # a test ends /endless itself
+    release_event: asyncio.Event = field(default_factory=asyncio.Event)  # /events?gated: send the next
     flood_sent: int = 0  # bytes the /flood WebSocket got through its send() so far
 
     def to(self, path_prefix: str) -> list[Recorded]:
@@ -172,13 +173,18 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
     async def events(request: Request) -> Response:
-        """Server-sent events: ``count`` events (default 3), ``gap`` seconds apart (default 0)."""
+        """Server-sent events: ``count`` events (default 3), ``gap`` seconds apart (default 0); with
+        ``gated``, each event after the first waits for ``release_event`` instead."""
         count = int(request.query_params.get("count", "3"))
         gap = float(request.query_params.get("gap", "0"))
+        gated = "gated" in request.query_params
 
         async def stream() -> Any:
             for number in range(1, count + 1):
-                if number > 1:
+                if number > 1 and gated:
+                    await recorder.release_event.wait()
+                    recorder.release_event.clear()
+                elif number > 1:
                     await asyncio.sleep(gap)
                 yield f"id: {number}\ndata: event {number}\n\n".encode()
 

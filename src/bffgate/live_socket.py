@@ -80,7 +80,9 @@ class SocketRefused(BffError):
 class LiveSocketCall:
     """Answers a WebSocket handshake on the proxy prefix and relays the socket until it closes."""
 
-    def __init__(self, gateway: GatewayGetter, on_error: ErrorHandler, path_of: Callable[[Scope], str]) -> None:
+    def __init__(
+        self, gateway: GatewayGetter, on_error: ErrorHandler, path_of: Callable[[Scope], str]
+    ) -> None:
         self.gateway = gateway
         self.on_error = on_error
         self.path_of = path_of  # the path under the proxy prefix (``InvalidUrl`` when it cannot be)
