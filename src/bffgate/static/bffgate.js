@@ -275,13 +275,13 @@ export class LiveSocket extends EventTarget {
   async closed(code, reason, opened) {
     if (this.closedByPage || FINAL_CLOSE_CODES.has(code)) return this.finish(code, reason);
     if (code === CloseCodes.SESSION_ENDED) {
-      sessionEnded("session_expired");
-      return this.finish(code, reason);
+      this.finish(code, reason); // listeners hear the close before the page turns to the login
+      return sessionEnded("session_expired");
     }
     // A handshake that failed says nothing about why (browsers hide the status): ask the gateway.
     if (!opened && !(await sessionStands())) {
-      sessionEnded("unauthenticated");
-      return this.finish(code, reason);
+      this.finish(code, reason);
+      return sessionEnded("unauthenticated");
     }
     if (this.closedByPage) return this.finish(code, reason);
     const delayMs = Math.min(config.backoffMs * 2 ** this.attempt, MAX_RECONNECT_DELAY_MS);
