@@ -29,8 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from forward_auth import login
 from run import HERE, PYTHON, Fleet, Server, cpu_seconds, free_port
+
+from forward_auth import login
 
 SMALL = b"x" * 32
 LARGE = os.urandom(64 * 1024)
@@ -159,7 +160,7 @@ async def run(quick: bool) -> str:
                 direct = await measure(direct_url, {}, payload, count, [])
                 through = await measure(gateway_url, cookies, payload, count, gateway.pids())
                 lines.append(
-                    f"| {name} | {direct.rate:,.0f} | {through.rate:,.0f} | {through.rate / direct.rate:.2f}× "
+                    f"| {name} | {direct.rate:,.0f} | {through.rate:,.0f} | {through.rate / direct.rate:.2f}x "
                     f"| {direct.rtt_us:.0f} | {through.rtt_us:.0f} | {through.rtt_us - direct.rtt_us:.0f} "
                     f"| {through.gateway_cpu_us or 0:.0f} |"
                 )
