@@ -108,6 +108,8 @@ class Runtime:
         return Gateway(settings, store, provider, self._api, coordination)
 
     async def close(self) -> None:
+        if self._gateway is not None:
+            await self._gateway.sockets.close()  # sockets still open: 1001, and no more session checks
         if self._http is not None:
             await self._http.close()
         if self._api is not None:
