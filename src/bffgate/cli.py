@@ -154,6 +154,7 @@ def demo_command(args: argparse.Namespace) -> int:
         loop="uvloop",
         http=HTTP_PROTOCOL,
         ws=WS_PROTOCOL,
+        log_config=log_config(),  # without the false alarm of refused WebSocket handshakes
         log_level="info",  # "Uvicorn running on ..." tells the user (and tests) it is listening
         access_log=False,
         server_header=False,
