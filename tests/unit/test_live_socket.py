@@ -3,9 +3,12 @@ and the per-session / per-process limits of ``LiveSockets``."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from yarl import URL
 
+from bffgate.accesslog import DENIED_HANDSHAKE_LINE, DeniedHandshakes, log_config
 from bffgate.errors import CsrfFailed
 from bffgate.live_socket import (
     _sendable,
@@ -100,3 +103,16 @@ async def test_limits_per_session_and_per_process_and_session_end() -> None:
 
 def session() -> Session:
     return Session.start(TokenSet(access_token="a", expires_in=900, refresh_token="r"), {"id": "u"})
+
+
+def test_refused_handshakes_are_not_logged_as_errors() -> None:
+    """uvicorn's "returned without completing handshake" line after a 401/403 refusal is dropped by the
+    log config `bffgate serve` uses; other error lines stay."""
+    config = log_config()
+    assert config["loggers"]["uvicorn.error"]["filters"] == ["denied_handshakes"]
+    refused = logging.LogRecord("uvicorn.error", logging.ERROR, "x", 1, DENIED_HANDSHAKE_LINE, None, None)
+    other = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, "x", 1, "Exception in ASGI application", None, None
+    )
+    assert DeniedHandshakes().filter(refused) is False
+    assert DeniedHandshakes().filter(other) is True
