@@ -293,3 +293,21 @@ async def test_metrics_count_open_sockets(stack: Stack) -> None:
             break
         await asyncio.sleep(0.05)
     assert await metric("bffgate_websockets_open") == before
+
+
+async def test_logout_everywhere_closes_the_sockets_of_the_users_other_sessions(
+    make_stack: StackFactory,
+) -> None:
+    """Redis store: a logout with {"everywhere": true} in one session ends the user's other sessions;
+    their open sockets close with 4401 at the next session check (the session is gone from the store)."""
+    async with make_stack(
+        bff_session_store="redis",
+        redis_url=f"redis://127.0.0.1:6379/{REDIS_DB}",
+        bff_ws_session_check=0.2,
+    ) as stack:
+        laptop, phone = await stack.logged_in(), await stack.logged_in()
+        async with open_socket(laptop, "ticks?every=0.05") as socket:
+            await socket.recv()
+            answer = await phone.request("POST", "/api/auth/logout", json_body={"everywhere": True})
+            assert answer.status == 200 and answer.json()["endedSessions"] >= 2
+            assert await closed_with(socket) == SESSION_ENDED
