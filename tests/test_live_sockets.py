@@ -311,3 +311,22 @@ async def test_logout_everywhere_closes_the_sockets_of_the_users_other_sessions(
             answer = await phone.request("POST", "/api/auth/logout", json_body={"everywhere": True})
             assert answer.status == 200 and answer.json()["endedSessions"] >= 2
             assert await closed_with(socket) == SESSION_ENDED
+
+
+async def test_a_refused_handshake_still_carries_the_rotated_cookies(make_stack: StackFactory) -> None:
+    """The token was refreshed for the handshake, then the API refused it: the 403 still sets the new
+    session cookies, so the browser never presents the rotated-away refresh token."""
+    async with make_stack(access_ttl=1.0) as stack:
+        browser = await stack.logged_in()
+        browser.forget_access_cookie()
+        old_refresh = {k: v for k, v in browser.cookies.items() if "refreshTokenEtls" in k}
+        with pytest.raises(InvalidStatus) as refused:
+            async with open_socket(browser, "no-such-socket"):
+                pass
+        answer = refused.value.response
+        assert answer.status_code == 403
+        assert stack.api.refresh_calls == 1
+        browser.absorb(answer.headers.get_all("Set-Cookie"))
+        assert {k: v for k, v in browser.cookies.items() if "refreshTokenEtls" in k} != old_refresh
+        assert (await browser.request("GET", "/api/rest/proxy/me")).status == 200
+        assert stack.api.reuse_detected == 0  # the old refresh token was never presented again

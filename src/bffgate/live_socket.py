@@ -45,11 +45,11 @@ from yarl import URL
 
 from .config import Settings
 from .errors import BffError, CsrfFailed, UpstreamError, UpstreamTimeout
-from .gateway import Gateway, RequestSession
+from .gateway import TRACKED_SESSION_KEY, Gateway, RequestSession
 from .header_filter import forwardable_request_headers, header_value
 from .live_sockets import API_UNAVAILABLE, MESSAGE_TOO_BIG, SESSION_ENDED, TOO_MANY_SOCKETS, LiveSocket
 from .metrics import SOCKETS_CLOSED, SOCKETS_REFUSED
-from .problems import session_cookie_headers
+from .problems import session_cookie_headers, with_cookies
 from .session import Session
 
 log = logging.getLogger("bffgate.live")
@@ -120,10 +120,13 @@ class LiveSocketCall:
         receive: Receive,
         send: Send,
     ) -> None:
+        upstream: ClientConnection | None = None
         try:
             upstream = await _connect(gateway, tracked, url, request.scope["headers"])
             cookies = await gateway.answer_cookies(request.cookies, tracked)
         except Exception as exc:
+            if upstream is not None:  # the new tokens do not fit the cookies: no socket after all
+                await _close_quietly(upstream)
             await self._refuse(request, exc, receive, send)
             return
         try:
@@ -140,10 +143,17 @@ class LiveSocketCall:
         SOCKETS_CLOSED.labels(reason).inc()
 
     async def _refuse(self, request: HTTPConnection, exc: Exception, receive: Receive, send: Send) -> None:
-        """The handshake's problem answer (or the API's own refusal), as an HTTP answer."""
+        """The handshake's problem answer (or the API's own refusal), as an HTTP answer; either way with
+        the cookies of a session refreshed on the way (a rotated refresh token must reach the browser)."""
         if not isinstance(exc, BffError):
             log.exception("unexpected error on a WebSocket handshake to %s", request.scope["path"][:200])
-        answer = exc.answer if isinstance(exc, SocketRefused) else await self.on_error(request, exc)
+        if isinstance(exc, SocketRefused):
+            tracked = request.scope.get(TRACKED_SESSION_KEY)
+            gateway = await self.gateway()
+            cookies = await gateway.cookies_for_problem(request.cookies, tracked) if tracked else []
+            answer = with_cookies(exc.answer, cookies)
+        else:
+            answer = await self.on_error(request, exc)
         SOCKETS_REFUSED.labels(exc.code if isinstance(exc, BffError) else "internal_error").inc()
         if "websocket.http.response" in request.scope.get("extensions", {}):
             await answer(request.scope, receive, send)
