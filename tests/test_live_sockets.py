@@ -330,3 +330,13 @@ async def test_a_refused_handshake_still_carries_the_rotated_cookies(make_stack:
         assert {k: v for k, v in browser.cookies.items() if "refreshTokenEtls" in k} != old_refresh
         assert (await browser.request("GET", "/api/rest/proxy/me")).status == 200
         assert stack.api.reuse_detected == 0  # the old refresh token was never presented again
+
+
+async def test_an_api_401_on_the_handshake_refreshes_once_and_retries_once(stack: Stack) -> None:
+    """The API refuses the first handshake with 401: one forced refresh, one retry with the new token."""
+    browser = await stack.logged_in()
+    async with open_socket(browser, "ws-401-once") as socket:
+        assert await socket.recv() == "accepted"
+    first, second = handshakes(stack)
+    assert stack.api.refresh_calls == 1
+    assert first.headers["authorization"] != second.headers["authorization"]

@@ -43,7 +43,10 @@ class Recorder:
     endless_stopped: asyncio.Event = field(default_factory=asyncio.Event)  # /endless was hung up on
     end_endless: asyncio.Event = field(default_factory=asyncio.Event)  # a test ends /endless itself
     release_event: asyncio.Event = field(default_factory=asyncio.Event)  # /events?gated: send the next
-    flood_sent: int = 0  # bytes the /flood WebSocket got through its send() so far
+    flood_sent: int = 0
+    socket_rejections: int = (
+        0  # handshakes /ws-401-once has seen  # bytes the /flood WebSocket got through its send() so far
+    )
 
     def to(self, path_prefix: str) -> list[Recorded]:
         return [r for r in self.requests if r.raw_path.startswith(path_prefix)]
@@ -195,6 +198,16 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
         await websocket.accept()
         await websocket.close(int(websocket.path_params["code"]), "closed by the API")
 
+    async def reject_once(websocket: WebSocket) -> None:
+        """The first handshake is refused with 401 (as an API whose key rotated would), then accepted."""
+        recorder.socket_rejections += 1
+        if recorder.socket_rejections == 1:
+            await websocket.send_denial_response(JSONResponse({"error": "invalid_token"}, 401))
+            return
+        await websocket.accept()
+        await websocket.send_text("accepted")
+        await websocket.close()
+
     async def flood(websocket: WebSocket) -> None:
         """``count`` binary messages of ``size`` bytes (byte i of message n is (n + i) % 256) as fast
         as the reader takes them; ``flood_sent`` counts the bytes each ``send`` got rid of."""
@@ -227,6 +240,7 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
             Route("/events", events),
             WebSocketRoute("/ws-close/{code:int}", socket_close),
             WebSocketRoute("/flood", flood),
+            WebSocketRoute("/ws-401-once", reject_once),
             Mount("/", app=demo),
         ]
     )
