@@ -151,13 +151,15 @@ async def test_ten_mib_binary_echo_arrives_intact(stack: Stack) -> None:
 
 
 async def test_a_message_over_the_limit_closes_with_1009(make_stack: StackFactory) -> None:
-    """BFF_WS_MAX_MESSAGE_BYTES: a bigger browser message ends the socket with 1009."""
+    """BFF_WS_MAX_MESSAGE_BYTES: a bigger message, the browser's or the API's, ends the socket with 1009."""
     async with make_stack(bff_ws_max_message_bytes=4096) as stack:
         browser = await stack.logged_in()
         async with open_socket(browser, "echo") as socket:
             await socket.send(b"x" * 4096)
             assert await socket.recv() == b"x" * 4096
             await socket.send(b"x" * 4097)
+            assert await closed_with(socket) == MESSAGE_TOO_BIG
+        async with open_socket(browser, "flood?count=1&size=4097") as socket:  # the API's, too big
             assert await closed_with(socket) == MESSAGE_TOO_BIG
 
 
