@@ -220,7 +220,7 @@ async def test_token_expiry_mid_connection_does_not_cut_the_socket(make_stack: S
 
 async def test_the_absolute_session_lifetime_closes_the_socket(make_stack: StackFactory) -> None:
     """BFF_SESSION_ABSOLUTE reached while the socket is open: closed with 4401."""
-    async with make_stack(bff_session_absolute=3) as stack:
+    async with make_stack(bff_session_absolute=5) as stack:
         browser = await stack.logged_in()
         async with open_socket(browser, "ticks?every=0.1") as socket:
             assert await closed_with(socket) == SESSION_ENDED
