@@ -35,15 +35,21 @@ class GatewayProcess:
 
 @contextlib.asynccontextmanager
 async def gateway_process(
-    api_url: str, env: Mapping[str, str] | None = None, *, workers: int = 1, args: Sequence[str] = ()
+    api_url: str | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    workers: int = 1,
+    args: Sequence[str] = (),
 ) -> AsyncIterator[GatewayProcess]:
-    """`bffgate serve` in its own process; ready once it listens and every worker has started."""
+    """`bffgate serve` in its own process; ready once it listens and every worker has started.
+
+    ``api_url=None``: no REMOTE_API and no secrets in the environment (a config file gives them).
+    """
     port = free_port()
+    base = {"REMOTE_API": api_url, "ETLS_ACCESS": SECRET_A, "ETLS_REFRESH": SECRET_R} if api_url else {}
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "ETLS_", "REMOTE_", "REDIS_"))},
-        "REMOTE_API": api_url,
-        "ETLS_ACCESS": SECRET_A,
-        "ETLS_REFRESH": SECRET_R,
+        **base,
         # Tests log in many sessions from 127.0.0.1; tests of the login limits set their own.
         "BFF_LOGIN_LIMIT_PER_CLIENT": "0",
         "BFF_LOGIN_LIMIT_PER_USERNAME": "0",

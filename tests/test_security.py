@@ -9,7 +9,6 @@ import base64
 import contextlib
 import json
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -25,9 +24,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from yarl import URL
 
 from bffgate import create_app
-from bffgate.api_url import ApiUrls
-from bffgate.errors import InvalidUrl
-from bffgate.navigation import login_redirect_location, safe_return_to
 from bffgate.sealing import Sealer, derive_key
 from bffgate.tokens import unverified_claims
 
@@ -585,14 +581,20 @@ async def test_value_too_big_for_the_chunk_bound_is_not_a_500(stack: Stack) -> N
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
 async def test_proxy_without_csrf_is_403_and_nothing_goes_upstream(stack: Stack, method: str) -> None:
-    """Every proxied method without X-CSRF is refused before any refresh or upstream call."""
+    """Every proxied method without X-CSRF is refused before any refresh or upstream call; no cookie
+    is set or cleared and the session is intact (the owner of this rule: also seed defect 13)."""
     browser = await stack.logged_in()
     browser.forget_access_cookie()  # would need a refresh: that must not happen either
+    cookies = dict(browser.cookies)
     with nothing_goes_upstream(stack):
         answer = await browser.request(method, "/api/rest/proxy/echo/x", csrf=False, data=b"body")
         assert answer.status == 403
         if method != "HEAD":
             assert answer.code == "csrf_failed"
+        assert answer.set_cookies == []
+    assert stack.api.refresh_calls == 0
+    assert browser.cookies == cookies
+    assert (await browser.request("GET", "/api/rest/proxy/me")).status == 200
 
 
 async def test_blank_csrf_header_is_refused(stack: Stack) -> None:
@@ -640,18 +642,24 @@ FOREIGN_ORIGINS = [
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body"), [*GATEWAY_ENDPOINTS, ("GET", "/api/rest/proxy/echo/x", None)]
+    ("method", "path", "body"),
+    [*GATEWAY_ENDPOINTS, ("GET", "/api/rest/proxy/echo/x", None), ("POST", "/api/rest/proxy/echo/x", None)],
 )
 async def test_foreign_origin_is_403_even_with_csrf_header(
     stack: Stack, method: str, path: str, body: Any
 ) -> None:
-    """A request whose Origin is not the gateway's own is refused although it carries X-CSRF."""
+    """A request whose Origin is not the gateway's own is refused although it carries X-CSRF; no
+    cookie is set or cleared and the session is intact."""
     browser = await stack.logged_in()
+    cookies = dict(browser.cookies)
     with nothing_goes_upstream(stack):
         for origin in FOREIGN_ORIGINS:
             answer = await browser.request(method, path, json_body=body, headers={"Origin": origin})
             assert answer.status == 403, origin
             assert answer.code == "csrf_failed"
+            assert answer.set_cookies == [], origin
+    assert browser.cookies == cookies
+    assert (await browser.request("GET", "/api/rest/proxy/me")).status == 200
 
 
 async def test_own_origin_is_accepted(stack: Stack) -> None:
@@ -752,58 +760,26 @@ async def test_logout_post_without_csrf_is_403_and_session_survives(make_stack: 
         assert browser.cookies == {}
 
 
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("/x", "/x"),
-        ("/dashboard?tab=2#top", "/dashboard?tab=2#top"),
-        ("/a/b/../c", "/a/b/../c"),
-        ("/", "/"),
-        ("//x", "/"),
-        ("//evil.example/path", "/"),
-        ("/\\x", "/"),
-        ("/\\\\evil.example", "/"),
-        ("\\\\evil.example", "/"),
-        ("/x\\y", "/"),
-        ("https://evil", "/"),
-        ("http://127.0.0.1:8000/x", "/"),
-        ("http:/evil", "/"),
-        ("javascript:alert(1)", "/"),
-        ("JaVaScRiPt:alert(1)", "/"),
-        ("data:text/html,hi", "/"),
-        ("/\tx", "/"),
-        ("/\t/evil.example", "/"),
-        ("/x\r\nSet-Cookie: a=b", "/"),
-        ("/x\n", "/"),
-        ("/x y", "/"),
-        (" /x", "/"),
-        ("/\x00x", "/"),
-        ("x", "/"),
-        ("evil.example", "/"),
-        ("", "/"),
-        (None, "/"),
-    ],
-)
-def test_safe_return_to_accepts_only_local_paths(value: str | None, expected: str) -> None:
-    """``returnTo`` keeps a same-origin path and turns anything else into ``/``."""
-    assert safe_return_to(value) == expected
-
-
-@pytest.mark.parametrize(
-    "target", ["//evil.example", "https://evil.example/x", "/\\evil.example", "/ok?next=1"]
-)
-def test_login_redirect_location_stays_local(target: str) -> None:
-    """The login redirect's ``returnTo`` is always a percent-encoded local path."""
-    location = login_redirect_location("/login", target)
-    assert location.startswith("/login?returnTo=%2F")
-    returned = URL(location).query["returnTo"]
-    assert returned == safe_return_to(target)
-    assert returned.startswith("/")
-    assert not returned.startswith(("//", "/\\"))
-
-
 # === 6. Outbound requests only under REMOTE_API =====================================================
 
+
+# Requirement 19: ``..;`` and its encodings (Tomcat/Jetty/Spring climb up on them) are dot segments.
+PATH_PARAMETER_ESCAPES = [
+    "..;/auth/refresh",
+    "..;x=1/auth/refresh",
+    "echo/..;/..;/auth/refresh",
+    "echo/..;jsessionid=abc/..;/auth/refresh",
+    "%2e%2e;/auth/refresh",
+    "%2E%2E;a=b/auth/refresh",
+    ".%2e;/auth/refresh",
+    "%2e.;/auth/refresh",
+    "echo/.;/x",
+    "echo/%2e;/x",
+    "..%3b/auth/refresh",
+    "..%3Bx/auth/refresh",
+    "%2e%2e%3b/auth/refresh",
+    "echo/..;",
+]
 
 HOSTILE_PROXY_PATHS = [
     "..",
@@ -836,12 +812,14 @@ HOSTILE_PROXY_PATHS = [
     "echo/%",
     "echo/%zz",
     "echo//x",
+    *PATH_PARAMETER_ESCAPES,
 ]
 
 
 @pytest.mark.parametrize("path", HOSTILE_PROXY_PATHS)
 async def test_hostile_proxy_paths_are_400_and_nothing_goes_upstream(stack: Stack, path: str) -> None:
-    """Traversal, encoded or double-encoded separators, backslashes, authority tricks: 400 invalid_url."""
+    """Traversal (also hidden by ``;`` parameters), encoded or double-encoded separators, backslashes,
+    authority tricks: 400 invalid_url."""
     browser = await stack.logged_in()
     with nothing_goes_upstream(stack):
         answer = await raw_request(stack.gateway_url, "/api/rest/proxy/" + path, browser.cookies)
@@ -857,6 +835,23 @@ async def test_raw_request_helper_reaches_the_upstream(stack: Stack) -> None:
     recorded = stack.recorder.to("/echo")[-1]
     assert recorded.raw_path == "/echo/a%20b/c;d=1"
     assert recorded.query == "q=..%2f"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw_path"),
+    [
+        ("echo/a;b=1/c", "/echo/a;b=1/c"),
+        ("echo/..a;/c", "/echo/..a;/c"),
+        ("echo/a..;/c", "/echo/a..;/c"),
+        ("echo/;x/c", "/echo/;x/c"),
+    ],
+)
+async def test_ordinary_path_parameters_still_reach_the_api(stack: Stack, path: str, raw_path: str) -> None:
+    """Control: ``;`` in a segment that is not a dot segment is forwarded unchanged."""
+    browser = await stack.logged_in()
+    answer = await raw_request(stack.gateway_url, "/api/rest/proxy/" + path, browser.cookies)
+    assert answer.status == 200, answer.body
+    assert stack.recorder.to("/echo")[-1].raw_path == raw_path
 
 
 HOSTILE_FETCH_URLS = [
@@ -882,12 +877,14 @@ HOSTILE_FETCH_URLS = [
     "javascript:alert(1)",
     "/echo/%00",
     "/echo/%",
+    *("/" + path for path in PATH_PARAMETER_ESCAPES),
 ]
 
 
 @pytest.mark.parametrize("url", HOSTILE_FETCH_URLS)
 async def test_hostile_customfetch_urls_are_400_and_nothing_goes_upstream(stack: Stack, url: str) -> None:
-    """customfetch's ``url`` must be a relative path that stays under REMOTE_API."""
+    """customfetch's ``url`` must be a relative path that stays under REMOTE_API (judged by the same
+    rule as proxy paths, ``;`` parameters included)."""
     browser = await stack.logged_in()
     with nothing_goes_upstream(stack):
         answer = await browser.request("POST", "/api/rest/customfetch", json_body={"url": url})
@@ -917,132 +914,6 @@ async def test_remote_api_with_base_path_is_never_escaped(stack: Stack) -> None:
                 "POST", "/api/rest/customfetch", json_body={"url": "/../status/200"}
             )
             assert fetched.status == 400
-
-
-BASE = "http://api.test/v1"
-
-
-@pytest.mark.parametrize(
-    ("path", "query", "expected"),
-    [
-        ("items", "", "http://api.test/v1/items"),
-        ("items/1", "q=1&r=a%20b", "http://api.test/v1/items/1?q=1&r=a%20b"),
-        ("a b", "", "http://api.test/v1/a%20b"),
-        ("x", "a=../..", "http://api.test/v1/x?a=../.."),
-        ("x", "a=1#frag", "http://api.test/v1/x?a=1%23frag"),
-        ("users/me@example.com", "", "http://api.test/v1/users/me@example.com"),
-        ("files/a%2Fb.txt".replace("%2F", "-"), "", "http://api.test/v1/files/a-b.txt"),
-        ("", "", "http://api.test/v1/"),
-    ],
-)
-def test_join_keeps_ordinary_paths_under_the_base(path: str, query: str, expected: str) -> None:
-    """Ordinary paths and queries are joined under REMOTE_API's base path."""
-    assert str(ApiUrls(BASE).join(path, query)) == expected
-    assert str(ApiUrls(BASE + "/").join(path, query)) == expected
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "..",
-        "../x",
-        "../../x",
-        "a/../../x",
-        "a/..",
-        ".",
-        "%2e%2e",
-        "%2E%2e/x",
-        "a/%2e%2e/%2e%2e/x",
-        "..%2f..%2fx",
-        "%2f..%2fx",
-        "a%2fb",
-        "%252e%252e/x",
-        "a/%252f/x",
-        "a/%255c",
-        "a\\..\\..\\x",
-        "%5c",
-        "/evil.example",
-        "//evil.example/x",
-        "@evil.example",
-        "user@evil.example/x",
-        "a//b",
-        "a/%00",
-        "a\x00b",
-        "a\r\nHost: evil",
-        "a\tb",
-        "%",
-        "%g0",
-    ],
-)
-def test_join_refuses_escapes(path: str) -> None:
-    """Every traversal or authority trick raises InvalidUrl instead of building a URL."""
-    with pytest.raises(InvalidUrl):
-        ApiUrls(BASE).join(path)
-
-
-def test_join_relative_url_refuses_non_paths() -> None:
-    """customfetch's joiner accepts ``/path?q`` only."""
-    api = ApiUrls(BASE)
-    assert str(api.join_relative_url("/items?q=1")) == "http://api.test/v1/items?q=1"
-    assert str(api.join_relative_url("/items#frag")) == "http://api.test/v1/items"
-    for url in ("items", "//evil.example", "/\\evil.example", "https://evil.example/", "@evil", "/../x"):
-        with pytest.raises(InvalidUrl):
-            api.join_relative_url(url)
-
-
-FUZZ_PIECES = [
-    "..",
-    ".",
-    "%2e",
-    "%2E",
-    "%2f",
-    "%2F",
-    "%5c",
-    "\\",
-    "/",
-    "@",
-    "%252e",
-    "%252f",
-    "%25",
-    "a",
-    ":",
-    "%00",
-    "%",
-    "evil.example",
-    "%40",
-    ";",
-    "?",
-    "#",
-    "~",
-]
-
-
-def test_join_fuzz_never_leaves_the_base() -> None:
-    """Thousands of random hostile combinations: InvalidUrl, or a URL that is still under /v1/ after decoding."""
-    api = ApiUrls(BASE)
-    rng = random.Random(20240611)
-    accepted = 0
-    for _ in range(5000):
-        path = "".join(rng.choice(FUZZ_PIECES) for _ in range(rng.randint(1, 7)))
-        try:
-            url = api.join(path, "q=" + path)
-        except InvalidUrl:
-            continue
-        accepted += 1
-        assert (url.scheme, url.host, url.port) == ("http", "api.test", 80), path
-        assert url.raw_path.startswith("/v1/"), path
-        reparsed = URL(str(url))  # what another client would make of it (dot segments resolved)
-        assert reparsed.host == "api.test"
-        assert reparsed.path.startswith("/v1/"), path
-        for segment in url.raw_path.split("/"):
-            once = URL.build(path="/" + segment, encoded=True).path[1:]
-            twice = (
-                URL.build(path="/" + once.replace("/", ""), encoded=True).path[1:] if "%" in once else once
-            )
-            for decoded in (once, twice):
-                assert decoded not in (".", ".."), path
-                assert "\\" not in decoded, path
-    assert accepted > 100  # the fuzz also exercises the accepting branch
 
 
 # === 7. Header hygiene in both directions ===========================================================
@@ -1260,6 +1131,49 @@ async def test_user_endpoint_hands_out_no_token(stack: Stack) -> None:
 
 
 # === 9. Single flight, and the grace window for superseded cookies =================================
+
+STORM = 50
+
+
+@pytest.mark.slow
+async def test_storm_after_expiry_refreshes_once_and_every_cookie_set_keeps_working(stack: Stack) -> None:
+    """50 concurrent requests (proxy and customfetch) with an expired access token: all succeed, the
+    API counts one refresh, every request goes out with the one new token.
+
+    The demo API revokes the whole token family when a rotated refresh token is used again, so any
+    second refresh would turn into failures here. Afterwards every response's cookies keep working,
+    and so do the superseded cookies the browser held before the storm (grace window). The owner of
+    this rule (also seed defect 12); across processes: test_cluster.py, per Redis topology:
+    test_redis_topologies.py, with the OpenID provider: tests/oidc/test_tokens.py.
+    """
+    browser = await stack.logged_in()
+    browser.forget_access_cookie()
+    before_storm = browser.clone()
+    clones = [browser.clone() for _ in range(STORM)]
+    answers = await asyncio.gather(
+        *(
+            clone.request("GET", f"/api/rest/proxy/echo/p{i}")
+            if i % 2
+            else clone.request("POST", "/api/rest/customfetch", json_body={"url": f"/echo/p{i}"})
+            for i, clone in enumerate(clones)
+        )
+    )
+
+    assert [a.status for a in answers] == [200] * STORM
+    assert stack.api.refresh_calls == 1
+    assert stack.api.reuse_detected == 0
+    assert all(a.set_cookies for a in answers)
+    sent = {r.headers.get("authorization", "") for r in stack.recorder.to("/echo/p")}
+    assert len(sent) == 1  # every request went out with the one new token
+    scheme, _, token = sent.pop().partition(" ")
+    assert scheme == "Bearer" and stack.api.verify_access_token(token) is not None
+
+    follow_ups = await asyncio.gather(*(c.request("GET", "/api/rest/proxy/me") for c in clones))
+    assert [a.status for a in follow_ups] == [200] * STORM
+    late = await before_storm.request("GET", "/api/rest/proxy/me")
+    assert late.status == 200
+    assert stack.api.refresh_calls == 1
+    assert stack.api.reuse_detected == 0
 
 
 async def test_superseded_cookies_get_newest_tokens_without_reuse(stack: Stack) -> None:

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import uvicorn
 
 from .accesslog import log_config
-from .config import Settings, load_settings
-from .errors import BffError, ConfigError
+from .config import Settings, load_server_settings, load_settings
+from .config_file import CONFIG_VARIABLE, config_path
+from .errors import BffError, ClusterUnavailable, ConfigError
 from .forward_auth_config import FrontProxy, render
 from .runtime import raise_descriptor_limit
 from .server import HTTP_PROTOCOL, WS_PROTOCOL, server_settings
@@ -25,6 +26,9 @@ log = logging.getLogger("bffgate")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if getattr(args, "config", None) is not None:
+        # Through the environment: uvicorn's worker processes read their settings from it too.
+        os.environ[CONFIG_VARIABLE] = args.config
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.run(args))
@@ -39,8 +43,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bffgate", description="A backend-for-frontend token gateway.")
     commands = parser.add_subparsers(dest="command", required=True)
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"read settings from this TOML file (default: {CONFIG_VARIABLE}); environment variables override it",
+    )
 
-    serve = commands.add_parser("serve", help="run the gateway (settings from the environment)")
+    serve = commands.add_parser(
+        "serve", parents=[config], help="run the gateway (settings from the environment and --config)"
+    )
     # BFF_HOST / BFF_PORT: the container image listens on 0.0.0.0:8000 through them.
     serve.add_argument("--host", default=os.environ.get("BFF_HOST", "127.0.0.1"), help="default: BFF_HOST")
     serve.add_argument(
@@ -66,7 +78,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--login-page", default="/", help="where navigations without a session go")
     demo.set_defaults(run=demo_command)
 
-    check = commands.add_parser("check", help="validate settings and reach the provider and Redis")
+    check = commands.add_parser(
+        "check", parents=[config], help="validate settings (and --config) and reach the provider and Redis"
+    )
     check.add_argument(
         "--login",
         metavar="USER",
@@ -82,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
 
     front = commands.add_parser(
         "forward-auth-config",
+        parents=[config],
         help="print an nginx.conf or Caddyfile that keeps the proxying and asks bffgate (forward-auth)",
     )
     front.add_argument("kind", choices=["nginx", "caddy"])
@@ -164,7 +179,10 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def check_command(args: argparse.Namespace) -> int:
     settings = load_settings()
-    print(f"ok: settings (provider {settings.bff_provider}, store {settings.bff_session_store})")
+    load_server_settings()  # a config file may hold the server's bounds too: check them as serve would
+    path = config_path(os.environ)
+    source = f", file {path}" if path else ""
+    print(f"ok: settings (provider {settings.bff_provider}, store {settings.bff_session_store}{source})")
     problems = asyncio.run(_reach_services(settings))
     if args.login is not None and not problems:
         problems += _trial_login(
@@ -219,18 +237,18 @@ async def _reach_services(settings: Settings) -> list[str]:
 
 
 async def _reach_redis(url: str) -> list[str]:
-    from redis.exceptions import RedisError
-
     from .redis_client import close, connect
+    from .redis_errors import redis_errors
     from .redis_url import parse_redis_url
 
     mode = parse_redis_url(url).mode  # single, sentinel or cluster
     client = connect(url)
     try:
-        await client.ping()
-    except (RedisError, OSError) as exc:
+        with redis_errors():
+            await client.ping()
+    except ClusterUnavailable as exc:
         return [
-            f"REDIS_URL: Redis does not answer ({mode}, {type(exc).__name__}); "
+            f"REDIS_URL: Redis does not answer ({mode}, {type(exc.__cause__).__name__}); "
             "check the URL and that Redis runs"
         ]
     finally:

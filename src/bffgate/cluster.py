@@ -7,9 +7,10 @@ Three things cross process boundaries:
   acquiring it and skips the provider call when another process already refreshed.
 * **Logout tombstones**: a logged-out session's id (fingerprinted), kept until the session could have
   ended anyway, so that no process upgrades or refreshes it again (``mark_ended`` / ``is_ended``).
-* **The grace window**: the newer session stored under a fingerprint of the refresh token it replaced,
-  for ``BFF_GRACE_SECONDS``. It is sealed with a key derived from that old refresh token, so only a
-  request that holds the old token can open it, and Redis alone reveals nothing.
+* **The grace window's entries** (``RedisGraceEntries``, read through ``grace.GraceWindow`` and its one
+  rule, like the in-process entries): the newer session stored under a fingerprint of the refresh
+  token it replaced, for ``BFF_GRACE_SECONDS``. It is sealed with a key derived from that old refresh
+  token, so only a request that holds the old token can open it, and Redis alone reveals nothing.
 
 The Redis client itself is made in ``redis_client.py``. redis-py's exceptions are mapped here
 (``redis_errors``): ``ClusterUnavailable`` tells the caller Redis is down, and in
@@ -23,9 +24,8 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from redis.exceptions import RedisError
-
-from .grace import MAX_GRACE_CHAIN, succeeds
+from .errors import ClusterUnavailable as ClusterUnavailable  # where callers met it first
+from .grace import GraceWindow
 from .redis_client import PREFIX, RedisClient, as_text
 from .redis_errors import redis_errors
 from .sealing import Sealer
@@ -36,35 +36,34 @@ log = logging.getLogger("bffgate.cluster")
 LOCK_POLL_SECONDS = 0.02  # how often a waiter re-tries the lock; only one waiter per process polls
 
 
-class ClusterUnavailable(Exception):
-    """Redis could not be reached or answered with an error."""
+class RedisGraceEntries:
+    """Grace entries in Redis, seen by every process; ``ClusterUnavailable`` when Redis does not answer."""
+
+    def __init__(self, client: RedisClient, seconds: float) -> None:
+        self._redis = client
+        self._ms = max(1, int(seconds * 1000))
+
+    async def get(self, refresh_token: str) -> Session | None:
+        with redis_errors():
+            sealed = await self._redis.get(_grace_key(refresh_token))
+        if sealed is None:
+            return None
+        data = _grace_sealer(refresh_token).unseal(as_text(sealed))
+        return Session.from_dict(data) if data is not None else None
+
+    async def put(self, old_refresh_token: str, newer: Session) -> None:
+        sealed = _grace_sealer(old_refresh_token).seal(newer.to_dict(), _far_future())
+        with redis_errors():
+            await self._redis.set(_grace_key(old_refresh_token), sealed, px=self._ms)
 
 
 class ClusterCoordination:
-    """Cross-process refresh lock and grace window in Redis."""
+    """Cross-process refresh lock, grace window (``grace``) and logout tombstones in Redis."""
 
     def __init__(self, client: RedisClient, *, grace_seconds: float, lease_seconds: float) -> None:
         self._redis = client
-        self._grace_ms = max(1, int(grace_seconds * 1000))
+        self.grace = GraceWindow(RedisGraceEntries(client, grace_seconds))
         self._lease = lease_seconds
-
-    async def newest(self, session: Session) -> Session | None:
-        """The latest session that superseded ``session`` in any process, following rotations."""
-        found: Session | None = None
-        current = session
-        for _ in range(MAX_GRACE_CHAIN):
-            if not current.refresh_token:
-                break
-            newer = await self._grace_entry(current.refresh_token)
-            if newer is None or not succeeds(newer, session):
-                break
-            found = current = newer
-        return found
-
-    async def remember(self, old_refresh_token: str, newer: Session) -> None:
-        sealed = _grace_sealer(old_refresh_token).seal(newer.to_dict(), _far_future())
-        with redis_errors(ClusterUnavailable):
-            await self._redis.set(_grace_key(old_refresh_token), sealed, px=self._grace_ms)
 
     @asynccontextmanager
     async def lock(self, sid: str) -> AsyncIterator[None]:
@@ -76,7 +75,7 @@ class ClusterCoordination:
             blocking_timeout=self._lease + 1.0,
             raise_on_release_error=False,
         )
-        with redis_errors(ClusterUnavailable):  # LockError is a RedisError
+        with redis_errors():  # LockError is a RedisError
             acquired = await lock.acquire()
         if not acquired:
             raise ClusterUnavailable("the session's refresh lock was not released within its lease")
@@ -84,35 +83,28 @@ class ClusterCoordination:
             yield
         finally:
             try:
-                await lock.release()
-            except RedisError as exc:  # LockError too: the lease ran out, nothing left to release
+                with redis_errors():  # LockError too: the lease ran out, nothing left to release
+                    await lock.release()
+            except ClusterUnavailable as exc:
                 log.warning("refresh lock release failed: %s", exc)
 
     async def mark_ended(self, sid: str, seconds: float) -> None:
         """Record, for ``seconds``, that session ``sid`` was logged out (a tombstone every process sees)."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors():
             await self._redis.set(_ended_key(sid), b"1", px=max(1, int(seconds * 1000)))
 
     async def is_ended(self, sid: str) -> bool:
         """Whether any process recorded a logout of session ``sid``."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors():
             return bool(await self._redis.exists(_ended_key(sid)))
 
     async def first_use(self, name: str, seconds: float) -> bool:
         """True the first time ``name`` is presented within ``seconds`` (single-use references)."""
-        with redis_errors(ClusterUnavailable):
+        with redis_errors():
             fresh = await self._redis.set(
                 f"{PREFIX}used:{token_fingerprint(name)}", b"1", nx=True, px=max(1, int(seconds * 1000))
             )
         return bool(fresh)
-
-    async def _grace_entry(self, refresh_token: str) -> Session | None:
-        with redis_errors(ClusterUnavailable):
-            sealed = await self._redis.get(_grace_key(refresh_token))
-        if sealed is None:
-            return None
-        data = _grace_sealer(refresh_token).unseal(as_text(sealed))
-        return Session.from_dict(data) if data is not None else None
 
 
 def _grace_key(refresh_token: str) -> str:

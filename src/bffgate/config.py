@@ -1,7 +1,8 @@
 """Settings: read from the environment, validated at start-up, every problem reported at once.
 
 Field names are the environment variables of DESIGN.md in lower case (pydantic-settings matches them
-case-insensitively), so ``Settings(remote_api=...)`` and ``REMOTE_API=...`` mean the same thing.
+case-insensitively), so ``Settings(remote_api=...)`` and ``REMOTE_API=...`` mean the same thing, and
+so does ``remote_api = "..."`` in the config file (``config_file.py``, read by ``load_settings``).
 Secrets are ``SecretStr``: they print as ``'**********'`` in reprs, logs and tracebacks.
 """
 
@@ -9,13 +10,25 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import SettingsConfigDict
 
+from .config_file import (
+    ConfigFile,
+    FileBackedSettings,
+    config_file_in_use,
+    config_path,
+    read_config_file,
+    setting_names,
+    type_fix,
+)
 from .errors import ConfigError
 from .redis_url import parse_redis_url
 from .secret_files import values_from_files
@@ -99,7 +112,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
-class Settings(BaseSettings):
+class Settings(FileBackedSettings):
     """All of bffgate's configuration. See the README's configuration reference."""
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
@@ -357,7 +370,7 @@ class Settings(BaseSettings):
         return self.oidc_post_logout_redirect or self.bff_public_url + "/"
 
 
-class ServerSettings(BaseSettings):
+class ServerSettings(FileBackedSettings):
     """Bounds of the HTTP server in front of the app (``bffgate.server``), not of the app itself.
 
     Separate from ``Settings`` because the server reads them, per process, before any app exists:
@@ -371,38 +384,102 @@ class ServerSettings(BaseSettings):
     bff_max_idle_connections: int = Field(default=1024, gt=0)  # per process, waiting for a head
 
 
-def _explain(error: dict[str, Any]) -> str:
-    """One line for one problem: the variable's name, what is wrong and how to fix it."""
-    location = [str(part) for part in error.get("loc", ()) if part != "__root__"]
-    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
-    if not location:  # a model-level check: its lines already start with the variable's name
-        return message
-    name = location[0]
-    if error.get("type") == "missing":
-        message = "is required"
-    fix = FIXES.get(name, "")
-    return f"{name.upper()}: {message}" + (f"; {fix}" if fix else "")
+SettingsT = TypeVar("SettingsT", bound=FileBackedSettings)
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment (and ``overrides``), or raise ``ConfigError`` listing all problems.
+    """Build settings from ``overrides``, the environment and the config file, or raise ``ConfigError``
+    listing all problems.
 
-    A setting can also come from a file named by ``NAME_FILE`` (see ``secret_files.py``).
+    A setting can also come from a file named by ``NAME_FILE`` (see ``secret_files.py``), and the whole
+    set from the TOML file named by ``BFF_CONFIG`` (see ``config_file.py``), below the environment.
     """
-    from_files = values_from_files(Settings.model_fields, os.environ, given=overrides)
-    try:
-        return Settings(**{**from_files, **overrides})
-    except ValidationError as exc:
-        raise _config_error(exc) from None
+    return load_model(Settings, overrides)
 
 
 def load_server_settings(**overrides: Any) -> ServerSettings:
-    """The server's bounds from the environment (and ``overrides``), or ``ConfigError`` listing all problems."""
+    """The server's bounds from the environment and the config file (and ``overrides``), or ``ConfigError``."""
+    return load_model(ServerSettings, overrides)
+
+
+def load_model(
+    model: type[SettingsT], overrides: Mapping[str, Any], environ: Mapping[str, str] = os.environ
+) -> SettingsT:
+    """``model`` from every source, or ``ConfigError`` with a line per problem (file's and values' alike)."""
+    from_files = values_from_files(model.model_fields, environ, given=overrides)
+    # The file may hold any model's keys: the server's bounds sit next to the app's settings.
+    known = {**ServerSettings.model_fields, **Settings.model_fields, **model.model_fields}
+    given = _given_names(known, {**environ, **overrides})
+    path = config_path(environ)
+    config = read_config_file(path, known, given=given) if path is not None else None
+    problems = list(config.problems) if config else []
+    settings = None
     try:
-        return ServerSettings(**overrides)
+        with config_file_in_use(config):
+            settings = model(**{**from_files, **overrides})
     except ValidationError as exc:
-        raise _config_error(exc) from None
+        unread = config.unread if config else set()
+        problems += [
+            _explain(dict(error), config, given, known)
+            for error in exc.errors()
+            if not (error["type"] == "missing" and _dotted(error["loc"]) in unread)
+        ]
+    if problems or settings is None:
+        raise ConfigError("\n".join(problems))
+    return settings
 
 
-def _config_error(exc: ValidationError) -> ConfigError:
-    return ConfigError("\n".join(_explain(dict(error)) for error in exc.errors()))
+def _given_names(fields: Mapping[str, FieldInfo], environ: Mapping[str, Any]) -> dict[str, str]:
+    """The settings the environment (or the caller) sets, as ``NAME`` or ``NAME_FILE``: they override
+    the config file. Every name a setting is known by maps to the variable that sets it."""
+    upper = {key.upper() for key in environ}
+    given: dict[str, str] = {}
+    for name, info in fields.items():
+        names = setting_names(name, info)
+        found = [alias.upper() for alias in sorted(names) if {alias.upper(), alias.upper() + "_FILE"} & upper]
+        given.update(dict.fromkeys(names, found[0]) if found else {})
+    return given
+
+
+def _explain(
+    error: dict[str, Any],
+    config: ConfigFile | None,
+    given: Mapping[str, str],
+    fields: Mapping[str, FieldInfo],
+) -> str:
+    """One line for one problem: the setting's name (its key in the config file when it came from
+    there, or is missing and a file is in use), what is wrong and how to fix it."""
+    location = [part for part in error.get("loc", ()) if part != "__root__"]
+    message = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+    if not location:  # a model-level check: its lines already start with the variable's name
+        return "\n".join(_attribute(line, config, given, fields) for line in message.splitlines())
+    name, path = str(location[0]), _dotted(location)
+    if error.get("type") == "missing":
+        message = "is required"
+    fix = FIXES.get(name) if len(location) == 1 else None
+    if config is None or name in given:
+        variable = given.get(name, name.upper())
+        return f"{variable}{path[len(name) :]}: {message}" + (f"; {fix}" if fix else "")
+    top_level = fields.get(name) if len(location) == 1 else None
+    fix = fix or type_fix(str(error.get("type")), path, top_level)
+    return config.line(path, _as_keys(message, fields) + (f"; {_as_keys(fix, fields)}" if fix else ""))
+
+
+def _dotted(location: Sequence[int | str]) -> str:
+    """A validation error's location as the config file's key path: ``routes[1].prefix``."""
+    return str(location[0]) + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in location[1:])
+
+
+def _attribute(
+    line: str, config: ConfigFile | None, given: Mapping[str, str], fields: Mapping[str, FieldInfo]
+) -> str:
+    """A model-level line ``NAME: …`` as the file's ``file: name: …`` when the file is where to fix it."""
+    name, colon, rest = line.partition(": ")
+    if config is None or not colon or name.lower() not in fields or name.lower() in given:
+        return line
+    return config.line(name.lower(), _as_keys(rest, fields))
+
+
+def _as_keys(text: str, fields: Mapping[str, FieldInfo]) -> str:
+    """Setting names in a message as the file writes them (``BFF_PROVIDER=oidc`` → ``bff_provider=oidc``)."""
+    return re.sub(r"\b[A-Z][A-Z0-9_]+\b", lambda m: m[0].lower() if m[0].lower() in fields else m[0], text)

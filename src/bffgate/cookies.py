@@ -12,12 +12,14 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
+from .errors import InternalSignal
+
 CHUNK_SIZE = 3800  # leaves room for the name within the 4096-byte limit
 MAX_CHUNKS = 8
 SameSite = Literal["Strict", "Lax"]
 
 
-class CookieTooLarge(ValueError):
+class CookieTooLarge(InternalSignal, ValueError):
     """The value would need more than ``MAX_CHUNKS`` cookies."""
 
 

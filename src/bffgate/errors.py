@@ -1,37 +1,47 @@
 """The one exception tree of bffgate.
 
-Every failure a client can see is a ``BffError`` carrying its HTTP status and a stable problem ``code``;
-``problems.py`` turns it into an RFC 9457 answer in one place. Library exceptions (aiohttp, redis,
-joserfc) are mapped to these in the module that calls the library, and nowhere else.
+Everything bffgate raises on purpose is a ``BffgateError``. Its three branches say who handles it:
+a ``BffError`` is a problem a client sees (HTTP status and a stable problem ``code``), turned into an
+RFC 9457 answer by ``problems.error_answer`` in one place; a ``ConfigError`` stops start-up; an
+``InternalSignal`` is never an answer by itself: the code that asked decides (refresh again, carry on
+in-process, map it to a problem). Library exceptions (aiohttp, redis, joserfc) are mapped to these in
+the module that calls the library, and nowhere else (Redis: ``redis_errors.py``).
 
-    BffError
-    ├── Unauthenticated        401 unauthenticated      no session, or a cookie we cannot open
-    ├── SessionExpired         401 session_expired      the provider rejected the refresh token
-    ├── CsrfFailed             403 csrf_failed          no X-CSRF header, or a foreign Origin
-    ├── InvalidRequest         400 invalid_request      a malformed envelope or JSON body
-    ├── InvalidUrl             400 invalid_url          a path that would leave REMOTE_API
-    ├── PayloadTooLarge        413 payload_too_large
-    ├── HeadersTooLarge        431 headers_too_large
-    ├── NotFound               404 not_found
-    ├── MethodNotAllowed       405 method_not_allowed
-    ├── SessionTooLarge        502 session_too_large    tokens too large for cookies (use Redis)
-    ├── UpstreamError          502 upstream_unavailable network failure or unusable answer upstream
-    │   └── UpstreamTimeout    504 upstream_timeout
-    ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
-    ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
-    ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
-    ├── MetricsUnauthorized    401 metrics_unauthorized /metrics without BFF_METRICS_TOKEN as Bearer
-    ├── TooManyAttempts        429 too_many_attempts    login attempts over the per-client/-username limit
-    └── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
-
-    ConfigError                start-up: a bad or missing setting (not an HTTP answer)
-    RefreshRejected            provider said the refresh token is dead (terminal)
-    RefreshFailed              provider could not be asked or answered badly (transient)
+    BffgateError
+    ├── BffError                   a problem answer: status, code, a safe human message
+    │   ├── Unauthenticated        401 unauthenticated      no session, or a cookie we cannot open
+    │   ├── SessionExpired         401 session_expired      the provider rejected the refresh token
+    │   ├── CsrfFailed             403 csrf_failed          no X-CSRF header, or a foreign Origin
+    │   ├── InvalidRequest         400 invalid_request      a malformed envelope or JSON body
+    │   ├── InvalidUrl             400 invalid_url          a path that would leave REMOTE_API
+    │   ├── LoginRejected          400 login_failed         an OpenID Connect callback that must not sign in
+    │   ├── PayloadTooLarge        413 payload_too_large
+    │   ├── HeadersTooLarge        431 headers_too_large    also the server's own refusal (server.py)
+    │   ├── NotFound               404 not_found
+    │   ├── MethodNotAllowed       405 method_not_allowed
+    │   ├── SessionTooLarge        502 session_too_large    tokens too large for cookies (use Redis)
+    │   ├── UpstreamError          502 upstream_unavailable network failure or unusable answer upstream
+    │   │   └── UpstreamTimeout    504 upstream_timeout
+    │   ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
+    │   ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
+    │   ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
+    │   ├── MetricsUnauthorized    401 metrics_unauthorized /metrics without BFF_METRICS_TOKEN as Bearer
+    │   ├── TooManyAttempts        429 too_many_attempts    login attempts over the per-client/-username limit
+    │   └── BackchannelUnsupported 501 backchannel_unsupported  back-channel logout without the Redis store
+    ├── ConfigError                start-up: a bad or missing setting (one line per problem)
+    └── InternalSignal             never an answer by itself
+        ├── RefreshRejected        the provider said the refresh token is dead (terminal)
+        ├── RefreshFailed          the provider could not be asked or answered badly (transient)
+        ├── ClusterUnavailable     Redis (refresh coordination, shared counters) does not answer
+        ├── TransportError         transport.py: the API could not be reached or read
+        │   └── TransportTimeout   (also UnsendableRequest, and http1's ServerClosedIdle)
+        ├── CookieTooLarge         cookies.py: a value over the bounded number of chunks
+        └── InvalidIdToken         providers/id_token.py: an ID token that must not be trusted
 
 Not an error: the API's own refusal of a password login is a value (``providers.LoginRefusal``),
 passed to the browser as the API wrote it and counted as ``login_refused``. Transport failures on the
-proxy path are the transport's neutral ``TransportError`` family (``transport.py``), mapped to
-``UpstreamError``/``UpstreamTimeout``/``InvalidRequest`` in one function there.
+proxy path are mapped to ``UpstreamError``/``UpstreamTimeout``/``InvalidRequest`` in one function
+(``transport.transport_problem``).
 """
 
 from __future__ import annotations
@@ -39,7 +49,15 @@ from __future__ import annotations
 from typing import ClassVar
 
 
-class BffError(Exception):
+class BffgateError(Exception):
+    """The root of every exception bffgate raises on purpose (``except BffgateError`` catches them all)."""
+
+
+class InternalSignal(BffgateError):
+    """Raised by one part of bffgate for another to decide on; never rendered as an answer by itself."""
+
+
+class BffError(BffgateError):
     """An error with a problem answer: HTTP status, stable ``code`` and a safe human message."""
 
     status: ClassVar[int] = 500
@@ -186,16 +204,21 @@ class BackchannelUnsupported(BffError):
     title = "Back-channel logout needs server-side sessions (BFF_SESSION_STORE=redis)"
 
 
-class ConfigError(Exception):
+class ConfigError(BffgateError):
     """One or more settings are missing or wrong; the message has one line per problem."""
 
 
-class RefreshRejected(Exception):
+class RefreshRejected(InternalSignal):
     """The provider answered that the refresh token is no longer valid (invalid_grant, 401, 403)."""
 
 
-class RefreshFailed(Exception):
+class RefreshFailed(InternalSignal):
     """The refresh could not be done now (network, timeout, 5xx, broken answer); retrying may work."""
+
+
+class ClusterUnavailable(InternalSignal):
+    """Redis, as refresh coordination (or a shared counter), could not be reached or answered with an
+    error: the caller carries on in-process (cookie store) or answers ``StoreUnavailable`` (Redis store)."""
 
 
 class LoginRejected(BffError):

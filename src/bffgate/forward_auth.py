@@ -25,15 +25,14 @@ import time
 from typing import NamedTuple
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from .csrf import verify_csrf
 from .errors import BffError, InvalidRequest, SessionExpired, Unauthenticated
 from .gateway import Gateway, RequestSession
 from .header_filter import header_value
-from .metrics import PROBLEMS
 from .navigation import is_navigation, login_redirect_location
-from .problems import problem_response
+from .problems import NO_STORE, error_answer
 from .runtime import Runtime
 from .session import Session
 
@@ -154,14 +153,13 @@ class ForwardAuth:
         Rendered here, not by the app's error handler: that one would judge this subrequest's own
         method and path (always ``GET /api/auth/forward``) instead of the browser's.
         """
-        PROBLEMS.labels(error.code).inc()
-        response: Response
+        location = None
         if original.method in ("GET", "HEAD") and is_navigation(request.headers):
             location = login_redirect_location(self.settings.bff_login_page, original.uri)
-            response = RedirectResponse(location, 302, headers={"Cache-Control": "no-store"})
-        else:
-            response = problem_response(error, headers={"Cache-Control": "no-store"})
-        if isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies):
-            for cookie in gateway.store.clear_cookies(request.cookies):
-                response.raw_headers.append((b"set-cookie", cookie.encode("latin-1")))
-        return response
+        clear = isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies)
+        return error_answer(
+            error,
+            redirect_to=location,
+            headers=NO_STORE,
+            set_cookies=gateway.store.clear_cookies(request.cookies) if clear else (),
+        )

@@ -133,9 +133,20 @@ class Gateway:
     async def answer_cookies(self, cookies: Cookies, tracked: RequestSession) -> list[str]:
         """``cookies_for``, after asking every process (Redis) whether the session was logged out
         meanwhile: only done when there are cookies to set, i.e. after a refresh or grace upgrade."""
+        await self._check_live(tracked)
+        return self.cookies_for(cookies, tracked)
+
+    async def still_live(self, tracked: RequestSession, sealed: list[str]) -> list[str]:
+        """``sealed`` (``cookies_for``'s, built before the API call), unless the session was logged
+        out meanwhile: ``answer_cookies`` without sealing the same session again."""
+        if not sealed:
+            return sealed
+        await self._check_live(tracked)
+        return [] if tracked.ended or self.refresher.ended_here(tracked.current.sid) else sealed
+
+    async def _check_live(self, tracked: RequestSession) -> None:
         if tracked.changed and not tracked.ended and not await self.refresher.is_live(tracked.current):
             tracked.ended = True
-        return self.cookies_for(cookies, tracked)
 
     def cookies_for(self, cookies: Cookies, tracked: RequestSession) -> list[str]:
         """Set-Cookie headers when the session changed during this request, else none.

@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
-from .errors import TooManyAttempts
+from .errors import ClusterUnavailable, TooManyAttempts
 from .redis_client import PREFIX, RedisClient
+from .redis_errors import redis_errors
 
 log = logging.getLogger("bffgate.login_limit")
 
@@ -71,12 +70,14 @@ class RedisCounter:
 
     async def hit(self, key: str, window: float) -> tuple[int, float]:
         try:
-            count, left_ms = await self._client.eval(
-                _COUNT_SCRIPT, 1, PREFIX + key, max(1, int(window * 1000))
-            )
-        except RedisError as exc:
+            with redis_errors():
+                count, left_ms = await self._client.eval(
+                    _COUNT_SCRIPT, 1, PREFIX + key, max(1, int(window * 1000))
+                )
+        except ClusterUnavailable as exc:
             log.warning(
-                "login limit: Redis does not answer (%s); counting in this process", type(exc).__name__
+                "login limit: Redis does not answer (%s); counting in this process",
+                type(exc.__cause__).__name__,
             )
             return await self._fallback.hit(key, window)
         return int(count), max(int(left_ms), 0) / 1000

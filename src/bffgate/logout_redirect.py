@@ -15,7 +15,8 @@ import secrets
 import time
 
 from .bounded import ExpiringKeys
-from .cluster import ClusterCoordination, ClusterUnavailable
+from .cluster import ClusterCoordination
+from .errors import ClusterUnavailable
 from .sealing import Sealer
 
 log = logging.getLogger("bffgate")

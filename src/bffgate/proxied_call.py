@@ -118,8 +118,9 @@ class ProxiedCall:
     ) -> StreamedAnswer:
         """Call the API with the session's token; on 401, refresh once and retry once if we can.
 
-        The cookies are built before each call: a session that no longer fits them fails while no
-        answer of the API is held open.
+        The cookies are built (sealed) before each call: a session that no longer fits them fails
+        while no answer of the API is held open. After the answer they are only checked again for a
+        logout that came meanwhile (``Gateway.still_live``), not sealed a second time.
         """
         cookies = request.cookies
         session = await gateway.fresh(tracked)
@@ -132,8 +133,8 @@ class ProxiedCall:
             answer = await _send(gateway, call, session)
         try:
             PROXIED_BY_CLASS.get(answer.status // 100, PROXIED_OTHER).inc()
-            if set_cookies:  # the session changed: unless it was logged out meanwhile (Redis)
-                set_cookies = await gateway.answer_cookies(cookies, tracked)
+            # The session changed: its cookies, unless it was logged out meanwhile (Redis).
+            set_cookies = await gateway.still_live(tracked, set_cookies)
             headers = browser_response_headers(
                 answer,
                 pass_cookies=gateway.settings.bff_pass_upstream_cookies,

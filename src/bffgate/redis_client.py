@@ -12,8 +12,9 @@ from typing import Any
 import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
-from redis.exceptions import RedisError
 
+from .errors import ClusterUnavailable
+from .redis_errors import redis_errors
 from .redis_url import RedisTarget, parse_redis_url
 
 log = logging.getLogger("bffgate.redis")
@@ -107,8 +108,9 @@ async def warm_up(client: RedisClient) -> None:
     """
     if isinstance(client, RedisCluster):
         try:
-            await client.initialize()
-        except (RedisError, OSError) as exc:
+            with redis_errors():
+                await client.initialize()
+        except ClusterUnavailable as exc:
             log.warning("Redis Cluster not reachable at start-up (will retry on first use): %s", exc)
 
 

@@ -29,8 +29,15 @@ import logging
 import time
 from collections.abc import Callable
 
-from .cluster import ClusterCoordination, ClusterUnavailable
-from .errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired, StoreUnavailable
+from .cluster import ClusterCoordination
+from .errors import (
+    ClusterUnavailable,
+    RefreshFailed,
+    RefreshRejected,
+    RefreshUnavailable,
+    SessionExpired,
+    StoreUnavailable,
+)
 from .grace import GraceWindow
 from .logouts import Tombstones
 from .metrics import REFRESHES
@@ -58,7 +65,7 @@ class RefreshCoordinator:
         self._provider = provider
         self._on_end = on_end  # told the id of each session this process learns was logged out
         self._store = store
-        self._grace = GraceWindow(grace_seconds)
+        self._grace = GraceWindow.in_process(grace_seconds)
         self._absolute = absolute_seconds
         self._cluster = cluster
         self._cluster_required = cluster_required  # Redis store: no Redis, no sessions
@@ -72,7 +79,7 @@ class RefreshCoordinator:
 
     async def current(self, session: Session) -> Session:
         """``session``, or the newer one this process's grace window knows, if it was not logged out."""
-        newer = self._grace.newest(session)
+        newer = await self._grace.newest(session)
         return session if newer is None else await self._from_grace(newer)
 
     async def end(self, session: Session) -> Session:
@@ -87,13 +94,13 @@ class RefreshCoordinator:
         if self._cluster is not None:
             try:
                 await self._cluster.mark_ended(session.sid, until - time.time())
-                newest = await self._cluster.newest(self._grace.newest(session) or session)
+                newest = await self._cluster.grace.newest(await self._grace.newest(session) or session)
             except ClusterUnavailable as exc:
                 self._note_cluster_down(exc)
             else:
                 if newest is not None:
                     return newest
-        return self._grace.newest(session) or session
+        return await self._grace.newest(session) or session
 
     async def refresh(self, session: Session, *, rejected_access_token: str | None = None) -> Session:
         """A session with fresh tokens.
@@ -101,7 +108,7 @@ class RefreshCoordinator:
         ``rejected_access_token`` is set when the API answered 401: a newer session from the grace
         window only counts if its access token is not the one the API just rejected.
         """
-        newer = self._grace.newest(session)
+        newer = await self._grace.newest(session)
         if newer is not None and newer.access_token != rejected_access_token:
             return await self._from_grace(newer)
         session = newer or session
@@ -130,13 +137,13 @@ class RefreshCoordinator:
             del self._flights[key]
 
     async def _refresh_in_cluster(self, cluster: ClusterCoordination, session: Session) -> Session:
-        newer = await cluster.newest(session)
+        newer = await cluster.grace.newest(session)
         if newer is None:
             async with cluster.lock(session.sid):
-                newer = await cluster.newest(session)  # re-read: did the previous holder refresh it?
+                newer = await cluster.grace.newest(session)  # re-read: did the previous holder refresh it?
                 if newer is None:
                     return await self._refresh_once(session)
-        self._grace.remember(session.refresh_token or "", newer)
+        await self._grace.remember(session.refresh_token or "", newer)
         self._cluster_down = False
         return await self._from_grace(newer)
 
@@ -181,7 +188,7 @@ class RefreshCoordinator:
         """Publish the result to other processes. The refresh itself is done: Redis failing now must
         not make us refresh again (the old token is spent), so the error is only logged."""
         try:
-            await cluster.remember(old.refresh_token or "", refreshed)
+            await cluster.grace.remember(old.refresh_token or "", refreshed)
             self._cluster_down = False
         except ClusterUnavailable as exc:
             self._note_cluster_down(exc)
@@ -198,7 +205,7 @@ class RefreshCoordinator:
         try:
             tokens = await self._provider.refresh(refresh_token)
         except RefreshRejected as exc:
-            newer = self._grace.newest(session)
+            newer = await self._grace.newest(session)
             if newer is not None:  # someone rotated it meanwhile: not a dead session
                 await self._ensure_live(newer)
                 return newer
@@ -224,7 +231,7 @@ class RefreshCoordinator:
         except SessionExpired:  # logged out (Redis store) while the provider answered
             await self._provider.revoke(refreshed)
             raise
-        self._grace.remember(refresh_token, refreshed)
+        await self._grace.remember(refresh_token, refreshed)
         if self._cluster is not None:
             await self._share(self._cluster, session, refreshed)
         try:

@@ -16,7 +16,6 @@ import base64
 import hashlib
 import json
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +24,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, OctKey
+
+from .bounded import ExpiringCache
 
 FORMAT_VERSION = 1
 MAX_SEALED_LENGTH = 64 * 1024  # far above any cookie; bounds the work a hostile value can cause
@@ -53,8 +54,7 @@ class Sealer:
         self._seal_key = OctKey.import_key(keys[0], {"kid": _key_id(keys[0])})
         self._header = {"alg": "dir", "enc": "A256GCM", "kid": _key_id(keys[0])}
         self._keys = KeySet([OctKey.import_key(key, {"kid": _key_id(key)}) for key in keys])
-        self._cache: OrderedDict[bytes, tuple[Any, float]] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache: ExpiringCache[bytes, tuple[Any, float]] = ExpiringCache(cache_size)
 
     @classmethod
     def for_secret(cls, secret: str, purpose: str) -> Sealer:
@@ -81,16 +81,12 @@ class Sealer:
         """``(data, expires_at)`` for ``value``, or None (see ``unseal``)."""
         now = time.time()
         digest = hashlib.blake2b(value.encode(errors="surrogateescape"), digest_size=20).digest()
-        cached = self._cache.get(digest)
+        cached = self._cache.get(digest, now)
         if cached is not None:
-            if cached[1] > now:
-                self._cache.move_to_end(digest)
-                return cached
-            del self._cache[digest]
-            return None
+            return cached
         opened = self._open(value, now)
         if opened is not None:
-            self._remember(digest, opened)
+            self._cache.put(digest, opened, opened[1])
         return opened
 
     def _open(self, value: str, now: float) -> tuple[Any, float] | None:
@@ -109,10 +105,3 @@ class Sealer:
         if not isinstance(expires_at, int) or expires_at <= now:
             return None
         return envelope.get("d"), float(expires_at)
-
-    def _remember(self, digest: bytes, opened: tuple[Any, float]) -> None:
-        if self._cache_size <= 0:
-            return
-        self._cache[digest] = opened
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)

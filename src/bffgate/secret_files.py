@@ -4,7 +4,8 @@
 Docker, Compose and Kubernetes mount secrets; it works for every setting (``ETLS_REFRESH_FILE``,
 ``OIDC_CLIENT_SECRET_FILE``, ``REDIS_URL_FILE``, …), so a secret never has to sit in the process
 environment or in a manifest. Trailing line breaks are dropped (``echo`` and ``kubectl create secret
---from-file`` leave one); everything else in the file is the value.
+--from-file`` leave one); everything else in the file is the value. The config file's ``name_file``
+keys read their files with ``read_secret`` too (``config_file.py``).
 
 Not here: validating the values (``config.py`` does that, whatever their source).
 """
@@ -41,29 +42,29 @@ def values_from_files(
             )
             continue
         try:
-            values[name] = _read_value(variable, path)
+            values[name] = read_secret(path, variable)
         except ValueError as exc:
-            problems.append(str(exc))
+            problems.append(f"{variable}{FILE_SUFFIX}: {exc}")
     if problems:
         raise ConfigError("\n".join(problems))
     return values
 
 
-def _read_value(variable: str, path: str) -> str:
-    """The file's text without trailing line breaks; ``ValueError`` with one line naming the variable."""
-    file_variable = variable + FILE_SUFFIX
+def read_secret(path: str, setting: str) -> str:
+    """The file's text without trailing line breaks; ``ValueError`` saying what is wrong with it.
+
+    The message does not say where ``path`` came from (a variable, a config file key): callers prefix it.
+    """
     if not path:
-        raise ValueError(f"{file_variable}: is empty; set it to the path of the file holding {variable}")
+        raise ValueError(f"is empty; set it to the path of the file holding {setting}")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ValueError(
-            f"{file_variable}: cannot read {path} ({reason}); mount the file there or fix the path"
-        ) from None
+        raise ValueError(f"cannot read {path} ({reason}); mount the file there or fix the path") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{file_variable}: {path} is not UTF-8 text") from None
+        raise ValueError(f"{path} is not UTF-8 text") from None
     value = text.rstrip("\r\n")
     if not value:
-        raise ValueError(f"{file_variable}: {path} is empty; put the value of {variable} in it")
+        raise ValueError(f"{path} is empty; put the value of {setting} in it")
     return value

@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from http import HTTPStatus
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -52,7 +53,7 @@ from uvicorn.server import ServerState
 
 from .config import ServerSettings, load_server_settings
 from .errors import HeadersTooLarge
-from .problems import problem_response
+from .problems import NO_STORE, error_answer
 
 log = logging.getLogger("bffgate.server")
 
@@ -71,11 +72,14 @@ def server_settings() -> ServerSettings:
     return load_server_settings()
 
 
-@functools.cache
 def head_refusal(max_head_bytes: int) -> bytes:
-    """The whole 431 answer, as bytes: the same problem document the app would send."""
-    response = problem_response(HeadersTooLarge(f"the request head is larger than {max_head_bytes} bytes"))
-    lines = [b"HTTP/1.1 431 Request Header Fields Too Large"]
+    """The whole 431 answer, as bytes: rendered and counted by ``error_answer`` like every problem
+    the app answers (problem JSON, its ``code``), not to be stored by any cache; then the connection
+    closes. Built per refusal, which is rare: cheaper than the head that caused it."""
+    error = HeadersTooLarge(f"the request head is larger than {max_head_bytes} bytes")
+    response = error_answer(error, headers=NO_STORE)
+    status = HTTPStatus(response.status_code)
+    lines = [f"HTTP/1.1 {status.value} {status.phrase}".encode("latin-1")]
     lines += [name + b": " + value for name, value in response.raw_headers]
     lines.append(b"connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + bytes(response.body)

@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Hashable
 from typing import Protocol
 
-from .errors import BffError, InvalidRequest, UpstreamError, UpstreamTimeout
+from .errors import BffError, InternalSignal, InvalidRequest, UpstreamError, UpstreamTimeout
 
 RequestPayload = bytes | AsyncIterator[bytes] | None
 
 
-class TransportError(Exception):
+class TransportError(InternalSignal):
     """The API could not be reached, or its answer could not be read (a network-level failure)."""
 
 

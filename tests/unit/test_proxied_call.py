@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,91 +15,20 @@ from bffgate.errors import BffError
 from bffgate.gateway import Gateway
 from bffgate.problems import problem_response
 from bffgate.proxied_call import ProxiedCall
-from bffgate.session import Session
-from bffgate.tokens import TokenSet
 from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
 
 from ..harness import settings_for
+from .fakes import MemoryStore, RotatingProvider, session_of
 from .memory_transport import MemoryAnswer, MemoryTransport, SentRequest
 
 API = "http://api.invalid/v1"
 
 
-class RotatingProvider:
-    """Hands out ``at1``, ``at2``… on each refresh."""
-
-    def __init__(self) -> None:
-        self.refreshes = 0
-
-    async def refresh(self, refresh_token: str) -> TokenSet:
-        self.refreshes += 1
-        return TokenSet(
-            access_token=f"at{self.refreshes}", refresh_token=f"rt{self.refreshes}", expires_in=600
-        )
-
-    async def revoke(self, session: Session) -> None:
-        return None
-
-    async def ready(self) -> None:
-        return None
-
-    revokes_with_access_token = False
-
-
-class OneSessionStore:
-    """Keeps one session; its cookies name the access token, so a test sees which one was sent."""
-
-    def __init__(self) -> None:
-        self.saved: list[Session] = []
-
-    async def load(self, cookies: Mapping[str, str]) -> Session | None:
-        return live_session()
-
-    async def save(self, session: Session, *, existing: bool = False) -> None:
-        self.saved.append(session)
-
-    async def delete(self, session: Session) -> None:
-        return None
-
-    def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
-        return [f"token={session.access_token}"]
-
-    def clear_cookies(self, cookies: Mapping[str, str]) -> list[str]:
-        return []
-
-    def has_cookies(self, cookies: Mapping[str, str]) -> bool:
-        return False
-
-    async def ping(self) -> None:
-        return None
-
-    server_side = False
-
-    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
-        return 0
-
-    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
-        return 0
-
-    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
-        return True
-
-
-def live_session() -> Session:
-    now = time.time()
-    return Session(
-        sid="sid-1",
-        created_at=now,
-        access_token="at0",
-        access_expires_at=now + 600,
-        access_issued_at=now,
-        refresh_token="rt0",
-    )
-
-
-def gateway_with(transport: MemoryTransport, provider: RotatingProvider | None = None) -> Gateway:
+def gateway_with(
+    transport: MemoryTransport, provider: RotatingProvider | None = None, store: MemoryStore | None = None
+) -> Gateway:
     provider = provider or RotatingProvider()
-    return Gateway(settings_for(API), OneSessionStore(), provider, transport)
+    return Gateway(settings_for(API), store or MemoryStore(session_of()), provider, transport)
 
 
 async def not_proxied(scope: Scope, receive: Receive, send: Send) -> None:
@@ -236,3 +164,30 @@ async def test_an_answer_that_breaks_off_mid_stream_is_closed_not_raised() -> No
     assert status == 200
     assert body == b"a" * 10  # what came before the break, then the connection is cut
     assert transport.answers[0].closed
+
+
+async def test_a_refreshing_call_seals_the_new_session_once() -> None:
+    """The cookies of a refreshed session are sealed before the API call (so that tokens which do not
+    fit fail before an answer is held open) and that sealing is what the browser gets: not sealed
+    again after the answer."""
+    store = MemoryStore(session_of(expires_in=-1))
+    status, headers, _ = await call(gateway_with(MemoryTransport(ok), store=store))
+    assert status == 200
+    assert headers[b"set-cookie"] == [b"token=at1"]
+    assert [s.access_token for s in store.sealed] == ["at1"]
+
+
+async def test_a_session_logged_out_during_the_call_gets_no_cookies() -> None:
+    """The one check after the answer: a logout that came while the API answered drops the cookies
+    sealed before the call (security requirement 21, here without Redis)."""
+    store = MemoryStore(session_of(expires_in=-1))
+    gateway = gateway_with(MemoryTransport(ok), store=store)
+
+    def logged_out_meanwhile(_: SentRequest) -> MemoryAnswer:
+        gateway.refresher._ended.add("sid-1", time.time() + 60)
+        return ok(_)
+
+    gateway.transport = MemoryTransport(logged_out_meanwhile)
+    status, headers, _ = await call(gateway)
+    assert status == 200
+    assert b"set-cookie" not in headers

@@ -16,12 +16,13 @@ from joserfc import jws, jwt
 from joserfc.errors import BadSignatureError, ClaimError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
+from ..errors import InternalSignal
 from .discovery import JwksCache
 
 CLOCK_LEEWAY = 60  # seconds of clock difference tolerated between bffgate and the provider
 
 
-class InvalidIdToken(ValueError):
+class InvalidIdToken(InternalSignal, ValueError):
     """The ID token must not be trusted; the message says why and never contains the token."""
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from ..bounded import ExpiringCache
 from ..config import Settings
 from ..cookies import CookieJar, CookieTooLarge
 from ..errors import BackchannelUnsupported, SessionTooLarge
@@ -42,7 +42,7 @@ class CookieSessionStore:
         self._user = Sealer(settings.access_secrets, "user")
         self._refresh = Sealer(settings.refresh_secrets, "refresh")
         self._names = (jar.name(ACCESS_COOKIE), jar.name(REFRESH_COOKIE), jar.name(USER_COOKIE))
-        self._sessions: OrderedDict[bytes, tuple[Session, float]] = OrderedDict()
+        self._sessions: ExpiringCache[bytes, Session] = ExpiringCache(SESSION_CACHE_SIZE)
 
     async def load(self, cookies: Mapping[str, str]) -> Session | None:
         access_name, refresh_name, user_name = self._names
@@ -55,17 +55,13 @@ class CookieSessionStore:
         # until the first of its sealed values expires.
         source = f"{access_value or ''}\0{refresh_value or ''}\0{user_value or ''}"
         key = hashlib.blake2b(source.encode(), digest_size=20).digest()
-        now = time.time()
         cached = self._sessions.get(key)
-        if cached is not None and cached[1] > now:
-            self._sessions.move_to_end(key)
-            return cached[0]
+        if cached is not None:
+            return cached
         opened = self._open_all(access_value, refresh_value, user_value)
         if opened is None:
             return None
-        self._sessions[key] = opened
-        if len(self._sessions) > SESSION_CACHE_SIZE:
-            self._sessions.popitem(last=False)
+        self._sessions.put(key, *opened)
         return opened[0]
 
     def _open_all(

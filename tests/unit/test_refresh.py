@@ -1,11 +1,9 @@
-"""The single-flight coordinator, driven directly with a scripted provider (no network)."""
+"""``refresh.py``: the single-flight coordinator, driven directly with a scripted provider (no network)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
 
@@ -13,6 +11,8 @@ from bffgate.errors import RefreshFailed, RefreshRejected, RefreshUnavailable, S
 from bffgate.refresh import RefreshCoordinator
 from bffgate.session import Session
 from bffgate.tokens import TokenSet
+
+from .fakes import MemoryStore, session_of
 
 
 class ScriptedProvider:
@@ -46,54 +46,8 @@ class ScriptedProvider:
     revokes_with_access_token = False
 
 
-class MemoryStore:
-    def __init__(self) -> None:
-        self.saved: list[Session] = []
-        self.deleted: list[Session] = []
-
-    async def load(self, cookies: Mapping[str, str]) -> Session | None:
-        return None
-
-    async def save(self, session: Session, *, existing: bool = False) -> None:
-        self.saved.append(session)
-
-    async def delete(self, session: Session) -> None:
-        self.deleted.append(session)
-
-    def set_cookies(self, session: Session, cookies: Mapping[str, str]) -> list[str]:
-        return []
-
-    def clear_cookies(self, cookies: Mapping[str, str]) -> list[str]:
-        return []
-
-    def has_cookies(self, cookies: Mapping[str, str]) -> bool:
-        return False
-
-    async def ping(self) -> None:
-        return None
-
-    server_side = False
-
-    async def delete_all_of_user(self, user: Mapping[str, Any]) -> int:
-        return 0
-
-    async def delete_provider_sessions(self, issuer: str, *, sid: str | None, sub: str | None) -> int:
-        return 0
-
-    async def first_use_of_logout_token(self, issuer: str, jti: str, window: float) -> bool:
-        return True
-
-
 def expired_session() -> Session:
-    now = time.time()
-    return Session(
-        sid="s1",
-        created_at=now,
-        access_token="at0",
-        access_expires_at=now - 1,
-        access_issued_at=now - 61,
-        refresh_token="rt0",
-    )
+    return session_of("s1", expires_in=-1)
 
 
 @pytest.fixture
