@@ -21,6 +21,7 @@ import dataclasses
 import datetime as dt
 import http.client
 import importlib.util
+import json
 import os
 import platform
 import secrets
@@ -57,6 +58,9 @@ BARE_HTTP1 = "bare ASGI on uvicorn + bffgate.http1"
 FASTAPI = "FastAPI + httpx"
 DIRECT = "direct (no proxy)"
 GATEWAY = "bffgate (1 worker)"
+GATEWAY_ROUTES = "bffgate (1 worker, 10 routes): default route"
+GATEWAY_ROUTED = "bffgate (1 worker, 10 routes): 10th route"
+ROUTE_COUNT = 10
 BASELINE_NEEDS = {"fastapi-httpx": ("fastapi", "httpx")}
 GATEWAY_1U = "bffgate (1 worker, unpinned)"
 GATEWAY_2 = "bffgate (--workers 2, unpinned)"
@@ -581,7 +585,15 @@ class Bench:
         argv = [PYTHON, str(HERE / "servers.py"), kind, "--port", str(port), "--upstream", upstream]
         return self.fleet.start(name, argv, port, health="/items", cpus=self.server_cpus)
 
-    def start_gateway(self, upstream: str, name: str, *, workers: int = 1, cpus: set[int] | None) -> Server:
+    def start_gateway(
+        self,
+        upstream: str,
+        name: str,
+        *,
+        workers: int = 1,
+        cpus: set[int] | None,
+        extra_env: dict[str, str] | None = None,
+    ) -> Server:
         port = free_port()
         env = {
             k: v
@@ -596,6 +608,7 @@ class Bench:
             # The benchmark logs in many sessions from one address: no login attempt limits.
             "BFF_LOGIN_LIMIT_PER_CLIENT": "0",
             "BFF_LOGIN_LIMIT_PER_USERNAME": "0",
+            **(extra_env or {}),
         }
         exe = Path(PYTHON).with_name("bffgate")
         cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
@@ -716,9 +729,29 @@ class Bench:
         # parsing costs the same everywhere and only the gateway does something with them.
         headers = [("Cookie", cookie_header(cookies)), CSRF]
         say(f"session cookies on every request: {len(headers[0][1])} bytes")
+        # The same gateway with a table of 10 user routes (to the same upstream): the default route's
+        # figure must not move, and a routed call costs about what the default route does.
+        routes = [
+            {"prefix": f"/api/service{n}/", "upstream": upstream.url, "token": "user"}
+            for n in range(ROUTE_COUNT)
+        ]
+        routed = self.start_gateway(
+            upstream.url,
+            GATEWAY_ROUTES,
+            cpus=self.server_cpus,
+            extra_env={"BFF_ROUTES": json.dumps(routes)},
+        )
+        routed_headers = [("Cookie", cookie_header(asyncio.run(login(routed.url)))), CSRF]
         targets = [
             Target(self.row(DIRECT), upstream, upstream.url, headers, direct=True),
             Target(self.row(GATEWAY), gateway, gateway.url + "/api/rest/proxy", headers),
+            Target(self.row(GATEWAY_ROUTES), routed, routed.url + "/api/rest/proxy", routed_headers),
+            Target(
+                self.row(GATEWAY_ROUTED),
+                routed,
+                routed.url + f"/api/service{ROUTE_COUNT - 1}",
+                routed_headers,
+            ),
         ]
         for kind, name in (
             ("aiohttp-proxy", BARE_AIOHTTP),
@@ -744,9 +777,8 @@ class Bench:
         try:
             self.measure(targets)
         finally:
-            for target in targets:
-                if target.server is not upstream:
-                    self.fleet.stop(target.server)
+            for server in {id(t.server): t.server for t in targets if t.server is not upstream}.values():
+                self.fleet.stop(server)
 
     def row(self, name: str) -> Row:
         return self.rows.setdefault(name, Row(name))
@@ -946,6 +978,8 @@ class Bench:
         order = [
             DIRECT,
             GATEWAY,
+            GATEWAY_ROUTES,
+            GATEWAY_ROUTED,
             BARE_AIOHTTP,
             BARE_STARLETTE,
             BARE_ASGI,

@@ -89,15 +89,28 @@ def bind_loopback() -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def serve(
-    app: ASGIApp, *, sock: socket.socket | None = None, lifespan: Literal["on", "off"] = "on"
+    app: ASGIApp,
+    *,
+    sock: socket.socket | None = None,
+    lifespan: Literal["on", "off"] = "on",
+    proxy_headers: bool = True,
 ) -> AsyncIterator[str]:
-    """Run ``app`` on an ephemeral loopback port in this event loop; yields its base URL."""
+    """Run ``app`` on an ephemeral loopback port in this event loop; yields its base URL.
+
+    ``proxy_headers=False``: as ``bffgate serve`` runs, the client address is the socket's peer
+    (uvicorn's default believes 127.0.0.1's X-Forwarded-For and rewrites it).
+    """
     sock = sock or bind_loopback()
     port = sock.getsockname()[1]
     # Keep idle connections longer than aiohttp's client does (15 s): with uvicorn's 5 s default, a test
     # that waits a few seconds (a token expiring) reuses a connection the server is closing (reset).
     config = uvicorn.Config(
-        app, log_level="warning", lifespan=lifespan, server_header=False, timeout_keep_alive=75
+        app,
+        log_level="warning",
+        lifespan=lifespan,
+        server_header=False,
+        timeout_keep_alive=75,
+        proxy_headers=proxy_headers,
     )
     server = ReadyServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

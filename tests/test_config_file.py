@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import Literal
 
 import aiohttp
 import pytest
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from bffgate import ConfigError, load_settings
-from bffgate.config import Settings, load_model
 
 from .harness import SECRET_A, SECRET_R, Browser, closed_port, serve
 from .processes import gateway_process
@@ -255,21 +252,6 @@ def test_precedence_arguments_environment_secret_files_file_defaults(
     assert settings.bff_grace_seconds == 30  # default
 
 
-class Route(BaseModel):
-    """A nested setting like the route table's: tables in TOML, JSON in the environment."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    prefix: str
-    upstream: str
-    token: Literal["user", "user-or-none", "client", "none"] = "user"
-    client_secret: str | None = None
-
-
-class RoutedSettings(Settings):
-    routes: list[Route] = Field(default_factory=list, validation_alias=AliasChoices("routes", "bff_routes"))
-
-
 ROUTES_FILE = f"""
 remote_api = "https://api.example.com"
 etls_access = "{SECRET_A}"
@@ -279,6 +261,8 @@ etls_refresh = "{SECRET_R}"
 prefix = "/billing/"
 upstream = "https://billing.example.com"
 token = "client"
+client_token_url = "https://login.example.com/token"
+client_id = "billing"
 client_secret_file = "billing_secret"
 
 [[routes]]
@@ -289,22 +273,28 @@ token = "user-or-none"
 
 
 def test_arrays_of_tables_fill_a_nested_model_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """[[routes]] tables become list[Route] (a nested name_file key included); BFF_ROUTES as JSON in
+    """[[routes]] tables become the route table (a nested name_file key included); BFF_ROUTES as JSON in
     the environment replaces the file's list."""
     write(tmp_path / "billing_secret", "s3cret\n")
     monkeypatch.setenv("BFF_CONFIG", str(write(tmp_path / "bffgate.toml", ROUTES_FILE)))
-    settings = load_model(RoutedSettings, {})
-    assert settings.routes == [
-        Route(
-            prefix="/billing/", upstream="https://billing.example.com", token="client", client_secret="s3cret"
-        ),
-        Route(prefix="/catalogue/", upstream="https://catalogue.example.com", token="user-or-none"),
-    ]
+    settings = load_settings()
+    billing, catalogue = settings.routes
+    assert (billing.prefix, billing.upstream, billing.token) == (
+        "/billing/",
+        "https://billing.example.com",
+        "client",
+    )
+    assert billing.client_secret is not None and billing.client_secret.get_secret_value() == "s3cret"
+    assert (catalogue.prefix, catalogue.upstream, catalogue.token) == (
+        "/catalogue/",
+        "https://catalogue.example.com",
+        "user-or-none",
+    )
     monkeypatch.setenv(
         "BFF_ROUTES", '[{"prefix": "/x/", "upstream": "https://x.example.com", "token": "none"}]'
     )
-    assert load_model(RoutedSettings, {}).routes == [
-        Route(prefix="/x/", upstream="https://x.example.com", token="none")
+    assert [(r.prefix, r.upstream, r.token) for r in load_settings().routes] == [
+        ("/x/", "https://x.example.com", "none")
     ]
 
 
@@ -319,7 +309,7 @@ def test_problems_inside_nested_tables_name_their_dotted_path(
     config = write(tmp_path / "bffgate.toml", text.replace('client_secret_file = "billing_secret"\n', ""))
     monkeypatch.setenv("BFF_CONFIG", str(config))
     with pytest.raises(ConfigError) as caught:
-        load_model(RoutedSettings, {})
+        load_settings()
     assert str(caught.value).splitlines() == [
         f"{config}: routes[1].prefx: unknown key; did you mean prefix?",
         f"{config}: routes[1].prefix: is required",

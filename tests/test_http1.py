@@ -30,7 +30,7 @@ from bffgate.http1 import (
     Http1Pool,
     Response,
 )
-from bffgate.transport import TransportError, TransportTimeout, UnsendableRequest
+from bffgate.transport import SINGLE_USE, TransportError, TransportTimeout, UnsendableRequest
 
 from .harness import closed_port
 from .rawserver import Handler, Peer, RawServer, start_raw_server, within
@@ -933,3 +933,23 @@ async def test_https_refuses_an_untrusted_certificate(
     with pytest.raises(TransportError):
         await pool.request("GET", "/", [])
     assert server.requests == []
+
+
+async def test_a_single_use_partition_never_reuses_its_connection(
+    serve: ServeFactory, pools: PoolFactory
+) -> None:
+    """Calls without a session (``SINGLE_USE``) each get a connection of their own, closed after use,
+    while a session's connection is kept and reused by that session."""
+    server = await serve(answering(OK))
+    pool = pools(server.url)
+    for _ in range(2):
+        response = await pool.request("GET", "/anonymous", [], partition=SINGLE_USE)
+        assert await response.read() == b"ok"
+        response.release()
+        assert pool.idle_count == 0
+    for _ in range(2):
+        response = await pool.request("GET", "/session", [], partition="sid-1")
+        assert await response.read() == b"ok"
+        response.release()
+    assert pool.idle_count == 1
+    assert [r.connection for r in server.requests] == [1, 2, 3, 3]

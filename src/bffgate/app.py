@@ -21,6 +21,7 @@ from .forward_auth import FORWARD_AUTH_PATH, ForwardAuth
 from .logout_redirect import REDIRECT_PATH
 from .operations import Operations, operations_listener
 from .proxied_call import PROXY_METHODS, ProxiedCall
+from .routes import RouteTable
 from .runtime import Runtime
 
 log = logging.getLogger("bffgate")
@@ -56,7 +57,8 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
             else []
         ),
         Route("/api/rest/refreshresttokens", endpoints.refresh_tokens, methods=["POST"]),
-        # /api/rest/proxy/… and /api/rest/customfetch: answered by ProxiedCall before the router.
+        # /api/rest/proxy/…, /api/rest/customfetch and the ROUTES prefixes: answered by ProxiedCall
+        # before the router.
         Route("/healthz", operations.healthz, methods=["GET"]),
         Route("/readyz", operations.readyz, methods=["GET"]),
         # With BFF_METRICS_ADDRESS the metrics are served on that address only.
@@ -68,7 +70,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     return Starlette(
         routes=routes,
         # The innermost middleware: what users add with app.add_middleware wraps the proxied calls too.
-        middleware=[Middleware(ProxiedCall, gateway=runtime.gateway, on_error=endpoints.on_error)],
+        middleware=[
+            Middleware(
+                ProxiedCall,
+                gateway=runtime.gateway,
+                on_error=endpoints.on_error,
+                routes=RouteTable.from_settings(settings),
+            )
+        ],
         lifespan=lifespan,
         exception_handlers={
             BffError: endpoints.on_error,

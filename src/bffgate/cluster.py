@@ -106,6 +106,16 @@ class ClusterCoordination:
             )
         return bool(fresh)
 
+    async def shared_value(self, name: str) -> str | None:
+        """A value every process shares under ``name`` (``client_tokens``: a sealed client token)."""
+        with redis_errors(ClusterUnavailable):
+            value = await self._redis.get(f"{PREFIX}shared:{name}")
+        return None if value is None else as_text(value)
+
+    async def share_value(self, name: str, value: str, seconds: float) -> None:
+        with redis_errors(ClusterUnavailable):
+            await self._redis.set(f"{PREFIX}shared:{name}", value, px=max(1, int(seconds * 1000)))
+
 
 def _grace_key(refresh_token: str) -> str:
     return f"{PREFIX}grace:{token_fingerprint(refresh_token)}"

@@ -16,9 +16,17 @@ from functools import cached_property
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import SettingsConfigDict, SettingsError
 
 from .config_file import (
     ConfigFile,
@@ -31,6 +39,7 @@ from .config_file import (
 )
 from .errors import ConfigError
 from .redis_url import parse_redis_url
+from .route_settings import RouteSettings, parse_trusted_proxies, route_problems
 from .secret_files import values_from_files
 from .session import DEFAULT_SESSION_ABSOLUTE
 from .tokens import USER_CLAIMS
@@ -185,6 +194,12 @@ class Settings(FileBackedSettings):
     bff_ws_max_per_session: int = Field(default=16, gt=0)
     bff_ws_max_per_process: int = Field(default=10_000, gt=0)
     bff_ws_session_check: float = Field(default=30.0, gt=0)  # how often open sockets ask the store
+    # More APIs than REMOTE_API, each under its own local prefix with its own token rule (README, "Routes").
+    routes: list[RouteSettings] = Field(
+        default_factory=list, validation_alias=AliasChoices("routes", "bff_routes")
+    )
+    # The proxies in front of bffgate whose X-Forwarded-For is believed (routes' forward_client_address).
+    bff_trusted_proxies: str | None = None
 
     @field_validator("remote_api", "bff_public_url")
     @classmethod
@@ -255,6 +270,11 @@ class Settings(FileBackedSettings):
             raise ValueError("must be a path on this site, starting with a single /")
         return value
 
+    @field_validator("bff_trusted_proxies", mode="before")
+    @classmethod
+    def _trusted_proxies(cls, value: Any) -> str | None:
+        return parse_trusted_proxies(value)
+
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
@@ -277,6 +297,14 @@ class Settings(FileBackedSettings):
         if self.bff_session_store == "redis" and not self.redis_url:
             problems.append("REDIS_URL: is required when BFF_SESSION_STORE=redis")
         problems += self._rest_shape_problems()
+        problems += route_problems(
+            self.routes,
+            provider=self.bff_provider,
+            user_claims=self.user_claims,
+            oidc_client_id=self.oidc_client_id,
+            oidc_client_secret=self.oidc_client_secret,
+            trusted_proxies=self.bff_trusted_proxies,
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -366,6 +394,14 @@ class Settings(FileBackedSettings):
         return frozenset(claim.strip() for claim in self.bff_user_claims.split(",") if claim.strip())
 
     @cached_property
+    def trusted_proxies(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``BFF_TRUSTED_PROXIES`` as networks (none: nothing in front of bffgate is believed)."""
+        value = self.bff_trusted_proxies
+        if value is None or value == "none":
+            return ()
+        return tuple(ipaddress.ip_network(item, strict=False) for item in value.split(","))
+
+    @cached_property
     def post_logout_redirect(self) -> str:
         return self.oidc_post_logout_redirect or self.bff_public_url + "/"
 
@@ -417,6 +453,8 @@ def load_model(
     try:
         with config_file_in_use(config):
             settings = model(**{**from_files, **overrides})
+    except SettingsError as exc:  # a JSON-valued variable (BFF_ROUTES) that is not JSON
+        problems.append(_not_json(exc))
     except ValidationError as exc:
         unread = config.unread if config else set()
         problems += [
@@ -427,6 +465,15 @@ def load_model(
     if problems or settings is None:
         raise ConfigError("\n".join(problems))
     return settings
+
+
+def _not_json(exc: SettingsError) -> str:
+    if '"routes"' in str(exc):
+        return (
+            "BFF_ROUTES: is not valid JSON; write a JSON list of routes, e.g. "
+            '[{"prefix": "/api/billing/", "upstream": "https://billing.example", "token": "user"}]'
+        )
+    return str(exc)
 
 
 def _given_names(fields: Mapping[str, FieldInfo], environ: Mapping[str, Any]) -> dict[str, str]:

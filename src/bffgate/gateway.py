@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from starlette.types import Scope
 
 from .api_url import ApiUrls
+from .client_tokens import ClientTokens
 from .cluster import ClusterCoordination
 from .config import Settings
 from .csrf import verify_csrf
@@ -23,6 +24,7 @@ from .live_sockets import LiveSockets
 from .logout_redirect import LogoutReferences
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
+from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable, origin_of
 from .session import Session, SessionStore
 from .transport import ApiTransport
 
@@ -55,7 +57,12 @@ class Gateway:
         provider: TokenProvider,
         transport: ApiTransport,
         cluster: ClusterCoordination | None = None,
+        *,
+        transports: Mapping[str, ApiTransport] | None = None,
+        client_tokens: Mapping[str, ClientTokens] | None = None,
     ) -> None:
+        """``transport`` goes to ``REMOTE_API``; ``transports`` to the routes' other origins, and
+        ``client_tokens`` are the ``client`` routes' tokens by prefix (``runtime.py`` builds both)."""
         self.settings = settings
         self.store = store
         self.provider = provider
@@ -67,6 +74,11 @@ class Gateway:
             check_seconds=settings.bff_ws_session_check,
             absolute_seconds=settings.bff_session_absolute,
         )
+        self.routes = RouteTable.from_settings(settings)
+        self.default_route = ApiRoute(DEFAULT_PREFIX, ApiUrls(settings.remote_api), "user")
+        # The connection pool of each route's origin (one per origin, shared by its routes).
+        self.transports = {origin_of(settings.remote_api): transport, **(transports or {})}
+        self._client_tokens = dict(client_tokens or {})
         self.refresher = RefreshCoordinator(
             provider,
             store,
@@ -77,7 +89,7 @@ class Gateway:
             on_end=self.sockets.session_ended,
         )
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
-        self.api_urls = ApiUrls(settings.remote_api)
+        self.api_urls = self.default_route.urls
         self._skew = settings.bff_refresh_skew
 
     async def open(self, cookies: Cookies, scope: Scope) -> RequestSession:
@@ -85,6 +97,21 @@ class Gateway:
         session = await self._live_session(cookies)
         verify_csrf(scope["headers"], self.settings.allowed_origins)
         return self._track(session, scope)
+
+    async def open_optional(self, cookies: Cookies, scope: Scope) -> RequestSession | None:
+        """For routes that also serve callers without a session: the CSRF check, then the session
+        if the browser has a live one (none, a logged-out or unreadable one: ``None``)."""
+        verify_csrf(scope["headers"], self.settings.allowed_origins)
+        if not self.store.has_cookies(cookies):
+            return None
+        session = await self.store.load(cookies)
+        if session is None or self.refresher.ended_here(session.sid):
+            return None
+        return self._track(session, scope)
+
+    async def client_token(self, route: ApiRoute, rejected: str | None = None) -> str:
+        """The ``client`` route's access token (``client_tokens``), never ``rejected``."""
+        return await self._client_tokens[route.prefix].token(rejected)
 
     async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""

@@ -32,7 +32,8 @@ more than its ``Content-Length`` (or a body after a 204) a moment late, or that 
 reading its body (CL.0: the body becomes the start of the *next* request it parses), shifts the
 connection's request/answer pairing, and nothing on the client side can see that happen in time. So a
 connection only ever carries the requests of the partition that opened it: whatever an API does with
-one session's bytes, they reach that session's own later exchanges and never another user's.
+one session's bytes, they reach that session's own later exchanges and never another user's. A call
+without a session (``transport.SINGLE_USE``) gets a connection of its own, closed after its exchange.
 On top of that, a connection is never reused after an exchange whose end is in doubt: extra bytes, an
 answer that came before the request body was sent, a HEAD, a close-delimited body, a 204 that declares a
 body, any error.
@@ -50,7 +51,7 @@ from typing import cast
 import httptools
 from yarl import URL
 
-from .transport import TransportError, TransportTimeout, UnsendableRequest
+from .transport import SINGLE_USE, TransportError, TransportTimeout, UnsendableRequest
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 MAX_RESPONSE_HEAD_BYTES = 64 * 1024  # a longer head is broken or hostile (trailers count too)
@@ -203,7 +204,7 @@ class Http1Pool:
 
     def put_back(self, connection: Connection) -> None:
         """Keep a connection whose last exchange ended cleanly, closing the oldest idle ones as needed."""
-        if self._closed or not connection.usable:
+        if self._closed or not connection.usable or connection.partition is SINGLE_USE:
             connection.close()
             return
         connection.idle_since = now = time.monotonic()

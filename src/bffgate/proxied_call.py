@@ -1,16 +1,19 @@
-"""The proxied call, top to bottom: ``/api/rest/proxy/…`` and ``POST /api/rest/customfetch``.
+"""The proxied call, top to bottom: ``/api/rest/proxy/…``, the routes' prefixes, ``POST /api/rest/customfetch``.
 
 ``ProxiedCall`` is a plain ASGI middleware (Starlette's idiom), installed as the innermost of the
 app's middleware: the user's middleware (``app.add_middleware``) sees proxied calls like any other
 request, while Starlette's exception middleware and router, which cost more per request than the
 gateway's own work (bench/README.md), are skipped. One call:
 
-1. ``route``: a proxy path or the customfetch path? (anything else goes on to the router);
-2. ``Gateway.open``: the session from the cookies, then the CSRF check;
+1. ``route``: the default proxy path, a configured route's prefix (``routes.RouteTable``) or the
+   customfetch path? (anything else goes on to the router);
+2. ``Gateway.open``: the session from the cookies, then the CSRF check (routes whose token rule is
+   not ``user``: the CSRF check, then the session if there is one);
 3. ``build``: the API call from the path (``api_url``, ``header_filter``, ``request_body``) or from
-   the envelope (``customfetch``);
-4. ``send``: a fresh session (refreshed ahead of expiry), the call through the ``ApiTransport``, and
-   once, on a 401 with a replayable body, a forced refresh and the same call again;
+   the envelope (``customfetch``, always the default route), plus the route's claim and forwarded
+   headers;
+4. ``send``: the route's credentials (the user's fresh token, the route's client token or none), the call through the origin's ``ApiTransport``, and once, on a 401 with a
+   replayable body, a forced refresh (or a new client token) and the same call again;
 5. the answer: the API's status and filtered headers, the session's new cookies if it changed, the
    body streamed (``answer_stream``). Any error becomes a problem answer through the app's one
    error handler.
@@ -28,18 +31,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .answer_stream import StreamedAnswer
 from .customfetch import ApiCall, parse_envelope
-from .errors import BffError, InvalidUrl, MethodNotAllowed
+from .errors import BffError, InvalidUrl, MethodNotAllowed, SessionExpired
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
 from .live_socket import LiveSocketCall
 from .metrics import PROXIED
 from .request_body import parse_json, read_body, read_whole_body
-from .session import Session
-from .transport import ApiAnswer, TransportError, transport_problem
+from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable, client_address, forwarded_headers
+from .transport import SINGLE_USE, ApiAnswer, ApiTransport, TransportError, transport_problem
 
 log = logging.getLogger("bffgate")
 
-PROXY_PREFIX = "/api/rest/proxy/"
+PROXY_PREFIX = DEFAULT_PREFIX
 CUSTOMFETCH_PATH = "/api/rest/customfetch"
 PROXY_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 ENVELOPE_OVERHEAD = 64 * 1024  # customfetch: the JSON around the body
@@ -50,49 +53,71 @@ PROXIED_OTHER = PROXIED.labels("other")
 
 GatewayGetter = Callable[[], Awaitable[Gateway]]
 ErrorHandler = Callable[[HTTPConnection, Exception], Awaitable[Response]]
-CallBuilder = Callable[["ProxiedCall", Request, Gateway], Awaitable[ApiCall]]
+CallBuilder = Callable[["ProxiedCall", Request, Gateway, ApiRoute], Awaitable[ApiCall]]
+NO_ROUTES = RouteTable(())
 
 
 class ProxiedCall:
     """ASGI middleware answering the proxy routes; every other request goes on to ``app``."""
 
-    def __init__(self, app: ASGIApp, *, gateway: GatewayGetter, on_error: ErrorHandler) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        gateway: GatewayGetter,
+        on_error: ErrorHandler,
+        routes: RouteTable = NO_ROUTES,
+    ) -> None:
         self.app = app
         self.gateway = gateway
         self.on_error = on_error
+        self.routes = routes
         self.live_socket = LiveSocketCall(gateway, on_error, relative_proxy_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        build = route(scope) if scope["type"] == "http" else None
-        if build is None:
+        found = route(scope, self.routes) if scope["type"] == "http" else None
+        if found is None:
+            # A WebSocket handshake on the default route (REMOTE_API); the configured routes are HTTP only.
             if scope["type"] == "websocket" and routed_path(scope).startswith(PROXY_PREFIX):
                 await self.live_socket(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
+        build, api_route = found
         request = Request(scope, receive)
         answer: ASGIApp
         try:
-            answer = await self.answer(request, build)
+            answer = await self.answer(request, build, api_route)
         except Exception as exc:
             if not isinstance(exc, BffError):
                 log.exception("unexpected error on %s", scope["path"][:200])
             answer = await self.on_error(request, exc)
         await answer(scope, receive, send)
 
-    async def answer(self, request: Request, build: CallBuilder) -> StreamedAnswer:
+    async def answer(
+        self, request: Request, build: CallBuilder, api_route: ApiRoute | None
+    ) -> StreamedAnswer:
+        """``api_route`` None: the default route (``REMOTE_API``, token rule ``user``)."""
         if build is refuse_method:  # before the session: as the router would answer
             raise MethodNotAllowed()
         gateway = await self.gateway()
-        tracked = await gateway.open(request.cookies, request.scope)
-        call = await build(self, request, gateway)
-        return await self.send(gateway, request, tracked, call)
+        tracked: RequestSession | None
+        if api_route is None:
+            api_route = gateway.default_route
+            tracked = await gateway.open(request.cookies, request.scope)
+        elif api_route.rule == "user":
+            tracked = await gateway.open(request.cookies, request.scope)
+        else:
+            tracked = await gateway.open_optional(request.cookies, request.scope)
+        call = await build(self, request, gateway, api_route)
+        return await self.send(gateway, request, tracked, call, api_route)
 
     # -- 3. the call, from a path or from an envelope ----------------------------------------------
 
-    async def from_path(self, request: Request, gateway: Gateway) -> ApiCall:
+    async def from_path(self, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
         scope = request.scope
-        url = gateway.api_urls.join(relative_proxy_path(scope), scope["query_string"].decode("latin-1"))
+        relative = relative_proxy_path(scope, api_route.prefix)
+        url = api_route.urls.join(relative, scope["query_string"].decode("latin-1"))
         settings = gateway.settings
         body = await read_body(
             scope["method"],
@@ -101,40 +126,60 @@ class ProxiedCall:
             max_bytes=settings.bff_max_body_bytes,
             replay_bytes=settings.bff_replay_bytes,
         )
-        return ApiCall(scope["method"], url, forwardable_request_headers(scope["headers"]), body)
+        headers = forwardable_request_headers(scope["headers"])
+        if gateway.routes.claim_header_names:
+            headers = without_claim_headers(gateway, headers)
+        return ApiCall(scope["method"], url, headers, body)
 
-    async def from_envelope(self, request: Request, gateway: Gateway) -> ApiCall:
+    async def from_envelope(self, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
         limit = gateway.settings.bff_max_body_bytes
         scope = request.scope
         envelope = await read_whole_body(
             scope["method"], scope["headers"], request.receive, limit + ENVELOPE_OVERHEAD
         )
-        return parse_envelope(parse_json(envelope), gateway.api_urls, max_body_bytes=limit)
+        call = parse_envelope(parse_json(envelope), gateway.api_urls, max_body_bytes=limit)
+        call.headers[:] = without_claim_headers(gateway, call.headers)
+        return call
 
     # -- 4. and 5. sending, the one retry, the answer ----------------------------------------------
 
     async def send(
-        self, gateway: Gateway, request: Request, tracked: RequestSession, call: ApiCall
+        self,
+        gateway: Gateway,
+        request: Request,
+        tracked: RequestSession | None,
+        call: ApiCall,
+        api_route: ApiRoute,
     ) -> StreamedAnswer:
-        """Call the API with the session's token; on 401, refresh once and retry once if we can.
+        """Call the API with the route's credentials; on 401, renew them once and retry once if we can.
 
         The cookies are built (sealed) before each call: a session that no longer fits them fails
         while no answer of the API is held open. After the answer they are only checked again for a
         logout that came meanwhile (``Gateway.still_live``), not sealed a second time.
         """
         cookies = request.cookies
-        session = await gateway.fresh(tracked)
-        set_cookies = gateway.cookies_for(cookies, tracked)
-        answer = await _send(gateway, call, session)
-        if answer.status == 401 and call.body.replayable:
-            answer.release()
-            session = await gateway.force_refresh(tracked, rejected_access_token=session.access_token)
+        if api_route.claim_headers or api_route.forward_client_address:
+            call.headers.extend(route_headers(gateway, api_route, tracked, request.scope))
+        transport = gateway.transports[api_route.origin]
+        # No byte of one session's exchanges reaches another's, whatever the route; callers without a
+        # session cannot be told apart, so each such call gets a connection of its own.
+        partition = tracked.loaded.sid if tracked is not None else SINGLE_USE
+        if tracked is not None and api_route.user_token:  # the default route's path: kept short
+            token: str | None = (await gateway.fresh(tracked)).access_token
             set_cookies = gateway.cookies_for(cookies, tracked)
-            answer = await _send(gateway, call, session)
+        else:
+            token = await gateway.client_token(api_route) if api_route.rule == "client" else None
+            set_cookies = []
+        answer = await _send(transport, call, token, partition)
+        if answer.status == 401 and call.body.replayable and token is not None:
+            answer.release()
+            token = await renewed_token(gateway, api_route, tracked, token)
+            set_cookies = gateway.cookies_for(cookies, tracked) if tracked else []
+            answer = await _send(transport, call, token, partition)
         try:
             PROXIED_BY_CLASS.get(answer.status // 100, PROXIED_OTHER).inc()
-            # The session changed: its cookies, unless it was logged out meanwhile (Redis).
-            set_cookies = await gateway.still_live(tracked, set_cookies)
+            if set_cookies and tracked is not None:  # changed: unless logged out meanwhile (Redis)
+                set_cookies = await gateway.still_live(tracked, set_cookies)
             headers = browser_response_headers(
                 answer,
                 pass_cookies=gateway.settings.bff_pass_upstream_cookies,
@@ -150,17 +195,53 @@ class ProxiedCall:
         )
 
 
-async def _send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
-    headers = [*call.headers, ("Authorization", f"Bearer {session.access_token}")]
+async def renewed_token(
+    gateway: Gateway, api_route: ApiRoute, tracked: RequestSession | None, rejected: str
+) -> str:
+    """After the API refused ``rejected`` with 401: the user's token after one forced refresh, or
+    (``client`` routes) the route's next client token."""
+    if api_route.rule == "client":
+        return await gateway.client_token(api_route, rejected=rejected)
+    if tracked is None:  # never: only a session's call carries a user token
+        raise SessionExpired()
+    session = await gateway.force_refresh(tracked, rejected_access_token=rejected)
+    return session.access_token or ""
+
+
+def without_claim_headers(gateway: Gateway, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The browser's headers without any named like a route's claim header: only the gateway sets
+    those, on every route (a browser's ``X-User-Id`` never reaches any API)."""
+    names = gateway.routes.claim_header_names
+    if not names:
+        return headers
+    return [(name, value) for name, value in headers if name.lower() not in names]
+
+
+def route_headers(
+    gateway: Gateway, api_route: ApiRoute, tracked: RequestSession | None, scope: Scope
+) -> list[tuple[str, str]]:
+    """The headers the route adds: user claims (with a session) and the client's address (opt-in)."""
+    headers: list[tuple[str, str]] = []
+    if api_route.claim_headers and tracked is not None:
+        headers += api_route.claim_values(tracked.current.user, gateway.settings.user_claims)
+    if api_route.forward_client_address:
+        address = client_address(scope, gateway.settings.trusted_proxies)
+        if address is not None:
+            headers += forwarded_headers(address)
+    return headers
+
+
+async def _send(transport: ApiTransport, call: ApiCall, token: str | None, partition: object) -> ApiAnswer:
+    headers = call.headers if token is None else [*call.headers, ("Authorization", f"Bearer {token}")]
     body = call.body
     try:
-        return await gateway.transport.request(
+        return await transport.request(
             call.method,
             call.url.raw_path_qs,
             headers,
             body.payload(),
             content_length=None if body.replayable else body.length,
-            partition=session.sid,  # one session's exchanges never share a connection with another's
+            partition=partition,  # one session's exchanges never share a connection with another's
         )
     except TransportError as exc:  # the one place transport failures become problem answers
         raise transport_problem(exc) from exc
@@ -169,13 +250,19 @@ async def _send(gateway: Gateway, call: ApiCall, session: Session) -> ApiAnswer:
 # -- 1. routing ------------------------------------------------------------------------------------
 
 
-def route(scope: Scope) -> CallBuilder | None:
-    """How to build the call for this request, or None when it is not a proxied call."""
+def route(scope: Scope, routes: RouteTable = NO_ROUTES) -> tuple[CallBuilder, ApiRoute | None] | None:
+    """How to build the call for this request and its route (None: the default route), or None
+    when it is not a proxied call. The default route is tested first: its cost never depends on
+    the table."""
     path = routed_path(scope)
     if path.startswith(PROXY_PREFIX):
-        return ProxiedCall.from_path if scope["method"] in PROXY_METHODS else refuse_method
+        return (ProxiedCall.from_path if scope["method"] in PROXY_METHODS else refuse_method), None
     if path == CUSTOMFETCH_PATH:
-        return ProxiedCall.from_envelope if scope["method"] == "POST" else refuse_method
+        return (ProxiedCall.from_envelope if scope["method"] == "POST" else refuse_method), None
+    if routes:
+        api_route = routes.match(path)
+        if api_route is not None:
+            return (ProxiedCall.from_path if scope["method"] in PROXY_METHODS else refuse_method), api_route
     return None
 
 
@@ -188,13 +275,13 @@ def routed_path(scope: Scope) -> str:
     return path
 
 
-async def refuse_method(_: ProxiedCall, request: Request, gateway: Gateway) -> ApiCall:
+async def refuse_method(_: ProxiedCall, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
     """A proxy path with a method it does not take (405, checked before the session)."""
     raise MethodNotAllowed()
 
 
-def relative_proxy_path(scope: Scope) -> str:
-    """The path after ``/api/rest/proxy/`` exactly as the browser encoded it.
+def relative_proxy_path(scope: Scope, prefix: str = PROXY_PREFIX) -> str:
+    """The path after ``prefix`` (``/api/rest/proxy/`` or a route's) exactly as the browser encoded it.
 
     Routing chose this call on the decoded path (after the mount's ``root_path``); the raw path must
     say the same: the prefix written as is, right after what decodes to the root path. Else the raw
@@ -206,9 +293,9 @@ def relative_proxy_path(scope: Scope) -> str:
     root: str = scope.get("root_path", "")
     if not scope["path"].startswith(root):  # a server whose paths leave out the root path
         root = ""
-    index = path.find(PROXY_PREFIX)
+    index = path.find(prefix)
     while index >= 0 and unquote(path[:index]) != root:
-        index = path.find(PROXY_PREFIX, index + 1)
+        index = path.find(prefix, index + 1)
     if index < 0:  # the prefix itself was percent-encoded (/api/rest/%70roxy/...): not a path we route
         raise InvalidUrl("the proxy prefix must not be percent-encoded")
-    return path[index + len(PROXY_PREFIX) :]
+    return path[index + len(prefix) :]

@@ -6,17 +6,22 @@ import asyncio
 import contextlib
 import logging
 import resource
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
 from . import cluster, redis_client
+from .client_tokens import ClientGrant, ClientTokens
 from .config import Settings
 from .cookies import CookieJar
 from .gateway import Gateway
 from .http1 import Http1Pool
 from .login_limit import LoginLimiter, create_login_limiter
-from .providers import create_provider
+from .providers import TokenProvider, create_provider
 from .providers.http import create_http_client
+from .providers.oidc import OidcProvider
+from .routes import origin_of
+from .sealing import Sealer
 from .stores import create_store
 
 log = logging.getLogger("bffgate")
@@ -58,6 +63,7 @@ class Runtime:
         self._gateway: Gateway | None = None
         self._http: aiohttp.ClientSession | None = None
         self._api: Http1Pool | None = None
+        self._route_pools: dict[str, Http1Pool] = {}
         self._redis: redis_client.RedisClient | None = None
         self._login_limiter: LoginLimiter | None = None
         self._lock = asyncio.Lock()
@@ -83,13 +89,24 @@ class Runtime:
         settings = self.settings
         timeout = settings.bff_upstream_timeout
         self._http = create_http_client(connect_timeout=timeout, read_timeout=timeout)
-        self._api = Http1Pool(
-            settings.remote_api,
-            connect_timeout=timeout,
-            read_timeout=timeout,
-            stream_idle_timeout=settings.bff_stream_idle_timeout,
-            max_idle=idle_connection_budget(settings.bff_upstream_max_idle),
-        )
+        # One pool per origin; the idle-connection budget is shared out between them.
+        origins = {origin_of(settings.remote_api): settings.remote_api}
+        origins |= {
+            origin_of(r.upstream): r.upstream for r in settings.routes if origin_of(r.upstream) not in origins
+        }
+        max_idle = max(1, idle_connection_budget(settings.bff_upstream_max_idle) // len(origins))
+        pools = {
+            origin: Http1Pool(
+                base,
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                stream_idle_timeout=settings.bff_stream_idle_timeout,
+                max_idle=max_idle,
+            )
+            for origin, base in origins.items()
+        }
+        self._api = pools.pop(origin_of(settings.remote_api))
+        self._route_pools = pools
         self._redis = redis_client.connect(settings.redis_url) if settings.redis_url else None
         coordination = None
         if self._redis is not None:
@@ -105,7 +122,15 @@ class Runtime:
         )
         store = create_store(settings, self.jar, self._redis)
         provider = create_provider(settings, self._http)
-        return Gateway(settings, store, provider, self._api, coordination)
+        return Gateway(
+            settings,
+            store,
+            provider,
+            self._api,
+            coordination,
+            transports=dict(self._route_pools),
+            client_tokens=client_tokens(settings, provider, self._http, coordination),
+        )
 
     async def close(self) -> None:
         if self._gateway is not None:
@@ -114,6 +139,9 @@ class Runtime:
             await self._http.close()
         if self._api is not None:
             await self._api.close()
+        for pool in self._route_pools.values():
+            await pool.close()
+        self._route_pools = {}
         if self._redis is not None:
             await redis_client.close(self._redis)
         self._gateway = None
@@ -121,3 +149,51 @@ class Runtime:
         self._http = None
         self._api = None
         self._redis = None
+
+
+def client_tokens(
+    settings: Settings,
+    provider: TokenProvider,
+    http: aiohttp.ClientSession,
+    coordination: cluster.ClusterCoordination | None,
+) -> dict[str, ClientTokens]:
+    """The token source of each ``client`` route, by prefix (``client_tokens.py``).
+
+    The token endpoint is the route's ``client_token_url``, else the OIDC provider's (discovery);
+    the client is the route's, else the OIDC client (config.py checks that one of them is set).
+    """
+    sealer = Sealer(settings.access_secrets, "client-token")
+    sources: dict[str, ClientTokens] = {}
+    for route in settings.routes:
+        if route.token != "client":
+            continue
+        secret = route.client_secret or settings.oidc_client_secret
+        auth_method = settings.oidc_client_auth_method
+        grant = ClientGrant(
+            label=route.prefix,
+            token_url=_token_url(route.client_token_url, provider),
+            client_id=route.client_id or settings.oidc_client_id or "",
+            client_secret=secret.get_secret_value() if secret is not None else "",
+            scopes=route.scopes,
+            auth_method=auth_method if auth_method == "client_secret_post" else "client_secret_basic",
+        )
+        sources[route.prefix] = ClientTokens(
+            grant,
+            http,
+            skew=settings.bff_refresh_skew,
+            timeout=settings.bff_upstream_timeout,
+            sealer=sealer,
+            cluster=coordination,
+        )
+    return sources
+
+
+def _token_url(configured: str | None, provider: TokenProvider) -> Callable[[], Awaitable[str]]:
+    async def token_url() -> str:
+        if configured is not None:
+            return configured
+        if not isinstance(provider, OidcProvider):  # config.py requires the URL with the rest provider
+            raise RuntimeError("a client route without client_token_url needs BFF_PROVIDER=oidc")
+        return (await provider.discovery.metadata()).token_endpoint
+
+    return token_url

@@ -16,6 +16,16 @@ from .errors import BffError, InternalSignal, InvalidRequest, UpstreamError, Ups
 RequestPayload = bytes | AsyncIterator[bytes] | None
 
 
+class _SingleUse:
+    """The partition of a call without a session: its connection carries that one exchange only."""
+
+    def __repr__(self) -> str:
+        return "SINGLE_USE"
+
+
+SINGLE_USE = _SingleUse()
+
+
 class TransportError(InternalSignal):
     """The API could not be reached, or its answer could not be read (a network-level failure)."""
 
@@ -74,7 +84,8 @@ class ApiTransport(Protocol):
 
         ``body``: None, bytes (sent with their length) or an async iterator (``content_length`` if
         known, else chunked). ``partition``: requests of one partition (a session) never share a
-        connection with another's. Raises ``TransportError`` and its subclasses only.
+        connection with another's; ``SINGLE_USE``: a connection of its own, closed after the exchange.
+        Raises ``TransportError`` and its subclasses only.
         """
 
     async def close(self) -> None:

@@ -181,13 +181,15 @@ async def test_a_session_logged_out_during_the_call_gets_no_cookies() -> None:
     """The one check after the answer: a logout that came while the API answered drops the cookies
     sealed before the call (security requirement 21, here without Redis)."""
     store = MemoryStore(session_of(expires_in=-1))
-    gateway = gateway_with(MemoryTransport(ok), store=store)
+    ended: list[str] = []
 
     def logged_out_meanwhile(_: SentRequest) -> MemoryAnswer:
+        ended.append("sid-1")
         gateway.refresher._ended.add("sid-1", time.time() + 60)
         return ok(_)
 
-    gateway.transport = MemoryTransport(logged_out_meanwhile)
+    gateway = gateway_with(MemoryTransport(logged_out_meanwhile), store=store)
     status, headers, _ = await call(gateway)
     assert status == 200
+    assert ended == ["sid-1"]  # the logout came during the API call
     assert b"set-cookie" not in headers

@@ -5,7 +5,8 @@
 // Prints one line `BFFGATE_TEST_ISSUER <issuer>` on stdout once it accepts connections.
 // Configured like a strict production provider: PKCE required, refresh-token rotation with reuse
 // detection (a reused refresh token revokes the whole grant), 20-second access tokens, opaque access
-// tokens, revocation, introspection, RP-initiated and back-channel logout. Clients register dynamically (RFC 7591), so
+// tokens, revocation, introspection, RP-initiated and back-channel logout, client credentials.
+// Clients register dynamically (RFC 7591), so
 // each test brings its own redirect URI; one static client matches the README's settings.
 //
 // Test-only extras, outside the provider's routes:
@@ -149,6 +150,7 @@ server.listen(port, '127.0.0.1', () => {
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: true },
       backchannelLogout: { enabled: true }, // clients registered with a backchannel_logout_uri
+      clientCredentials: { enabled: true }, // clients registered with the client_credentials grant
     },
   });
 
