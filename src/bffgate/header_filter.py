@@ -143,6 +143,15 @@ def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> l
     return kept
 
 
+def is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether these (lower-case) answer headers declare ``text/event-stream``; only asked of answers
+    without a Content-Length, so the usual answer costs nothing here."""
+    for name, value in headers:
+        if name == b"content-type":
+            return value[:17].lower() == b"text/event-stream"
+    return False
+
+
 def browser_response_headers(
     upstream: ApiAnswer, *, pass_cookies: bool, set_cookies: list[str], bodiless: bool = False
 ) -> list[tuple[bytes, bytes]]:
@@ -168,13 +177,13 @@ def browser_response_headers(
             connection_named.update(token.strip().lower() for token in value.split(b","))
         elif lower == b"cache-control":
             cache_control.append(value)
-        elif lower == b"content-type" and value[:17].lower() == b"text/event-stream":
-            # Server-sent events: a buffering proxy in front (nginx) would hold the events back.
-            headers += [(lower, value), (b"x-accel-buffering", b"no")]
         elif lower not in drop and not lower.startswith(b"access-control-"):
             headers.append((lower, value))
     if connection_named:
         headers = [(name, value) for name, value in headers if name not in connection_named]
+    if upstream.content_length is None and is_event_stream(headers):
+        # Server-sent events: a buffering proxy in front (nginx) would hold the events back.
+        headers.append((b"x-accel-buffering", b"no"))
     if set_cookies:
         headers += session_cookie_headers(set_cookies)
     else:  # every proxied call is session-authenticated: no shared cache may keep its answer
