@@ -11,6 +11,9 @@ Same run, same machine, every server its own process on 127.0.0.1 (started here,
 
 Every nginx runs one worker process, so each row is one core's worth of proxying against bffgate's
 one worker. Small JSON (``/items``, ~1 KB) at 1 and 32 connections, 1 MiB bodies at 4 connections.
+Each row also reports the CPU its serving processes (the row's nginx, bffgate) spent per request at 32
+connections, and the ratios by it: on a machine others share, req/s of rows measured one after the
+other vary with the others' load, CPU per request much less.
 Needs Debian's nginx (``apt-get install nginx``) and, preferably, wrk.
 """
 
@@ -26,10 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from load import LoadResult, run_load, wrk_available
-from run import HERE, PYTHON, Fleet, Server, free_port, http_status
+from run import HERE, PYTHON, Fleet, Server, cpu_seconds, free_port, http_status
+
+from bffgate.forward_auth_config import nginx_file
 
 ROWS = (
     "nginx proxy_pass alone",
@@ -87,18 +93,10 @@ def generated_nginx(env: dict[str, str], listen: str, bffgate: str, state: Path)
 
 
 def plain_nginx(listen: str, upstream_hostport: str, state: Path) -> str:
-    return f"""worker_processes 1;
-pid {state}/nginx.pid;
-error_log {state}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {state}/client_body;
-    proxy_temp_path {state}/proxy;
-    fastcgi_temp_path {state}/fastcgi;
-    uwsgi_temp_path {state}/uwsgi;
-    scgi_temp_path {state}/scgi;
-    upstream api {{ server {upstream_hostport}; keepalive 64; }}
+    """nginx alone: the recipe's own process settings (``nginx_file``), a plain ``proxy_pass``."""
+    return nginx_file(
+        str(state),
+        f"""    upstream api {{ server {upstream_hostport}; keepalive 64; }}
     server {{
         listen {listen};
         location / {{
@@ -107,8 +105,8 @@ http {{
             proxy_set_header Connection "";
         }}
     }}
-}}
-"""
+""",
+    )
 
 
 def start_nginx(fleet: Fleet, name: str, config: str, state: Path) -> Server:
@@ -148,13 +146,40 @@ def fleet_start_listening(fleet: Fleet, name: str, argv: list[str], port: int) -
     return server
 
 
-def measure(url: str, headers: list[tuple[str, str]], duration: float) -> dict[str, LoadResult]:
+@dataclass
+class Row:
+    """One row's load runs and the CPU its serving processes (nginx, bffgate) spent per request at 32
+    connections: on a shared machine the steadiest figure, as it does not count waiting for a core."""
+
+    c1: LoadResult
+    c32: LoadResult
+    big: LoadResult
+    cpu_us: dict[str, float]  # per serving process group: "nginx", "bffgate"
+
+    @property
+    def total_cpu_us(self) -> float:
+        return sum(self.cpu_us.values())
+
+    @property
+    def errors(self) -> int:
+        return self.c1.errors + self.c32.errors + self.big.errors
+
+
+def measure(url: str, headers: list[tuple[str, str]], duration: float, serving: list[Server]) -> Row:
     run_load(url + "items", connections=32, duration=1, headers=headers)  # warm-up
-    return {
-        "c1": run_load(url + "items", connections=1, duration=duration, headers=headers),
-        "c32": run_load(url + "items", connections=32, duration=duration, headers=headers),
-        "big": run_load(url + ONE_MIB, connections=4, duration=duration, headers=headers),
+    c1 = run_load(url + "items", connections=1, duration=duration, headers=headers)
+    groups = {server_kind(s): s.pids() for s in serving}
+    before = {kind: cpu_seconds(pids) for kind, pids in groups.items()}
+    c32 = run_load(url + "items", connections=32, duration=duration, headers=headers)
+    cpu_us = {
+        kind: (cpu_seconds(pids) - before[kind]) / max(c32.requests, 1) * 1e6 for kind, pids in groups.items()
     }
+    big = run_load(url + ONE_MIB, connections=4, duration=duration, headers=headers)
+    return Row(c1, c32, big, cpu_us)
+
+
+def server_kind(server: Server) -> str:
+    return "bffgate" if server.name == "bffgate" else "nginx"
 
 
 def main() -> None:
@@ -167,7 +192,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bffgate-bench-fa-"))
     workdir.chmod(0o755)
     fleet = Fleet(workdir)
-    results: dict[str, dict[str, LoadResult]] = {}
+    results: dict[str, Row] = {}
     try:
         up_port = free_port()
         upstream = fleet.start(
@@ -178,27 +203,29 @@ def main() -> None:
         env = bffgate_env(upstream.url, f"http://127.0.0.1:{front_ports[1]}")
         exe = Path(PYTHON).with_name("bffgate")
         cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
-        fleet.start("bffgate", [*cmd, "serve", "--port", str(gw_port)], gw_port, health="/healthz", env=env)
+        gateway = fleet.start(
+            "bffgate", [*cmd, "serve", "--port", str(gw_port)], gw_port, health="/healthz", env=env
+        )
         cookie = login(gw_port)
         session = [("Cookie", cookie), ("X-CSRF", "1")]
         plain = plain_nginx(f"127.0.0.1:{front_ports[0]}", f"127.0.0.1:{up_port}", workdir / "plain")
-        start_nginx(fleet, ROWS[0], plain, workdir / "plain")
+        fronts = [start_nginx(fleet, ROWS[0], plain, workdir / "plain")]
         for index, (row, state) in enumerate(((ROWS[1], "cached"), (ROWS[2], "uncached")), start=1):
             config = generated_nginx(
                 env, f"127.0.0.1:{front_ports[index]}", f"127.0.0.1:{gw_port}", workdir / state
             )
             if state == "uncached":
                 config = config.replace("proxy_cache bffgate_decisions;", "proxy_cache off;")
-            start_nginx(fleet, row, config, workdir / state)
+            fronts.append(start_nginx(fleet, row, config, workdir / state))
         targets = {
-            ROWS[0]: (f"http://127.0.0.1:{front_ports[0]}/", []),
-            ROWS[1]: (f"http://127.0.0.1:{front_ports[1]}/api/", session),
-            ROWS[2]: (f"http://127.0.0.1:{front_ports[2]}/api/", session),
-            ROWS[3]: (f"http://127.0.0.1:{gw_port}/api/rest/proxy/", session),
+            ROWS[0]: (f"http://127.0.0.1:{front_ports[0]}/", [], [fronts[0]]),
+            ROWS[1]: (f"http://127.0.0.1:{front_ports[1]}/api/", session, [fronts[1], gateway]),
+            ROWS[2]: (f"http://127.0.0.1:{front_ports[2]}/api/", session, [fronts[2], gateway]),
+            ROWS[3]: (f"http://127.0.0.1:{gw_port}/api/rest/proxy/", session, [gateway]),
         }
-        for row, (url, headers) in targets.items():
+        for row, (url, headers, serving) in targets.items():
             print(f"measuring {row} …", file=sys.stderr, flush=True)
-            results[row] = measure(url, headers, duration)
+            results[row] = measure(url, headers, duration, serving)
     finally:
         fleet.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -206,7 +233,7 @@ def main() -> None:
 
 
 def report(
-    results: dict[str, dict[str, LoadResult]],
+    results: dict[str, Row],
     duration: float,
     load_before: tuple[float, float, float],
     load_after: tuple[float, float, float],
@@ -216,18 +243,26 @@ def report(
         f"\n{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {tool}, {duration:g} s per run, "
         f"{os.cpu_count()} CPUs, load average before {load_before[0]:.2f}, after {load_after[0]:.2f}\n"
     )
-    print("| server | req/s, 32 connections | p50, 1 connection | 1 MiB bodies | errors |")
-    print("|---|---|---|---|---|")
-    for row, r in results.items():
-        errors = sum(x.errors for x in r.values())
-        print(
-            f"| {row} | {r['c32'].rps:,.0f} | {r['c1'].p50_ms:.2f} ms | {r['big'].mib_s:,.0f} MiB/s | {errors} |"
-        )
-    alone = results[ROWS[0]]["c32"].rps
-    cached, uncached, own = (results[row]["c32"].rps for row in ROWS[1:])
     print(
-        f"\ncached ÷ nginx alone: {cached / alone:.2f} (goal ≥ 0.50); "
-        f"uncached ÷ bffgate's own proxy: {uncached / own:.2f} (goal ≥ 1.5)"
+        "| server | req/s, 32 connections | CPU µs/request: nginx + bffgate | p50, 1 connection "
+        "| 1 MiB bodies | errors |"
+    )
+    print("|---|---|---|---|---|---|")
+    for row, r in results.items():
+        cpu = " + ".join(f"{r.cpu_us.get(kind, 0):.0f}" for kind in ("nginx", "bffgate"))
+        print(
+            f"| {row} | {r.c32.rps:,.0f} | {cpu} = {r.total_cpu_us:.0f} | {r.c1.p50_ms:.2f} ms "
+            f"| {r.big.mib_s:,.0f} MiB/s | {r.errors} |"
+        )
+    alone, cached, uncached, own = (results[row] for row in ROWS)
+    print(
+        f"\nreq/s: cached ÷ nginx alone {cached.c32.rps / alone.c32.rps:.2f} (goal ≥ 0.50); "
+        f"uncached ÷ bffgate's own proxy {uncached.c32.rps / own.c32.rps:.2f} (goal ≥ 1.5)"
+    )
+    # Requests per CPU second: what one core would serve, whatever else the machine was doing.
+    print(
+        f"by CPU: cached ÷ nginx alone {alone.total_cpu_us / cached.total_cpu_us:.2f}; "
+        f"uncached ÷ bffgate's own proxy {own.total_cpu_us / uncached.total_cpu_us:.2f}"
     )
 
 

@@ -44,7 +44,8 @@ async def test_mounted_under_a_prefix_in_a_host_app(make_stack: StackFactory) ->
 
 
 async def test_user_middleware_wraps_the_proxied_calls(make_stack: StackFactory) -> None:
-    """Middleware added with ``app.add_middleware`` sees proxied calls too (README: the proxied call)."""
+    """Middleware added with ``app.add_middleware`` sees proxied calls and forward-auth decisions too
+    (README: the proxied call)."""
     seen: list[tuple[str, int]] = []
 
     class RecordAnswers:
@@ -68,8 +69,11 @@ async def test_user_middleware_wraps_the_proxied_calls(make_stack: StackFactory)
             assert (await browser.request("GET", "/api/rest/proxy/me")).status == 200
             envelope = {"url": "/me"}
             assert (await browser.request("POST", "/api/rest/customfetch", json_body=envelope)).status == 200
+            decision = await browser.request("GET", "/api/auth/forward", headers={"X-Original-URI": "/x"})
+            assert decision.status == 200
     assert seen == [
         ("/api/auth/login", 200),
         ("/api/rest/proxy/me", 200),
         ("/api/rest/customfetch", 200),
+        ("/api/auth/forward", 200),
     ]

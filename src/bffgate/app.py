@@ -17,10 +17,10 @@ from starlette.routing import BaseRoute, Route
 from .config import Settings, load_settings
 from .endpoints import BACKCHANNEL_LOGOUT_PATH, Endpoints
 from .errors import BffError
-from .forward_auth import FORWARD_AUTH_PATH, ForwardAuth
+from .forward_auth import ForwardAuth
 from .logout_redirect import REDIRECT_PATH
 from .operations import Operations, operations_listener
-from .proxied_call import PROXY_METHODS, ProxiedCall
+from .proxied_call import ProxiedCall
 from .routes import RouteTable
 from .runtime import Runtime
 
@@ -32,7 +32,6 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     settings = settings or load_settings()
     runtime = Runtime(settings)
     endpoints = Endpoints(runtime)
-    forward_auth = ForwardAuth(runtime)
     token = settings.bff_metrics_token
     operations = Operations(runtime.gateway, token.get_secret_value() if token else None)
 
@@ -49,16 +48,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
         Route("/api/auth/logout", endpoints.logout, methods=["POST"]),
         Route(REDIRECT_PATH, endpoints.logout_redirect, methods=["GET"]),
         Route("/api/auth/user", endpoints.user, methods=["GET"]),
-        # Forward-auth decisions: every method (Envoy's ext_authz asks with the browser's, no body).
-        Route(FORWARD_AUTH_PATH, forward_auth.decide, methods=PROXY_METHODS),
         *(  # OpenID Connect only: with BFF_PROVIDER=rest nobody sends logout tokens (404)
             [Route(BACKCHANNEL_LOGOUT_PATH, endpoints.backchannel_logout, methods=["POST"])]
             if settings.bff_provider == "oidc"
             else []
         ),
         Route("/api/rest/refreshresttokens", endpoints.refresh_tokens, methods=["POST"]),
-        # /api/rest/proxy/…, /api/rest/customfetch and the ROUTES prefixes: answered by ProxiedCall
-        # before the router.
+        # /api/rest/proxy/…, /api/rest/customfetch, the ROUTES prefixes and the forward-auth
+        # decisions (/api/auth/forward): answered by ProxiedCall before the router.
         Route("/healthz", operations.healthz, methods=["GET"]),
         Route("/readyz", operations.readyz, methods=["GET"]),
         # With BFF_METRICS_ADDRESS the metrics are served on that address only.
@@ -69,13 +66,14 @@ def create_app(settings: Settings | None = None, *, extra_routes: Sequence[BaseR
     ]
     return Starlette(
         routes=routes,
-        # The innermost middleware: what users add with app.add_middleware wraps the proxied calls too.
+        # The innermost middleware: what users add with app.add_middleware wraps its answers too.
         middleware=[
             Middleware(
                 ProxiedCall,
                 gateway=runtime.gateway,
                 on_error=endpoints.on_error,
                 routes=RouteTable.from_settings(settings),
+                decide=ForwardAuth(runtime).decide,
             )
         ],
         lifespan=lifespan,

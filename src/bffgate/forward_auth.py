@@ -14,7 +14,11 @@ refresh), and X-CSRF plus an allowed Origin for state-changing methods. The answ
 
 The decision may be cached by the front proxy for at most ``BFF_FORWARD_AUTH_CACHE_SECONDS`` and
 never past the point where the token would be refreshed; a decision that rotated cookies is not
-cacheable. The cache key must hold everything the decision reads (``decision_cache_key_parts``).
+cacheable. The cache key must hold everything the decision reads (``DECISION_CACHE_KEY_PARTS``).
+
+Without a cache every request through the front proxy costs one decision, so it is served by the
+innermost layer (``proxied_call.ProxiedCall``, past Starlette's router) and a "yes" is written
+straight to ASGI (``Decision``): the cookies are parsed once, no framework response is built.
 """
 
 from __future__ import annotations
@@ -26,10 +30,11 @@ from typing import NamedTuple
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .csrf import verify_csrf
 from .errors import BffError, InvalidRequest, SessionExpired, Unauthenticated
-from .gateway import Gateway, RequestSession
+from .gateway import Gateway
 from .header_filter import header_value
 from .navigation import is_navigation, login_redirect_location
 from .problems import NO_STORE, error_answer
@@ -105,30 +110,40 @@ def decision_headers(
     return headers
 
 
+class Decision:
+    """The 200 "yes" as a bare ASGI answer: a head and an empty body, nothing else to build."""
+
+    __slots__ = ("headers",)
+
+    def __init__(self, headers: list[tuple[bytes, bytes]]) -> None:
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
 class ForwardAuth:
-    """The ``GET /api/auth/forward`` endpoint."""
+    """The ``GET /api/auth/forward`` endpoint (every method: Envoy asks with the browser's)."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
 
-    async def decide(self, request: Request) -> Response:
+    async def decide(self, request: Request) -> Decision | Response:
+        """The decision; a refusal other than "signed out" is raised for the app's error handler."""
         gateway = await self.runtime.gateway()
         original = original_request(request)
+        cookies = request.cookies  # parsed once, here
         try:
-            tracked = await gateway.open_without_csrf(request.cookies, request.scope)
+            tracked = await gateway.open_without_csrf(cookies, request.scope)
         except (Unauthenticated, SessionExpired) as error:
             return self._signed_out(request, gateway, error, original)
         if original.method not in SAFE_METHODS:
             verify_csrf(request.scope["headers"], self.settings.allowed_origins)
-        return await self._allow(request, gateway, tracked, original)
-
-    async def _allow(
-        self, request: Request, gateway: Gateway, tracked: RequestSession, original: OriginalRequest
-    ) -> Response:
         try:
             session = await gateway.fresh(tracked)
-            set_cookies = await gateway.answer_cookies(request.cookies, tracked)
+            set_cookies = await gateway.answer_cookies(cookies, tracked)
         except (Unauthenticated, SessionExpired) as error:  # the refresh was refused: signed out
             tracked.ended = True
             return self._signed_out(request, gateway, error, original)
@@ -138,12 +153,7 @@ class ForwardAuth:
             cap=self.settings.bff_forward_auth_cache_seconds,
             now=time.time(),
         )
-        response = Response(status_code=200)
-        response.raw_headers[:] = [
-            (b"content-length", b"0"),
-            *decision_headers(session, set_cookies, cache_seconds),
-        ]
-        return response
+        return Decision([(b"content-length", b"0"), *decision_headers(session, set_cookies, cache_seconds)])
 
     def _signed_out(
         self, request: Request, gateway: Gateway, error: BffError, original: OriginalRequest

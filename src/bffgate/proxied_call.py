@@ -1,12 +1,13 @@
-"""The proxied call, top to bottom: ``/api/rest/proxy/…``, the routes' prefixes, ``POST /api/rest/customfetch``.
+"""The proxied call, top to bottom: ``/api/rest/proxy/…``, the routes' prefixes, ``POST /api/rest/customfetch``;
+and the forward-auth decision (``/api/auth/forward``), served by the same layer.
 
 ``ProxiedCall`` is a plain ASGI middleware (Starlette's idiom), installed as the innermost of the
-app's middleware: the user's middleware (``app.add_middleware``) sees proxied calls like any other
-request, while Starlette's exception middleware and router, which cost more per request than the
-gateway's own work (bench/README.md), are skipped. One call:
+app's middleware: the user's middleware (``app.add_middleware``) sees these requests like any other,
+while Starlette's exception middleware and router, which cost more per request than the gateway's own
+work (bench/README.md), are skipped. One call:
 
-1. ``route``: the default proxy path, a configured route's prefix (``routes.RouteTable``) or the
-   customfetch path? (anything else goes on to the router);
+1. ``handler``: the default proxy path, the customfetch path, the forward-auth path or a configured
+   route's prefix (``routes.RouteTable``)? (anything else goes on to the router);
 2. ``Gateway.open``: the session from the cookies, then the CSRF check (routes whose token rule is
    not ``user``: the CSRF check, then the session if there is one);
 3. ``build``: the API call from the path (``api_url``, ``header_filter``, ``request_body``) or from
@@ -15,14 +16,17 @@ gateway's own work (bench/README.md), are skipped. One call:
 4. ``send``: the route's credentials (the user's fresh token, the route's client token or none), the call through the origin's ``ApiTransport``, and once, on a 401 with a
    replayable body, a forced refresh (or a new client token) and the same call again;
 5. the answer: the API's status and filtered headers, the session's new cookies if it changed, the
-   body streamed (``answer_stream``). Any error becomes a problem answer through the app's one
-   error handler.
+   body streamed (``answer_stream``).
+
+A forward-auth decision is ``ForwardAuth.decide`` instead of 2. to 5. Whatever the handler, any
+error becomes a problem answer through the app's one error handler.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from urllib.parse import unquote
 
 from starlette.requests import HTTPConnection, Request
@@ -32,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .answer_stream import StreamedAnswer
 from .customfetch import ApiCall, parse_envelope
 from .errors import BffError, InvalidUrl, MethodNotAllowed, SessionExpired
+from .forward_auth import FORWARD_AUTH_PATH
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
 from .live_socket import LiveSocketCall
@@ -55,10 +60,13 @@ GatewayGetter = Callable[[], Awaitable[Gateway]]
 ErrorHandler = Callable[[HTTPConnection, Exception], Awaitable[Response]]
 CallBuilder = Callable[["ProxiedCall", Request, Gateway, ApiRoute], Awaitable[ApiCall]]
 NO_ROUTES = RouteTable(())
+# What answers a request this layer serves: the ASGI answer, or an exception for ``on_error``.
+Handler = Callable[[Request], Awaitable[ASGIApp]]
 
 
 class ProxiedCall:
-    """ASGI middleware answering the proxy routes; every other request goes on to ``app``."""
+    """ASGI middleware answering the proxy routes and, given ``decide``, the forward-auth decisions;
+    every other request goes on to ``app``."""
 
     def __init__(
         self,
@@ -67,39 +75,66 @@ class ProxiedCall:
         gateway: GatewayGetter,
         on_error: ErrorHandler,
         routes: RouteTable = NO_ROUTES,
+        decide: Handler | None = None,
     ) -> None:
         self.app = app
         self.gateway = gateway
         self.on_error = on_error
         self.routes = routes
+        self.decide = decide
         self.live_socket = LiveSocketCall(gateway, on_error, relative_proxy_path)
+        # Bound once: no coroutine frame of our own between the routing and the call.
+        self.proxy_path: Handler = partial(self.answer, build=ProxiedCall.from_path, api_route=None)
+        self.customfetch: Handler = partial(self.answer, build=ProxiedCall.from_envelope, api_route=None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        found = route(scope, self.routes) if scope["type"] == "http" else None
-        if found is None:
+        handler = self.handler(scope) if scope["type"] == "http" else None
+        if handler is None:
             # A WebSocket handshake on the default route (REMOTE_API); the configured routes are HTTP only.
-            if scope["type"] == "websocket" and routed_path(scope).startswith(PROXY_PREFIX):
+            if scope["type"] == "websocket" and app_path(scope).startswith(PROXY_PREFIX):
                 await self.live_socket(scope, receive, send)
                 return
             await self.app(scope, receive, send)
             return
-        build, api_route = found
         request = Request(scope, receive)
         answer: ASGIApp
         try:
-            answer = await self.answer(request, build, api_route)
+            answer = await handler(request)
         except Exception as exc:
             if not isinstance(exc, BffError):
                 log.exception("unexpected error on %s", scope["path"][:200])
             answer = await self.on_error(request, exc)
         await answer(scope, receive, send)
 
+    # -- 1. routing --------------------------------------------------------------------------------
+
+    def handler(self, scope: Scope) -> Handler | None:
+        """What answers this request, or None when the router does (a method a path does not take
+        is refused before the session, as the router would). The default route is tested first: its
+        cost never depends on the route table."""
+        path = app_path(scope)
+        method: str = scope["method"]
+        if path.startswith(PROXY_PREFIX):
+            return self.proxy_path if method in PROXY_METHODS else refuse_method
+        if path == CUSTOMFETCH_PATH:
+            return self.customfetch if method == "POST" else refuse_method
+        if path == FORWARD_AUTH_PATH and self.decide is not None:
+            # Every proxy method: Envoy's ext_authz asks with the browser's own (and no body).
+            return self.decide if method in PROXY_METHODS else refuse_method
+        if self.routes:
+            api_route = self.routes.match(path)
+            if api_route is not None:
+                if method not in PROXY_METHODS:
+                    return refuse_method
+                return partial(self.answer, build=ProxiedCall.from_path, api_route=api_route)
+        return None
+
+    # -- 2. the session, then the call -------------------------------------------------------------
+
     async def answer(
         self, request: Request, build: CallBuilder, api_route: ApiRoute | None
     ) -> StreamedAnswer:
         """``api_route`` None: the default route (``REMOTE_API``, token rule ``user``)."""
-        if build is refuse_method:  # before the session: as the router would answer
-            raise MethodNotAllowed()
         gateway = await self.gateway()
         tracked: RequestSession | None
         if api_route is None:
@@ -247,27 +282,11 @@ async def _send(transport: ApiTransport, call: ApiCall, token: str | None, parti
         raise transport_problem(exc) from exc
 
 
-# -- 1. routing ------------------------------------------------------------------------------------
+# -- paths -----------------------------------------------------------------------------------------
 
 
-def route(scope: Scope, routes: RouteTable = NO_ROUTES) -> tuple[CallBuilder, ApiRoute | None] | None:
-    """How to build the call for this request and its route (None: the default route), or None
-    when it is not a proxied call. The default route is tested first: its cost never depends on
-    the table."""
-    path = routed_path(scope)
-    if path.startswith(PROXY_PREFIX):
-        return (ProxiedCall.from_path if scope["method"] in PROXY_METHODS else refuse_method), None
-    if path == CUSTOMFETCH_PATH:
-        return (ProxiedCall.from_envelope if scope["method"] == "POST" else refuse_method), None
-    if routes:
-        api_route = routes.match(path)
-        if api_route is not None:
-            return (ProxiedCall.from_path if scope["method"] in PROXY_METHODS else refuse_method), api_route
-    return None
-
-
-def routed_path(scope: Scope) -> str:
-    """The path the gateway routes on: the decoded path after the mount's ``root_path``."""
+def app_path(scope: Scope) -> str:
+    """The request's path inside the app: without the mount's prefix (``root_path``)."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     if root and path.startswith(root):  # mounted under a prefix
@@ -275,8 +294,8 @@ def routed_path(scope: Scope) -> str:
     return path
 
 
-async def refuse_method(_: ProxiedCall, request: Request, gateway: Gateway, api_route: ApiRoute) -> ApiCall:
-    """A proxy path with a method it does not take (405, checked before the session)."""
+async def refuse_method(request: Request) -> ASGIApp:
+    """A path of this layer with a method it does not take (405, checked before the session)."""
     raise MethodNotAllowed()
 
 

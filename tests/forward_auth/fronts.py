@@ -1,5 +1,6 @@
 """Real front proxies (Debian's nginx and Caddy) started on loopback with a config `bffgate
-forward-auth-config` printed: own state directory in tmp, pid file, stopped by that PID."""
+forward-auth-config` printed: own state directory in tmp, pid file, stopped by that PID.
+``front_stack``: a test API, bffgate and the front proxy, the browser talking to the front only."""
 
 from __future__ import annotations
 
@@ -13,16 +14,22 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from unittest import mock
 
+import aiohttp
 import pytest
 
-from bffgate import cli
+from bffgate import cli, create_app
+from bffgate.config import Settings
+from bffgate.demo.api import DemoState
 
-from ..harness import SECRET_A, SECRET_R
+from ..harness import SECRET_A, SECRET_R, Answer, Browser, bind_loopback, serve, settings_for
 from ..interop.peer import until_listening
+from ..processes import free_port
+from ..upstream import Recorder, create_test_upstream
 
 SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
 FRONTS = ("nginx", "caddy")
@@ -45,18 +52,25 @@ def generated_config(
     bffgate: str,
     state: str,
     in_process: bool = False,
+    env: dict[str, str] | None = None,
 ) -> str:
     """What `bffgate forward-auth-config KIND` prints for these settings: the config under test.
 
-    ``in_process``: the same command's ``main`` in this process (no interpreter start-up per test).
+    ``in_process``: the same command's ``main`` in this process (no interpreter start-up per test);
+    ``env``: more settings (the session store: Redis sessions need one cookie slot, not 27).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BFF_", "ETLS_", "REMOTE_", "OIDC_"))}
-    env |= {
-        "REMOTE_API": api_url,
-        "ETLS_ACCESS": SECRET_A,
-        "ETLS_REFRESH": SECRET_R,
-        "BFF_PUBLIC_URL": public_url,
-    }
+    more = env or {}
+    prefixes = ("BFF_", "ETLS_", "REMOTE_", "OIDC_", "REDIS_")
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+        | more
+        | {
+            "REMOTE_API": api_url,
+            "ETLS_ACCESS": SECRET_A,
+            "ETLS_REFRESH": SECRET_R,
+            "BFF_PUBLIC_URL": public_url,
+        }
+    )
     args = ["forward-auth-config", kind, "--listen", listen, "--bffgate", bffgate, "--state-dir", state]
     if in_process:
         printed = io.StringIO()
@@ -139,3 +153,72 @@ def _prepare(kind: str, config: str, state: Path) -> BinaryIO:
     """Write the config; the server's own output goes to a log file (shown if it fails to start)."""
     (state / ("nginx.conf" if kind == "nginx" else "Caddyfile")).write_text(config)
     return open(state / "server.log", "wb")
+
+
+@dataclass
+class Front:
+    """A front proxy in front of a test API, bffgate deciding; browsers talk to ``url`` only."""
+
+    kind: str
+    url: str
+    api: DemoState
+    recorder: Recorder
+    http: aiohttp.ClientSession
+    settings: Settings
+
+    def browser(self) -> Browser:
+        return Browser(self.http, self.url)
+
+    async def logged_in(self) -> Browser:
+        browser = self.browser()
+        await browser.login()
+        return browser
+
+    def tokens_sent_to_api(self) -> set[str]:
+        values = (r.headers.get("authorization", "") for r in self.recorder.requests)
+        return {v[len("Bearer ") :] for v in values if v.startswith("Bearer ")}
+
+
+@contextlib.asynccontextmanager
+async def front_stack(kind: str, http: aiohttp.ClientSession, **overrides: Any) -> AsyncIterator[Front]:
+    """The test API, bffgate (its settings with ``overrides``) and ``kind`` configured by what
+    `bffgate forward-auth-config` prints; all stopped on the way out."""
+    binary(kind)
+    upstream, state, recorder = create_test_upstream()
+    async with contextlib.AsyncExitStack() as stack:
+        api_url = await stack.enter_async_context(serve(upstream, lifespan="off"))
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        settings = settings_for(api_url, bff_public_url=url, **overrides)
+        sock = bind_loopback()
+        bffgate = f"127.0.0.1:{sock.getsockname()[1]}"
+        await stack.enter_async_context(serve(create_app(settings), sock=sock))
+        directory = stack.enter_context(state_directory())
+        config = generated_config(
+            kind,
+            api_url=api_url,
+            public_url=url,
+            listen=f"127.0.0.1:{port}",
+            bffgate=bffgate,
+            state=str(directory),
+            in_process=True,
+            env=store_env(settings),
+        )
+        await stack.enter_async_context(running_front(kind, config, directory, port))
+        yield Front(kind, url, state, recorder, http, settings)
+
+
+def store_env(settings: Settings) -> dict[str, str]:
+    """The session store's settings as the environment `bffgate forward-auth-config` reads."""
+    if settings.bff_session_store == "cookie":
+        return {}
+    return {"BFF_SESSION_STORE": settings.bff_session_store, "REDIS_URL": settings.redis_url or ""}
+
+
+def assert_no_token(front: Front, *answers: Answer) -> None:
+    """The token never reaches the browser: not in a header, not in a body."""
+    tokens = front.tokens_sent_to_api()
+    for answer in answers:
+        seen = answer.body.decode("latin-1") + "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
+        assert "Bearer" not in seen
+        assert not any(token in seen for token in tokens)

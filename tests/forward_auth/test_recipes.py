@@ -5,78 +5,20 @@ prints, bffgate deciding. The browser talks to the front proxy only."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
 from starlette.responses import JSONResponse
 
-from bffgate import create_app
-from bffgate.demo.api import DemoState
-
-from ..harness import Answer, Browser, bind_loopback, serve, session_cookies_set, settings_for
-from ..processes import free_port
-from ..upstream import Recorder, create_test_upstream
-from .fronts import FRONTS, binary, generated_config, running_front, state_directory
-
-
-@dataclass
-class Front:
-    kind: str
-    url: str
-    api: DemoState
-    recorder: Recorder
-    http: aiohttp.ClientSession
-
-    def browser(self) -> Browser:
-        return Browser(self.http, self.url)
-
-    async def logged_in(self) -> Browser:
-        browser = self.browser()
-        await browser.login()
-        return browser
-
-    def tokens_sent_to_api(self) -> set[str]:
-        values = (r.headers.get("authorization", "") for r in self.recorder.requests)
-        return {v[len("Bearer ") :] for v in values if v.startswith("Bearer ")}
+from ..harness import session_cookies_set
+from .fronts import FRONTS, Front, assert_no_token, front_stack
 
 
 @pytest.fixture(params=FRONTS)
 async def front(request: pytest.FixtureRequest, http: aiohttp.ClientSession) -> AsyncIterator[Front]:
-    kind = request.param
-    binary(kind)
-    upstream, state, recorder = create_test_upstream()
-    async with contextlib.AsyncExitStack() as stack:
-        api_url = await stack.enter_async_context(serve(upstream, lifespan="off"))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        settings = settings_for(api_url, bff_public_url=url)
-        sock = bind_loopback()
-        bffgate = f"127.0.0.1:{sock.getsockname()[1]}"
-        await stack.enter_async_context(serve(create_app(settings), sock=sock))
-        directory = stack.enter_context(state_directory())
-        config = generated_config(
-            kind,
-            api_url=api_url,
-            public_url=url,
-            listen=f"127.0.0.1:{port}",
-            bffgate=bffgate,
-            state=str(directory),
-            in_process=True,
-        )
-        await stack.enter_async_context(running_front(kind, config, directory, port))
-        yield Front(kind, url, state, recorder, http)
-
-
-def assert_no_token(front: Front, *answers: Answer) -> None:
-    """The token never reaches the browser: not in a header, not in a body."""
-    tokens = front.tokens_sent_to_api()
-    for answer in answers:
-        seen = answer.body.decode("latin-1") + "".join(f"{k}: {v}\n" for k, v in answer.headers.items())
-        assert "Bearer" not in seen
-        assert not any(token in seen for token in tokens)
+    async with front_stack(request.param, http) as started:
+        yield started
 
 
 async def test_login_then_proxied_get_and_post_reach_the_api_with_the_token_only(front: Front) -> None:

@@ -7,11 +7,11 @@ import time
 from typing import Any
 
 import pytest
-from starlette.requests import HTTPConnection
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from bffgate.errors import BffError
+from bffgate.errors import BffError, CsrfFailed
 from bffgate.gateway import Gateway
 from bffgate.problems import problem_response
 from bffgate.proxied_call import ProxiedCall
@@ -193,3 +193,41 @@ async def test_a_session_logged_out_during_the_call_gets_no_cookies() -> None:
     assert status == 200
     assert ended == ["sid-1"]  # the logout came during the API call
     assert b"set-cookie" not in headers
+
+
+async def answer_of(proxied: ProxiedCall, method: str, path: str, root_path: str = "") -> tuple[int, bytes]:
+    """Status and body of ``method path`` through ``proxied`` (no body, no headers)."""
+    scope = {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": []}
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await proxied(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_forward_auth_decisions_are_answered_here_and_their_errors_by_the_error_handler() -> None:
+    """``/api/auth/forward`` never reaches the router; what the decision raises is a problem answer."""
+    asked: list[str] = []
+
+    async def decide(request: Request) -> Response:
+        asked.append(request.method)
+        if request.method == "POST":
+            raise CsrfFailed("no X-CSRF")
+        return Response(status_code=200)
+
+    async def no_gateway() -> Gateway:
+        raise AssertionError("a decision asks for the gateway itself")
+
+    proxied = ProxiedCall(not_proxied, gateway=no_gateway, on_error=problem_answer, decide=decide)
+    assert await answer_of(proxied, "GET", "/api/auth/forward") == (200, b"")
+    assert await answer_of(proxied, "GET", "/bff/api/auth/forward", root_path="/bff") == (200, b"")
+    status, body = await answer_of(proxied, "POST", "/api/auth/forward")
+    assert (status, json.loads(body)["code"]) == (403, "csrf_failed")
+    status, body = await answer_of(proxied, "TRACE", "/api/auth/forward")
+    assert (status, json.loads(body)["code"]) == (405, "method_not_allowed")
+    assert asked == ["GET", "GET", "POST"], "a method no decision takes is refused before deciding"

@@ -1,0 +1,77 @@
+"""nginx's auth_request recipe with the Redis session store (BFF_SESSION_STORE=redis): the browser holds
+one sealed ticket, the tokens live in Redis (db 10, random keys), bffgate decides, nginx proxies."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from bffgate import redis_client
+from bffgate.cookies import CookieJar
+from bffgate.stores.redis import RedisSessionStore
+
+from ..harness import Browser
+from .fronts import Front, assert_no_token, front_stack
+
+REDIS_URL = "redis://127.0.0.1:6379/10"
+
+
+@pytest.fixture
+async def front(http: aiohttp.ClientSession) -> AsyncIterator[Front]:
+    async with front_stack("nginx", http, bff_session_store="redis", redis_url=REDIS_URL) as started:
+        yield started
+
+
+async def expire_access_token(front: Front, browser: Browser) -> None:
+    """Move the stored session's token past its refresh point, as time would (tokens live in Redis)."""
+    client = redis_client.connect(REDIS_URL)
+    try:
+        store = RedisSessionStore(front.settings, CookieJar(secure=front.settings.bff_cookie_secure), client)
+        session = await store.load(browser.cookies)
+        assert session is not None, "the browser's ticket names a session in Redis"
+        past = time.time() - 1
+        await store.save(dataclasses.replace(session, access_expires_at=past), existing=True)
+    finally:
+        await redis_client.close(client)
+
+
+async def test_login_proxied_get_one_refresh_for_a_storm_and_logout_with_redis_sessions(front: Front) -> None:
+    browser = await front.logged_in()
+    assert len(browser.cookies) == 1, "one sealed ticket, no tokens in the browser"
+    got = await browser.request("GET", "/api/echo/items?q=1")
+    assert got.status == 200, got.body
+    first_token = front.recorder.requests[-1].headers["authorization"][len("Bearer ") :]
+    assert front.api.verify_access_token(first_token) is not None
+
+    await expire_access_token(front, browser)
+    # The GET above left a cached "yes" (keyed on method, Cookie, X-CSRF, Origin); real expiry comes
+    # after it (a decision is never cached past the refresh point), here only Redis moved: the storm
+    # asks under another key (no X-CSRF), so every request reaches bffgate.
+    clones = [browser.clone() for _ in range(50)]
+    storm = await asyncio.gather(*(c.request("GET", "/api/echo/storm", csrf=False) for c in clones))
+    assert [a.status for a in storm] == [200] * 50, storm[0].body
+    assert front.api.refresh_calls == 1
+    assert front.api.reuse_detected == 0
+    sent = {r.headers["authorization"] for r in front.recorder.requests if r.raw_path == "/echo/storm"}
+    assert len(sent) == 1 and first_token not in next(iter(sent)), "all 50 carry the one new token"
+    # The ticket names the session, whose tokens changed in Redis: a request that arrived after the
+    # refresh finished needs no new cookie. One that got one is never kept by a cache.
+    for answer in storm:
+        assert (answer.headers["Cache-Control"] == "no-store") == bool(answer.set_cookies)
+    assert_no_token(front, got, *storm)
+
+    kept = browser.clone()
+    assert (await browser.request("POST", "/api/auth/logout")).status == 200
+    assert browser.cookies == {}
+    after = await browser.request("GET", "/api/echo/x")
+    assert (after.status, after.code) == (401, "unauthenticated")
+    # A copy of the ticket names a session Redis no longer holds. (A decision nginx cached for it
+    # would be reused for at most BFF_FORWARD_AUTH_CACHE_SECONDS: this request's key was never cached.)
+    copied = await kept.request("POST", "/api/echo/x", json_body={})
+    assert (copied.status, copied.code) == (401, "unauthenticated")
+    assert [r for r in front.recorder.requests if r.raw_path == "/echo/x"] == []
