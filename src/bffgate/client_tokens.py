@@ -47,11 +47,14 @@ class ClientToken:
     def __repr__(self) -> str:
         return f"ClientToken(expires_at={self.expires_at!r}, token='**********')"
 
-    def usable(self, skew: float, rejected: str | None, now: float) -> bool:
-        """Not the rejected one, and not within min(skew, a quarter of its life) of expiring (as
+    def refresh_at(self, skew: float) -> float:
+        """When it is replaced: min(skew, a quarter of its life) before it expires (as
         ``Session.needs_refresh``: a short-lived token is not replaced on every call)."""
-        lifetime = self.expires_at - self.issued_at
-        return self.access_token != rejected and self.expires_at - min(skew, lifetime / 4) > now
+        return self.expires_at - min(skew, (self.expires_at - self.issued_at) / 4)
+
+    def usable(self, skew: float, rejected: str | None, now: float) -> bool:
+        """Not the rejected one, and not yet at its refresh point."""
+        return self.access_token != rejected and self.refresh_at(skew) > now
 
 
 @dataclass(frozen=True)
@@ -137,6 +140,12 @@ class ClientTokens:
             flight.add_done_callback(_retrieve_exception)
             self._flight = flight
         return (await asyncio.shield(flight)).access_token
+
+    def refresh_at(self, access_token: str) -> float:
+        """When ``access_token`` (one ``token`` returned) is replaced; 0 if it is no longer the held
+        one (a forward-auth decision carrying it must not be reused)."""
+        held = self._token
+        return held.refresh_at(self._skew) if held is not None and held.access_token == access_token else 0.0
 
     async def _fly(self, rejected: str | None) -> ClientToken:
         try:

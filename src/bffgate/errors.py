@@ -22,6 +22,7 @@ the module that calls the library, and nowhere else (Redis: ``redis_errors.py``)
     │   ├── SessionTooLarge        502 session_too_large    tokens too large for cookies (use Redis)
     │   ├── UpstreamError          502 upstream_unavailable network failure or unusable answer upstream
     │   │   └── UpstreamTimeout    504 upstream_timeout
+    │   ├── ApiTokenRefused        403 api_token_refused    the provider grants this session no token for that API
     │   ├── RefreshUnavailable     503 refresh_unavailable  refresh failed transiently; session kept
     │   ├── StoreUnavailable       503 store_unavailable    the session store cannot be reached
     │   ├── InvalidLogoutToken     400 invalid_logout_token a back-channel logout token that must not be trusted
@@ -149,6 +150,15 @@ class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
     title = "The remote API did not answer in time"
+
+
+class ApiTokenRefused(BffError):
+    """The provider refuses this session a token for one API (RFC 8707 ``invalid_target``, or
+    ``invalid_scope``): not granted at sign-in. The session lives on; signing in again asks for it."""
+
+    status = 403
+    code = "api_token_refused"
+    title = "The provider grants no token for this API to this session; sign in again"
 
 
 class RefreshUnavailable(BffError):

@@ -1,9 +1,11 @@
 """``bffgate forward-auth-config nginx|caddy``: a front proxy's configuration for the current settings.
 
 The front proxy serves the browser on ``listen``: ``/api/auth/…`` (login, logout, user) goes to
-bffgate, everything else under ``prefix`` goes to ``REMOTE_API`` (prefix removed) once bffgate said
-yes and handed over the Bearer token. bffgate's decision endpoint itself is never reachable from
-outside: whoever can call it with a session cookie gets that session's token.
+bffgate, each route's prefix (``ROUTES``) to its upstream and everything else under ``prefix`` to
+``REMOTE_API`` (prefix removed), once bffgate said yes and handed over the Bearer token (or, for a
+route whose rule gives none, no Authorization at all). With routes, nginx's decision cache is keyed
+on the URI's path too: the route decides which token goes. bffgate's decision endpoint itself is
+never reachable from outside: whoever can call it with a session cookie gets that session's token.
 """
 
 from __future__ import annotations
@@ -67,16 +69,33 @@ def cookie_slots(settings: Settings) -> int:
     return COOKIE_STORE_COOKIE_SLOTS if settings.bff_session_store == "cookie" else REDIS_COOKIE_SLOTS
 
 
-def _api_parts(settings: Settings) -> tuple[str, str, str]:
-    """``REMOTE_API`` as scheme, host:port and base path (without its trailing slash)."""
-    parts = urlsplit(settings.remote_api)
+def _url_parts(url: str) -> tuple[str, str, str]:
+    """A base URL as scheme, host:port and base path (without its trailing slash)."""
+    parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return parts.scheme, f"{parts.hostname}:{port}", parts.path.rstrip("/")
 
 
+def _api_locations(settings: Settings, front: FrontProxy) -> list[tuple[str, str]]:
+    """(prefix, upstream base URL): the routes (``ROUTES``) first, then ``--prefix`` → ``REMOTE_API``.
+
+    The front proxy does the proxying, so each route gets its own location to its own API; bffgate
+    judges the original URI by the same prefixes and hands over the route's token (or none)."""
+    return [(route.prefix, route.upstream) for route in settings.routes] + [
+        (front.prefix, settings.remote_api)
+    ]
+
+
+def _stripped(settings: Settings) -> list[str]:
+    """Browser headers the API never gets: the trusted-hop ones, and the routes' claim headers
+    (``X-User-Id``…), which bffgate's own proxy sets itself and a forward-auth recipe does not pass:
+    the API must not take a browser's word for them."""
+    claims = sorted({name for route in settings.routes for name in route.claim_headers})
+    return [*TRUSTED_HOP_HEADERS, *claims]
+
+
 def nginx_config(settings: Settings, front: FrontProxy) -> str:
     """A complete nginx.conf: ``auth_request`` asks bffgate, ``proxy_cache`` keeps its "yes" briefly."""
-    scheme, api_host, api_path = _api_parts(settings)
     slots = range(cookie_slots(settings))
     state = front.state_dir
     take_cookies = "\n".join(
@@ -84,8 +103,38 @@ def nginx_config(settings: Settings, front: FrontProxy) -> str:
         f"{(COOKIE_SLOT_HEADER + str(i)).lower().replace('-', '_')};"
         for i in slots
     )
-    clear_hops = "\n".join(f'            proxy_set_header {name} "";' for name in TRUSTED_HOP_HEADERS)
+    clear_hops = "\n".join(f'            proxy_set_header {name} "";' for name in _stripped(settings))
     give_cookies = "\n".join(f"            add_header Set-Cookie $bffgate_cookie_{i} always;" for i in slots)
+    upstreams = []
+    locations = []
+    for index, (prefix, base) in enumerate(_api_locations(settings, front)):
+        scheme, api_host, api_path = _url_parts(base)
+        name = "bffgate_api" if prefix == front.prefix else f"bffgate_route_{index}"
+        upstreams.append(
+            f"""    upstream {name} {{
+        server {api_host};
+        keepalive 64;
+    }}"""
+        )
+        locations.append(
+            _nginx_api_location(
+                prefix, f"{scheme}://{name}{api_path}/", take_cookies, clear_hops, give_cookies
+            )
+        )
+    routed = bool(settings.routes)
+    # With routes the decision depends on the path (the route's token rule): the key holds it.
+    key = "$request_method|$http_cookie|$http_x_csrf|$http_origin" + ("|$bffgate_uri_path" if routed else "")
+    path_map = (
+        """
+    # The original URI's path without the query: a route's decision depends on it.
+    map $request_uri $bffgate_uri_path {
+        "~^(?<bffgate_path>[^?]*)" $bffgate_path;
+    }
+"""
+        if routed
+        else ""
+    )
+    key_note = ", the CSRF proof (X-CSRF, Origin)" + (" and the URI's path (routes)" if routed else "")
     ask = """proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-Method $request_method;
@@ -121,11 +170,8 @@ def nginx_config(settings: Settings, front: FrontProxy) -> str:
         server {front.bffgate};
         keepalive 64;
     }}
-    upstream bffgate_api {{
-        server {api_host};
-        keepalive 64;
-    }}
-
+{chr(10).join(upstreams)}
+{path_map}
     server {{
         listen {front.listen};
 
@@ -142,7 +188,38 @@ def nginx_config(settings: Settings, front: FrontProxy) -> str:
             proxy_set_header Host $http_host;
         }}
 
-        location {front.prefix} {{
+{"".join(locations)}        location = /_bffgate/decide {{
+            internal;
+            proxy_pass http://bffgate{FORWARD_AUTH_PATH};
+            {ask}
+            # A "yes" is kept as long as bffgate says (X-Accel-Expires: never past the token's
+            # refresh point), under everything the decision reads: the method, the session cookie{key_note}.
+            # Answers that set cookies are never kept.
+            proxy_cache bffgate_decisions;
+            proxy_cache_key "{key}";
+        }}
+
+        location @bffgate_answer {{
+            rewrite ^ {FORWARD_AUTH_PATH} break;
+            proxy_method GET;
+            proxy_pass http://bffgate;
+            {ask}
+            proxy_hide_header Authorization;
+        }}
+    }}
+""",
+    )
+
+
+def _nginx_api_location(
+    prefix: str, target: str, take_cookies: str, clear_hops: str, give_cookies: str
+) -> str:
+    """One API location: ask bffgate, then proxy to ``target`` with the token it handed over.
+
+    An empty ``$bffgate_authorization`` (a route's "yes" without a token) sends no Authorization at
+    all: nginx leaves out a header whose value is empty, and the browser's own is replaced either way.
+    """
+    return f"""        location {prefix} {{
             auth_request /_bffgate/decide;
             auth_request_set $bffgate_authorization $upstream_http_authorization;
             auth_request_set $bffgate_decision_cache $upstream_cache_status;
@@ -159,7 +236,7 @@ def nginx_config(settings: Settings, front: FrontProxy) -> str:
             proxy_set_header Host $proxy_host;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
-            proxy_pass {scheme}://bffgate_api{api_path}/;
+            proxy_pass {target};
             # Cookies bffgate rotated (a refresh) go back to the browser; empty ones are not sent.
 {give_cookies}
             proxy_hide_header Cache-Control;
@@ -170,27 +247,7 @@ def nginx_config(settings: Settings, front: FrontProxy) -> str:
             error_page 401 403 500 = @bffgate_answer;
         }}
 
-        location = /_bffgate/decide {{
-            internal;
-            proxy_pass http://bffgate{FORWARD_AUTH_PATH};
-            {ask}
-            # A "yes" is kept as long as bffgate says (X-Accel-Expires: never past the token's
-            # refresh point), under everything the decision reads: the method, the session cookie
-            # and the CSRF proof (X-CSRF, Origin). Answers that set cookies are never kept.
-            proxy_cache bffgate_decisions;
-            proxy_cache_key "$request_method|$http_cookie|$http_x_csrf|$http_origin";
-        }}
-
-        location @bffgate_answer {{
-            rewrite ^ {FORWARD_AUTH_PATH} break;
-            proxy_method GET;
-            proxy_pass http://bffgate;
-            {ask}
-            proxy_hide_header Authorization;
-        }}
-    }}
-""",
-    )
+"""
 
 
 def nginx_file(state_dir: str, http: str) -> str:
@@ -218,13 +275,10 @@ http {{
 
 def caddy_config(settings: Settings, front: FrontProxy) -> str:
     """A complete Caddyfile: ``forward_auth`` asks bffgate on every request (Caddy keeps no cache)."""
-    _, api_host, api_path = _api_parts(settings)
-    scheme, _, _ = _api_parts(settings)
-    transport = (
-        "\n            transport http {\n                tls\n            }" if scheme == "https" else ""
+    handles = "".join(
+        _caddy_api_handle(prefix, base, front, _stripped(settings))
+        for prefix, base in _api_locations(settings, front)
     )
-    rewrite = f"\n        rewrite * {api_path}{{uri}}" if api_path else ""
-    clear_hops = "\n".join(f"            request_header -{name}" for name in TRUSTED_HOP_HEADERS)
     return f"""# Caddy in front, bffgate deciding: generated by `bffgate forward-auth-config caddy`.
 # Caddy moves every byte; bffgate ({front.bffgate}) only answers "may this request go on, and with
 # which Bearer token". Only Caddy may reach bffgate: its decision endpoint hands out tokens.
@@ -244,9 +298,23 @@ http://{front.listen} {{
     handle {AUTH_PREFIX}* {{
         reverse_proxy {front.bffgate}
     }}
+{handles}}}
+"""
 
-    handle {front.prefix}* {{
+
+def _caddy_api_handle(prefix: str, base: str, front: FrontProxy, stripped: list[str]) -> str:
+    """One API prefix: ask bffgate, then proxy to ``base`` (prefix replaced by its path)."""
+    scheme, api_host, api_path = _url_parts(base)
+    transport = (
+        "\n            transport http {\n                tls\n            }" if scheme == "https" else ""
+    )
+    rewrite = f"\n            rewrite * {api_path}{{uri}}" if api_path else ""
+    clear_hops = "\n".join(f"            request_header -{name}" for name in stripped)
+    return f"""
+    handle {prefix}* {{
         route {{
+            # Only bffgate's token reaches the API, never the browser's own Authorization.
+            request_header -Authorization
             reverse_proxy {front.bffgate} {{
                 method GET
                 rewrite {FORWARD_AUTH_PATH}
@@ -255,10 +323,22 @@ http://{front.listen} {{
                 # Only Caddy names the original request: never the browser.
                 header_up -X-Original-Method
                 header_up -X-Original-URI
+                # A "yes" with a token: the token goes onto the API request only; rotated cookies
+                # to the browser.
+                @token {{
+                    status 2xx
+                    header Authorization *
+                }}
+                handle_response @token {{
+                    request_header Authorization {{rp.header.Authorization}}
+                    copy_response_headers {{
+                        include Set-Cookie
+                    }}
+                }}
+                # A "yes" without one (a route with the rule none, or user-or-none without a
+                # session): the API gets no Authorization header at all.
                 @allowed status 2xx
                 handle_response @allowed {{
-                    # The token goes onto the API request only; rotated cookies to the browser.
-                    request_header Authorization {{rp.header.Authorization}}
                     copy_response_headers {{
                         include Set-Cookie
                     }}
@@ -269,7 +349,7 @@ http://{front.listen} {{
             request_header -X-CSRF
             # Headers only a trusted hop may set (Caddy writes X-Forwarded-For/-Proto/-Host itself).
 {clear_hops}
-            uri strip_prefix {front.stripped_prefix}{rewrite}
+            uri strip_prefix {prefix.rstrip("/")}{rewrite}
             # Shared caches keep nothing of the API's answers to session-authenticated calls.
             header ?Cache-Control private
             reverse_proxy {api_host} {{
@@ -278,7 +358,6 @@ http://{front.listen} {{
             }}
         }}
     }}
-}}
 """
 
 

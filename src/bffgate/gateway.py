@@ -14,6 +14,8 @@ from collections.abc import Mapping
 
 from starlette.types import Scope
 
+from .api_target import ApiTarget
+from .api_tokens import ApiTokens
 from .api_url import ApiUrls
 from .client_tokens import ClientTokens
 from .cluster import ClusterCoordination
@@ -88,6 +90,7 @@ class Gateway:
             cluster_required=settings.bff_session_store == "redis",
             on_end=self.sockets.session_ended,
         )
+        self.api_tokens = ApiTokens(self.refresher, skew=settings.bff_refresh_skew)
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
         self.api_urls = self.default_route.urls
         self._skew = settings.bff_refresh_skew
@@ -102,6 +105,10 @@ class Gateway:
         """For routes that also serve callers without a session: the CSRF check, then the session
         if the browser has a live one (none, a logged-out or unreadable one: ``None``)."""
         verify_csrf(scope["headers"], self.settings.allowed_origins)
+        return await self.optional_without_csrf(cookies, scope)
+
+    async def optional_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession | None:
+        """``open_optional`` for a caller that judges CSRF itself (forward-auth)."""
         if not self.store.has_cookies(cookies):
             return None
         session = await self.store.load(cookies)
@@ -112,6 +119,10 @@ class Gateway:
     async def client_token(self, route: ApiRoute, rejected: str | None = None) -> str:
         """The ``client`` route's access token (``client_tokens``), never ``rejected``."""
         return await self._client_tokens[route.prefix].token(rejected)
+
+    def client_token_refresh_at(self, route: ApiRoute, access_token: str) -> float:
+        """When the ``client`` route's ``access_token`` will be replaced (0: not the held one)."""
+        return self._client_tokens[route.prefix].refresh_at(access_token)
 
     async def open_without_csrf(self, cookies: Cookies, scope: Scope) -> RequestSession:
         """``open`` for a caller that judges CSRF itself (forward-auth judges the original request)."""
@@ -156,6 +167,16 @@ class Gateway:
             tracked.current, rejected_access_token=rejected_access_token
         )
         return tracked.current
+
+    async def token_for(self, tracked: RequestSession, target: ApiTarget) -> str:
+        """The session's own token for ``target``'s API (``api_tokens.py``), refreshed ahead of expiry."""
+        tracked.current, token = await self.api_tokens.fresh(tracked.current, target)
+        return token
+
+    async def renew_token_for(self, tracked: RequestSession, target: ApiTarget, rejected: str) -> str:
+        """After that API's 401: a newer token for it than ``rejected``."""
+        tracked.current, token = await self.api_tokens.renewed(tracked.current, target, rejected)
+        return token
 
     async def answer_cookies(self, cookies: Cookies, tracked: RequestSession) -> list[str]:
         """``cookies_for``, after asking every process (Redis) whether the session was logged out

@@ -200,7 +200,11 @@ class ProxiedCall:
         # session cannot be told apart, so each such call gets a connection of its own.
         partition = tracked.loaded.sid if tracked is not None else SINGLE_USE
         if tracked is not None and api_route.user_token:  # the default route's path: kept short
-            token: str | None = (await gateway.fresh(tracked)).access_token
+            token: str | None
+            if api_route.api_target is None:
+                token = (await gateway.fresh(tracked)).access_token
+            else:  # the route names its API: the session's token for that API alone (api_tokens.py)
+                token = await gateway.token_for(tracked, api_route.api_target)
             set_cookies = gateway.cookies_for(cookies, tracked)
         else:
             token = await gateway.client_token(api_route) if api_route.rule == "client" else None
@@ -233,12 +237,15 @@ class ProxiedCall:
 async def renewed_token(
     gateway: Gateway, api_route: ApiRoute, tracked: RequestSession | None, rejected: str
 ) -> str:
-    """After the API refused ``rejected`` with 401: the user's token after one forced refresh, or
-    (``client`` routes) the route's next client token."""
+    """After the API refused ``rejected`` with 401: the user's token after one forced refresh (its
+    token for the route's API, when the route names one), or (``client`` routes) the route's next
+    client token."""
     if api_route.rule == "client":
         return await gateway.client_token(api_route, rejected=rejected)
     if tracked is None:  # never: only a session's call carries a user token
         raise SessionExpired()
+    if api_route.api_target is not None:
+        return await gateway.renew_token_for(tracked, api_route.api_target, rejected)
     session = await gateway.force_refresh(tracked, rejected_access_token=rejected)
     return session.access_token or ""
 

@@ -20,6 +20,14 @@ revoked.
 
 A rejection is terminal only if the refresh token we sent is still the current one: when the grace
 window shows that another flight has rotated it meanwhile, that newer session is used instead.
+
+**Per-API tokens** (``api_tokens.py``, RFC 8707) are obtained with the same refresh token, and a
+provider that rotates refresh tokens rotates it on those grants too. So every grant of a session —
+its own refresh and one per API — is one flight per (refresh token, target), and the flights of one
+session take turns (a per-session lock here, the session's Redis lock across processes). After its
+turn comes, a flight re-reads the grace window: a newer session whose token *for this target* was
+renewed is the answer; one that only carries a rotated refresh token (another API's grant) is the
+base the grant starts from, so no refresh token is ever presented twice.
 """
 
 from __future__ import annotations
@@ -27,8 +35,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
+from .api_target import ApiTarget
 from .cluster import ClusterCoordination
 from .errors import (
     ClusterUnavailable,
@@ -41,7 +51,7 @@ from .errors import (
 from .grace import GraceWindow
 from .logouts import Tombstones
 from .metrics import REFRESHES
-from .providers import TokenProvider
+from .providers import ApiTokenGrant, TokenProvider
 from .session import DEFAULT_SESSION_ABSOLUTE, Session, SessionStore, token_fingerprint
 from .tokens import TokenSet, identity_of, same_user
 
@@ -71,6 +81,7 @@ class RefreshCoordinator:
         self._cluster_required = cluster_required  # Redis store: no Redis, no sessions
         self._cluster_down = False
         self._flights: dict[str, asyncio.Task[Session]] = {}
+        self._turns = SessionTurns()
         self._ended = Tombstones()
 
     def ended_here(self, sid: str) -> bool:
@@ -102,47 +113,66 @@ class RefreshCoordinator:
                     return newest
         return await self._grace.newest(session) or session
 
-    async def refresh(self, session: Session, *, rejected_access_token: str | None = None) -> Session:
-        """A session with fresh tokens.
+    async def refresh(
+        self,
+        session: Session,
+        *,
+        rejected_access_token: str | None = None,
+        target: ApiTarget | None = None,
+    ) -> Session:
+        """A session with fresh tokens: its own, or (``target``) its token for that API.
 
         ``rejected_access_token`` is set when the API answered 401: a newer session from the grace
         window only counts if its access token is not the one the API just rejected.
         """
         newer = await self._grace.newest(session)
-        if newer is not None and newer.access_token != rejected_access_token:
+        if (
+            newer is not None
+            and renewed(newer, session, target)
+            and token_of(newer, target) != rejected_access_token
+        ):
             return await self._from_grace(newer)
         session = newer or session
         if not session.refresh_token:
             raise SessionExpired("the session has no refresh token")
         key = token_fingerprint(session.refresh_token)
+        if target is not None:
+            key += "|" + target.key
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.get_running_loop().create_task(self._fly(key, session))
+            flight = asyncio.get_running_loop().create_task(self._fly(key, session, target))
             flight.add_done_callback(_retrieve_exception)
             self._flights[key] = flight
         else:
             REFRESHES.labels("joined").inc()
         return await asyncio.shield(flight)
 
-    async def _fly(self, key: str, session: Session) -> Session:
+    async def _fly(self, key: str, session: Session, target: ApiTarget | None) -> Session:
         try:
             await self._ensure_live(session)  # a copy of a logged-out session's cookies: no provider call
-            if self._cluster is not None:
-                try:
-                    return await self._refresh_in_cluster(self._cluster, session)
-                except ClusterUnavailable as exc:
-                    self._note_cluster_down(exc)
-            return await self._refresh_once(session)
+            async with self._turns.turn(session.sid):  # one grant of a session at a time
+                newer = await self._grace.newest(session)  # another target's flight may have gone first
+                if newer is not None and renewed(newer, session, target):
+                    return await self._from_grace(newer)
+                base = newer or session
+                if self._cluster is not None:
+                    try:
+                        return await self._refresh_in_cluster(self._cluster, session, base, target)
+                    except ClusterUnavailable as exc:
+                        self._note_cluster_down(exc)
+                return await self._refresh_once(base, target, session)
         finally:
             del self._flights[key]
 
-    async def _refresh_in_cluster(self, cluster: ClusterCoordination, session: Session) -> Session:
-        newer = await cluster.grace.newest(session)
-        if newer is None:
+    async def _refresh_in_cluster(
+        self, cluster: ClusterCoordination, session: Session, base: Session, target: ApiTarget | None
+    ) -> Session:
+        newer = await cluster.grace.newest(base)
+        if newer is None or not renewed(newer, session, target):
             async with cluster.lock(session.sid):
-                newer = await cluster.grace.newest(session)  # re-read: did the previous holder refresh it?
-                if newer is None:
-                    return await self._refresh_once(session)
+                newer = await cluster.grace.newest(base)  # re-read: did the previous holder refresh it?
+                if newer is None or not renewed(newer, session, target):
+                    return await self._refresh_once(newer or base, target, session)
         await self._grace.remember(session.refresh_token or "", newer)
         self._cluster_down = False
         return await self._from_grace(newer)
@@ -200,10 +230,21 @@ class RefreshCoordinator:
             log.warning("Redis unavailable, refreshing with in-process coordination only: %s", exc)
             self._cluster_down = True
 
-    async def _refresh_once(self, session: Session) -> Session:
+    async def _grant(self, refresh_token: str, target: ApiTarget | None) -> TokenSet:
+        if target is None:
+            return await self._provider.refresh(refresh_token)
+        if not isinstance(self._provider, ApiTokenGrant):  # settings validation keeps this from happening
+            raise RefreshFailed("this provider cannot issue per-API tokens (BFF_PROVIDER=oidc can)")
+        return await self._provider.refresh_for_api(refresh_token, target)
+
+    async def _refresh_once(
+        self, session: Session, target: ApiTarget | None = None, requested: Session | None = None
+    ) -> Session:
+        """One grant with ``session``'s refresh token; ``requested`` is the state the request held, when
+        another flight of the session has rotated the token since (then both are remembered)."""
         refresh_token = session.refresh_token or ""  # refresh() only flies sessions that have one
         try:
-            tokens = await self._provider.refresh(refresh_token)
+            tokens = await self._grant(refresh_token, target)
         except RefreshRejected as exc:
             newer = await self._grace.newest(session)
             if newer is not None:  # someone rotated it meanwhile: not a dead session
@@ -217,7 +258,10 @@ class RefreshCoordinator:
             REFRESHES.labels("failed").inc()
             log.warning("refresh failed for session %s, session kept: %s", session.sid[:6], exc)
             raise RefreshUnavailable() from None
-        refreshed = session.with_tokens(tokens)
+        if target is None:
+            refreshed = session.with_tokens(tokens)
+        else:
+            refreshed = session.with_api_token(target.key, tokens)
         if not _same_user(session, tokens):
             REFRESHES.labels("rejected").inc()
             log.warning(
@@ -232,6 +276,8 @@ class RefreshCoordinator:
             await self._provider.revoke(refreshed)
             raise
         await self._grace.remember(refresh_token, refreshed)
+        if requested is not None and requested.refresh_token not in (None, refresh_token):
+            await self._grace.remember(requested.refresh_token or "", refreshed)
         if self._cluster is not None:
             await self._share(self._cluster, session, refreshed)
         try:
@@ -243,6 +289,40 @@ class RefreshCoordinator:
             raise
         REFRESHES.labels("ok").inc()
         return refreshed
+
+
+def token_of(session: Session, target: ApiTarget | None) -> str | None:
+    """The session's access token for ``target`` (None: its own)."""
+    if target is None:
+        return session.access_token
+    token = session.api_tokens.get(target.key)
+    return token.access_token if token is not None else None
+
+
+def renewed(newer: Session, session: Session, target: ApiTarget | None) -> bool:
+    """Whether a later state of ``session`` holds a new token for ``target``, rather than only the
+    refresh token another target's grant rotated (then a grant for ``target`` is still needed)."""
+    token = token_of(newer, target)
+    return token is not None and token != token_of(session, target)
+
+
+class SessionTurns:
+    """One lock per session with a grant in flight (in this process), gone when nobody holds it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def turn(self, sid: str) -> AsyncIterator[None]:
+        lock, users = self._locks.setdefault(sid, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if users[0] == 0:
+                del self._locks[sid]
 
 
 def _same_user(session: Session, tokens: TokenSet) -> bool:

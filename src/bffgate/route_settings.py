@@ -16,9 +16,11 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from .api_target import ApiTarget
 from .header_filter import HOP_BY_HOP, is_dropped_request_header
 
 TokenRule = Literal["user", "user-or-none", "client", "none"]
@@ -33,6 +35,7 @@ _HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
 # Headers the gateway writes itself on a proxied call: a claim header may not take their name.
 _OWN_HEADERS = frozenset({"authorization", "cookie", "host", "content-length", "content-type", "x-csrf"})
 CLIENT_OPTIONS = ("client_token_url", "client_id", "client_secret", "scopes")
+API_TOKEN_OPTIONS = ("scopes",)  # also taken by user routes: the scopes of their per-API token
 
 
 class RouteSettings(BaseModel):
@@ -48,8 +51,17 @@ class RouteSettings(BaseModel):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     scopes: str | None = None  # space-separated, as the grant's `scope` parameter
+    # token = user / user-or-none: the API's own token (api_tokens.py), RFC 8707 resource indicator.
+    resource: str | None = None
     forward_client_address: bool = False  # X-Forwarded-For / Forwarded (needs BFF_TRUSTED_PROXIES)
     claim_headers: dict[str, str] = Field(default_factory=dict)  # header name -> user claim
+
+    def api_target(self) -> ApiTarget | None:
+        """The API whose own token a user route sends (``resource``/``scopes``), or None: the
+        session's token."""
+        if self.token not in USER_TOKEN_RULES or (self.resource is None and self.scopes is None):
+            return None
+        return ApiTarget(self.resource, self.scopes)
 
     @field_validator("prefix")
     @classmethod
@@ -79,6 +91,19 @@ class RouteSettings(BaseModel):
         if value is None:
             return None
         return _http_url(value).rstrip("/")  # a base that paths are appended to, as REMOTE_API
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if not parts.scheme or not (parts.netloc or parts.scheme == "urn") or "#" in value:
+            raise ValueError(
+                f"must be an absolute URI without a fragment (RFC 8707), such as "
+                f"https://billing.example.com/, got {value!r}"
+            )
+        return value
 
     @field_validator("scopes")
     @classmethod
@@ -138,11 +163,13 @@ def route_problems(
                     "set it, or OIDC_CLIENT_SECRET"
                 )
         else:
-            given = [name for name in CLIENT_OPTIONS if getattr(route, name) is not None]
+            allowed = API_TOKEN_OPTIONS if route.token in USER_TOKEN_RULES else ()
+            given = [n for n in CLIENT_OPTIONS if getattr(route, n) is not None and n not in allowed]
             if given:
                 problems.append(
                     f"{at}.{given[0]}: is only used with token = client; remove it or set token = client"
                 )
+        problems += _api_token_problems(at, route, provider)
         for header, claim in route.claim_headers.items():
             if claim not in user_claims:
                 problems.append(
@@ -155,6 +182,22 @@ def route_problems(
                 "proxies in front of bffgate (e.g. 10.0.0.0/8), or to none when browsers connect directly"
             )
     return problems
+
+
+def _api_token_problems(at: str, route: RouteSettings, provider: str) -> list[str]:
+    """``resource`` (and ``scopes`` on a user route) ask for a per-API token: OpenID Connect only."""
+    if route.resource is not None and route.token not in USER_TOKEN_RULES:
+        return [
+            f"{at}.resource: is only used with token = user or user-or-none (the user's token for that "
+            "API); remove it or change the token rule"
+        ]
+    if route.api_target() is not None and provider != "oidc":
+        key = "resource" if route.resource is not None else "scopes"
+        return [
+            f"{at}.{key}: a per-API token needs BFF_PROVIDER=oidc (the refresh-token grant with "
+            "resource/scope); remove it or use an OpenID Connect provider"
+        ]
+    return []
 
 
 def _overlaps(at: str, route: RouteSettings, before: Iterable[RouteSettings]) -> list[str]:

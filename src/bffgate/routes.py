@@ -46,6 +46,7 @@ class ApiRoute:
     """One route as the proxied call uses it (built once, read on every request)."""
 
     __slots__ = (
+        "api_target",
         "claim_headers",
         "forward_client_address",
         "origin",
@@ -71,6 +72,8 @@ class ApiRoute:
         self.settings = settings
         self.forward_client_address = settings.forward_client_address if settings else False
         self.claim_headers = tuple(settings.claim_headers.items()) if settings else ()
+        # A user route that names its API sends that API's own token (api_tokens.py), never the session's.
+        self.api_target = settings.api_target() if settings else None
 
     def __repr__(self) -> str:
         return f"ApiRoute({self.prefix!r} -> {self.urls.base!r}, token={self.rule!r})"

@@ -121,7 +121,8 @@ class Runtime:
             per_username=settings.bff_login_limit_per_username,
         )
         store = create_store(settings, self.jar, self._redis)
-        provider = create_provider(settings, self._http)
+        api_targets = [target for r in settings.routes if (target := r.api_target()) is not None]
+        provider = create_provider(settings, self._http, api_targets)
         return Gateway(
             settings,
             store,

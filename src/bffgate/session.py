@@ -26,9 +26,27 @@ def token_fingerprint(token: str) -> str:
 
 # The session's codec is ``to_dict``/``from_dict`` (short keys, sealed before they leave the process);
 # the cookie store splits it over three cookies by these keys and joins them back with ``from_dict``.
-DURABLE_KEYS = ("sid", "c", "rt", "u", "it", "id")  # the refresh cookie: lives as long as the session
+DURABLE_KEYS = ("sid", "c", "rt", "u", "it", "id", "rs")  # the refresh cookie: lives as long as the session
 ACCESS_KEYS = ("sid", "c", "at", "exp", "iat")  # the access cookie: lives as long as the access token
 USER_KEYS = ("sid", "u")  # the user cookie: the user data, readable without the refresh secret
+API_KEYS = ("sid", "c", "apis")  # the API-tokens cookie: one access token per API (api_tokens.py)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """The session's access token for one API (an RFC 8707 resource): used for that API only."""
+
+    access_token: str
+    expires_at: float
+    issued_at: float
+
+    def __repr__(self) -> str:
+        return f"ApiToken(expires_at={self.expires_at}, token='**********')"
+
+    def needs_refresh(self, skew: float, now: float | None = None) -> bool:
+        """The same rule as the session's own token: expiring within min(skew, a quarter of its life)."""
+        now = time.time() if now is None else now
+        return self.expires_at - min(skew, (self.expires_at - self.issued_at) / 4) <= now
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +63,10 @@ class Session:
     user: dict[str, Any] = field(default_factory=dict)
     # OpenID Connect: the login ID token's iss, sub, aud and sid; a refresh never changes it.
     identity: dict[str, Any] | None = None
+    # One access token per API (by ``ApiTarget.key``), each obtained with the refresh token.
+    api_tokens: Mapping[str, ApiToken] = field(default_factory=dict)
+    # The RFC 8707 resources the sign-in asked for: the only ones per-API tokens may be asked for.
+    resources: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # tokens must never reach a log line
         return (
@@ -56,9 +78,13 @@ class Session:
         """A brand-new session (fresh id: no fixation) from a login's tokens."""
         now = time.time() if now is None else now
         identity = identity_of(tokens.id_token) if tokens.id_token else None
-        return cls(sid=new_session_id(), created_at=now, user=user, identity=identity).with_tokens(
-            tokens, now
-        )
+        return cls(
+            sid=new_session_id(),
+            created_at=now,
+            user=user,
+            identity=identity,
+            resources=tokens.resources,
+        ).with_tokens(tokens, now)
 
     @property
     def login_identity(self) -> dict[str, Any] | None:
@@ -80,6 +106,22 @@ class Session:
             identity=self.login_identity,  # the login's, before the new ID token replaces it
         )
 
+    def with_api_token(self, key: str, tokens: TokenSet, now: float | None = None) -> Session:
+        """This session after a grant for one API: that API's token replaced, the session's own access
+        and ID tokens kept, and the refresh token the provider may have rotated on the way."""
+        now = time.time() if now is None else now
+        token = ApiToken(tokens.access_token, now + max(tokens.expires_in, 0.0), now)
+        return replace(
+            self,
+            api_tokens={**self.api_tokens, key: token},
+            refresh_token=tokens.refresh_token or self.refresh_token,
+            identity=self.login_identity,
+        )
+
+    def api_expires_at(self) -> float:
+        """When the last of the per-API tokens expires (0 without any): the API-tokens cookie's end."""
+        return max((token.expires_at for token in self.api_tokens.values()), default=0.0)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form for server-side storage (always sealed before it leaves the process)."""
         return {
@@ -92,6 +134,8 @@ class Session:
             "it": self.id_token,
             "u": self.user,
             "id": self.identity,
+            "apis": _apis_to_dict(self.api_tokens),
+            "rs": list(self.resources) or None,
         }
 
     def part(self, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -113,6 +157,8 @@ class Session:
                 id_token=data.get("it"),
                 user=dict(data.get("u") or {}),
                 identity=_identity(data.get("id")),
+                api_tokens=_apis_from_dict(data.get("apis")),
+                resources=tuple(str(resource) for resource in data.get("rs") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
@@ -187,3 +233,15 @@ class SessionStore(Protocol):
 
 def _identity(value: Any) -> dict[str, Any] | None:
     return dict(value) if isinstance(value, dict) else None
+
+
+def _apis_to_dict(tokens: Mapping[str, ApiToken]) -> dict[str, list[Any]] | None:
+    if not tokens:
+        return None  # ``part`` leaves it out: sessions without per-API tokens keep their old shape
+    return {key: [token.access_token, token.expires_at, token.issued_at] for key, token in tokens.items()}
+
+
+def _apis_from_dict(value: Any) -> dict[str, ApiToken]:
+    if not value:
+        return {}
+    return {str(key): ApiToken(str(at), float(exp), float(iat)) for key, (at, exp, iat) in value.items()}

@@ -20,6 +20,8 @@ class TokenSet:
     refresh_token: str | None = None
     id_token: str | None = None
     user: dict[str, Any] = field(default_factory=dict)
+    # A sign-in's RFC 8707 resources (the APIs its grant covers): per-API tokens are asked for no other.
+    resources: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never show tokens in logs or tracebacks
         return f"TokenSet(expires_in={self.expires_in!r}, user={self.user!r}, tokens='**********')"

@@ -1,4 +1,9 @@
-"""examples/nextjs in Chromium: a Next.js app whose /api/* is rewritten to an in-process demo gateway."""
+"""examples/nextjs in Chromium: a Next.js app whose /api/* is rewritten to an in-process demo gateway.
+
+The page calls two APIs through the gateway: the demo API on the default route (``/api/rest/proxy/``)
+and a catalogue (the routes tests' FastAPI recorder, a real process) on the route ``/api/catalogue/``
+with the token rule ``user-or-none``.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +16,13 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright.async_api import BrowserContext, expect
 
 from ..harness import bind_loopback
 from ..processes import free_port
+from ..routes.recorders import RecordingApi, fastapi_api, header
 from .conftest import SESSION_COOKIES, Screenshots, start_demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +54,18 @@ def run_npm(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]
         timeout=NPM_TIMEOUT,
         check=False,
     )
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path) -> Iterator[RecordingApi]:
+    """The second API: a FastAPI app that answers what it saw and records every request."""
+    with fastapi_api(tmp_path, name="catalogue") as api:
+        yield api
+
+
+def catalogue_route(api: RecordingApi) -> list[dict[str, str]]:
+    """The example's second API, as a deployment would list it in ``[[routes]]`` / ``BFF_ROUTES``."""
+    return [{"prefix": "/api/catalogue/", "upstream": api.url, "token": "user-or-none"}]
 
 
 @pytest.fixture
@@ -111,21 +130,36 @@ async def next_start(port: int) -> AsyncIterator[list[bytes]]:
 
 
 @pytest.mark.slow
-async def test_login_through_the_nextjs_example_shows_the_protected_items(
+async def test_login_through_the_nextjs_example_shows_both_apis(
     next_build: subprocess.CompletedProcess[str],
     gateway_socket: socket.socket,
+    catalogue: RecordingApi,
+    http: aiohttp.ClientSession,
     context: BrowserContext,
     screenshots: Screenshots,
 ) -> None:
-    """The Next.js example builds, sends a visitor to /login, logs in through the rewrite and lists items."""
+    """The Next.js example builds, sends a visitor to /login, logs in through the rewrite and shows the
+    demo API's items (default route) and the catalogue's answer (a user-or-none route, user's token)."""
     assert next_build.returncode == 0, next_build.stdout[-4000:] + next_build.stderr[-4000:]
     next_port = free_port()
     next_origin = f"http://127.0.0.1:{next_port}"
     # The browser sees only the Next.js origin: the gateway must accept it as its own.
     async with (
-        start_demo(gateway_socket, bff_public_url=next_origin, bff_login_page="/login") as demo,
+        start_demo(
+            gateway_socket,
+            bff_public_url=next_origin,
+            bff_login_page="/login",
+            routes=catalogue_route(catalogue),
+        ) as demo,
         next_start(next_port) as output,
     ):
+        # Without a session the public route still answers, and the catalogue gets no Authorization.
+        async with http.get(next_origin + "/api/catalogue/anonymous", headers={"X-CSRF": "1"}) as response:
+            assert response.status == 200
+            assert (await response.json())["authorized"] is False
+        (anonymous,) = await catalogue.received(http, "/anonymous")
+        assert header(anonymous, "authorization") == []
+
         page = await context.new_page()
         await page.goto(next_origin + "/")
         await expect(page).to_have_url(next_origin + "/login?returnTo=%2F")
@@ -140,7 +174,18 @@ async def test_login_through_the_nextjs_example_shows_the_protected_items(
         items = page.locator("#items li")
         await expect(items).to_have_count(5)
         await expect(items.first).to_contain_text("Keyboard")
-        await screenshots.take(page, "nextjs-protected-items")
+        shown = page.locator("#catalogue")
+        await expect(shown).to_contain_text('"api": "catalogue"')
+        await expect(shown).to_contain_text('"path": "/featured"')
+        await expect(shown).to_contain_text('"authorized": true')
+        await screenshots.take(page, "nextjs-both-apis")
+        # Signed in, the catalogue got the user's own access token: one the demo API honours for "demo".
+        featured = await catalogue.received(http, "/featured")
+        assert featured
+        for request in featured:
+            (authorization,) = header(request, "authorization")
+            claims = demo.state.verify_access_token(authorization.removeprefix("Bearer "))
+            assert claims is not None and claims.sub == "demo"
         assert demo.state.login_calls == 1
         cookies = {c["name"]: c for c in await context.cookies(next_origin)}
         assert sorted(cookies) == sorted(SESSION_COOKIES)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -180,15 +181,22 @@ class Front:
 
 
 @contextlib.asynccontextmanager
-async def front_stack(kind: str, http: aiohttp.ClientSession, **overrides: Any) -> AsyncIterator[Front]:
+async def front_stack(
+    kind: str, http: aiohttp.ClientSession, *, rules: Sequence[tuple[str, str]] = (), **overrides: Any
+) -> AsyncIterator[Front]:
     """The test API, bffgate (its settings with ``overrides``) and ``kind`` configured by what
-    `bffgate forward-auth-config` prints; all stopped on the way out."""
+    `bffgate forward-auth-config` prints; all stopped on the way out. ``rules``: routes as (prefix,
+    token rule), each to the test API's ``/status`` (no token needed there) (``BFF_ROUTES`` for the config command)."""
     binary(kind)
     upstream, state, recorder = create_test_upstream()
     async with contextlib.AsyncExitStack() as stack:
         api_url = await stack.enter_async_context(serve(upstream, lifespan="off"))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
+        if rules:
+            overrides["routes"] = [
+                {"prefix": prefix, "upstream": f"{api_url}/status", "token": rule} for prefix, rule in rules
+            ]
         settings = settings_for(api_url, bff_public_url=url, **overrides)
         sock = bind_loopback()
         bffgate = f"127.0.0.1:{sock.getsockname()[1]}"
@@ -209,10 +217,16 @@ async def front_stack(kind: str, http: aiohttp.ClientSession, **overrides: Any) 
 
 
 def store_env(settings: Settings) -> dict[str, str]:
-    """The session store's settings as the environment `bffgate forward-auth-config` reads."""
+    """The session store's settings and the routes as the environment `bffgate forward-auth-config`
+    reads."""
+    env = {}
+    if settings.routes:
+        env["BFF_ROUTES"] = json.dumps(
+            [r.model_dump(mode="json", exclude_defaults=True) for r in settings.routes]
+        )
     if settings.bff_session_store == "cookie":
-        return {}
-    return {"BFF_SESSION_STORE": settings.bff_session_store, "REDIS_URL": settings.redis_url or ""}
+        return env
+    return env | {"BFF_SESSION_STORE": settings.bff_session_store, "REDIS_URL": settings.redis_url or ""}
 
 
 def assert_no_token(front: Front, *answers: Answer) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import pytest
 
+from bffgate.api_target import ApiTarget
 from bffgate.errors import RefreshFailed, RefreshRejected, RefreshUnavailable, SessionExpired
 from bffgate.refresh import RefreshCoordinator
 from bffgate.session import Session
@@ -165,3 +167,40 @@ async def test_session_without_refresh_token_expires(coordinator: RefreshCoordin
     session = Session(sid="s", created_at=time.time())
     with pytest.raises(SessionExpired):
         await coordinator.refresh(session)
+
+
+class ScriptedApiProvider(ScriptedProvider):
+    """Also issues per-API tokens (RFC 8707), rotating the refresh token on those grants too."""
+
+    async def refresh_for_api(self, refresh_token: str, target: ApiTarget) -> TokenSet:
+        tokens = await self.refresh(refresh_token)
+        return replace(tokens, access_token=f"{target.resource}:{tokens.access_token}")
+
+
+async def test_grants_for_the_session_and_its_apis_take_turns_from_the_newest_refresh_token(
+    store: MemoryStore,
+) -> None:
+    """Concurrent refreshes of a session's own token and of two APIs' tokens: one grant each, every
+    one with the refresh token the previous grant rotated, and the last state holds all three."""
+    provider = ScriptedApiProvider()
+    coordinator = RefreshCoordinator(provider, store, grace_seconds=30)
+    orders, billing = ApiTarget("https://orders.test/"), ApiTarget("https://billing.test/")
+    session = replace(expired_session(), resources=("https://orders.test/", "https://billing.test/"))
+    waiters = asyncio.gather(
+        coordinator.refresh(session),
+        *(coordinator.refresh(session, target=target) for target in [orders, billing] * 10),
+    )
+    await provider.entered.wait()  # one grant is at the provider; the other flights are waiting
+    provider.release.set()
+    own, *apis = await waiters
+    assert sorted(provider.calls) == ["rt0", "rt1", "rt2"]  # no refresh token presented twice
+    assert own.access_token not in (None, "at0")
+    assert {api.api_tokens[orders.key].access_token for api in apis[::2]} == {
+        apis[0].api_tokens[orders.key].access_token
+    }
+    newest = store.saved[-1]
+    assert newest.refresh_token == "rt3"
+    assert newest.access_token == own.access_token
+    assert newest.api_tokens[orders.key].access_token.startswith("https://orders.test/:")
+    assert newest.api_tokens[billing.key].access_token.startswith("https://billing.test/:")
+    assert await coordinator.current(session) == newest  # old cookies find the newest state

@@ -161,9 +161,14 @@ def test_bff_routes_that_is_not_json_is_one_line(monkeypatch: pytest.MonkeyPatch
             "ROUTES[0].client_secret: is required with ROUTES[0].client_id",
         ),
         (
-            [{"prefix": "/x/", "upstream": "http://a", "token": "user", "scopes": "a"}],
+            [{"prefix": "/x/", "upstream": "http://a", "token": "none", "scopes": "a"}],
             {},
             "ROUTES[0].scopes: is only used with token = client",
+        ),
+        (  # on a user route, scopes ask for a per-API token (api_tokens.py): OpenID Connect only
+            [{"prefix": "/x/", "upstream": "http://a", "token": "user", "scopes": "a"}],
+            {},
+            "ROUTES[0].scopes: a per-API token needs BFF_PROVIDER=oidc",
         ),
         (
             [

@@ -4,11 +4,15 @@ import { useEffect, useState } from "react";
 import { useRouter } from "next/navigation";
 import { customFetch, getUser, logout } from "../lib/bffgate.js";
 
-/** The protected page: the user and the demo API's items, fetched through the gateway. */
+/**
+ * The protected page: the user, the demo API's items (the default route, /api/rest/proxy/* →
+ * REMOTE_API) and a second API's answer (the route /api/catalogue/, token rule user-or-none).
+ */
 export default function HomePage() {
   const router = useRouter();
   const [user, setUser] = useState(null);
   const [items, setItems] = useState(null);
+  const [catalogue, setCatalogue] = useState(null);
   const [error, setError] = useState("");
 
   useEffect(() => {
@@ -21,15 +25,23 @@ export default function HomePage() {
         return;
       }
       setUser(session.user);
-      // GET /api/rest/proxy/items: the gateway adds Authorization and refreshes when needed.
-      // A 401 (session gone) sends the browser to /login by itself.
-      const response = await customFetch("/items");
+      // Both APIs at once, each through the gateway.
+      // GET /api/rest/proxy/items: the default route; the gateway adds Authorization and refreshes
+      // when needed. A 401 (session gone) sends the browser to /login by itself.
+      // GET /api/catalogue/featured: a configured route (token rule user-or-none): a plain fetch with
+      // the cookies and X-CSRF (every route wants it); the gateway sends the user's token with a
+      // session and none without.
+      const [response, catalogueResponse] = await Promise.all([
+        customFetch("/items"),
+        fetch("/api/catalogue/featured", { credentials: "same-origin", headers: { "X-CSRF": "1" } }),
+      ]);
       if (cancelled) return;
-      if (!response.ok) {
-        setError(`HTTP ${response.status}`);
+      if (!response.ok || !catalogueResponse.ok) {
+        setError(`HTTP ${response.ok ? catalogueResponse.status : response.status}`);
         return;
       }
       setItems(await response.json());
+      setCatalogue(await catalogueResponse.json());
     })().catch((err) => setError(String(err)));
     return () => {
       cancelled = true;
@@ -61,6 +73,9 @@ export default function HomePage() {
           ))}
         </ul>
       )}
+      <h2>Catalogue</h2>
+      {/* The second API's JSON answer as it came, whatever that API is. */}
+      {catalogue === null ? <p>Loading…</p> : <pre id="catalogue">{JSON.stringify(catalogue, null, 2)}</pre>}
     </main>
   );
 }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import aiohttp
 
+from ..api_target import ApiTarget
 from ..config import Settings
 from ..session import Session
 from ..tokens import TokenSet
@@ -74,6 +75,15 @@ class RedirectLogin(Protocol):
 
 
 @runtime_checkable
+class ApiTokenGrant(Protocol):
+    """Providers that issue a token for one API from the user's refresh token (RFC 8707, ``oidc``)."""
+
+    async def refresh_for_api(self, refresh_token: str, target: ApiTarget) -> TokenSet:
+        """A token for ``target`` (and maybe a rotated refresh token); raises like ``refresh``, or
+        ``ApiTokenRefused`` when the grant does not cover that API."""
+
+
+@runtime_checkable
 class BackchannelLogout(Protocol):
     """Providers that tell the gateway, server to server, that a user's session there has ended."""
 
@@ -105,11 +115,13 @@ def read_tokens(
         raise failure(f"the {endpoint}'s answer is unusable: {exc}") from None
 
 
-def create_provider(settings: Settings, http: aiohttp.ClientSession) -> TokenProvider:
-    """The provider ``BFF_PROVIDER`` names."""
+def create_provider(
+    settings: Settings, http: aiohttp.ClientSession, api_targets: Sequence[ApiTarget] = ()
+) -> TokenProvider:
+    """The provider ``BFF_PROVIDER`` names; ``api_targets``: the APIs it asks per-API tokens for."""
     from .oidc import OidcProvider
     from .rest import RestProvider
 
     if settings.bff_provider == "oidc":
-        return OidcProvider(settings, http)
+        return OidcProvider(settings, http, api_targets)
     return RestProvider(settings, http)

@@ -1,11 +1,13 @@
 """The ``oidc`` provider: any OpenID Connect provider, configured by discovery.
 
 Login is the authorization code flow with PKCE (S256), ``state`` and ``nonce``: ``start_login`` builds
-the authorization URL and the transaction the gateway seals into a cookie (``transaction.py``);
+the authorization URL and the transaction the gateway seals into a cookie (``transaction.py``),
+asking for every per-API ``resource`` (RFC 8707) and scope the routes name, so the grant covers them;
 ``finish_login`` checks the provider's answer (error, RFC 9207 ``iss``), exchanges the code, validates
 the ID token (``id_token.py``) and reads the userinfo endpoint. Refresh is the ``refresh_token`` grant;
 logout revokes the refresh token (RFC 7009) and builds the RP-initiated logout URL; ``logout_token``
-validates a back-channel logout token (``logout_token.py``).
+validates a back-channel logout token (``logout_token.py``). ``refresh_for_api`` is the same grant
+with ``resource`` and ``scope``: an access token for one API (``api_tokens.py``).
 
 Authlib builds the protocol messages (authorization URL, PKCE challenge), joserfc checks the JOSE;
 HTTP goes through ``upstream.call_json`` like every other provider call. Refresh answers: 400
@@ -19,7 +21,7 @@ import base64
 import logging
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -29,8 +31,9 @@ from authlib.common.urls import add_params_to_uri  # type: ignore[import-untyped
 from authlib.oauth2.rfc6749.parameters import prepare_grant_uri  # type: ignore[import-untyped]
 from authlib.oauth2.rfc7636 import create_s256_code_challenge  # type: ignore[import-untyped]
 
+from ..api_target import ApiTarget
 from ..config import Settings
-from ..errors import LoginRejected, RefreshFailed, RefreshRejected, UpstreamError
+from ..errors import ApiTokenRefused, LoginRejected, RefreshFailed, RefreshRejected, UpstreamError
 from ..session import Session
 from ..tokens import DEFAULT_ACCESS_LIFETIME, TokenSet, lifetime_from_jwt
 from . import read_tokens
@@ -43,6 +46,7 @@ log = logging.getLogger("bffgate.provider")
 
 CALLBACK_PATH = "/api/auth/callback"
 TERMINAL_REFRESH_STATUSES = frozenset({401, 403})  # and 400 with error=invalid_grant
+TARGET_REFUSALS = frozenset({"invalid_target", "invalid_scope"})  # RFC 8707 2, RFC 6749 5.2
 # Parameters bffgate sets itself; OIDC_AUTH_PARAMS cannot override them.
 RESERVED_AUTH_PARAMS = frozenset(
     {
@@ -67,7 +71,9 @@ _ERROR_CODE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 class OidcProvider:
     """An OpenID Connect provider found by discovery at ``OIDC_ISSUER``."""
 
-    def __init__(self, settings: Settings, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: Settings, http: aiohttp.ClientSession, api_targets: Sequence[ApiTarget] = ()
+    ) -> None:
         self._http = http
         self._timeout = settings.bff_upstream_timeout
         self._client_id = settings.oidc_client_id or ""
@@ -75,7 +81,8 @@ class OidcProvider:
         self._client_secret = secret.get_secret_value() if secret is not None else None
         self._auth_method = settings.oidc_client_auth_method if self._client_secret else "none"
         self._redirect_uri = settings.bff_public_url + CALLBACK_PATH
-        self._scopes = settings.oidc_scopes
+        self._scopes = login_scopes(settings.oidc_scopes, api_targets)
+        self._resources = sorted({target.resource for target in api_targets if target.resource})
         self._extra_params = _auth_params(settings.oidc_auth_params)
         self._post_logout_redirect = settings.post_logout_redirect
         self._custom_userinfo = settings.userinfo_url
@@ -115,7 +122,17 @@ class OidcProvider:
             code_challenge_method="S256",
             **self._extra_params,
         )
-        return str(url), {"state": state, "nonce": nonce, "verifier": verifier, "returnTo": return_to}
+        if self._resources:  # RFC 8707 2.1: the grant must name every API a token will be asked for
+            url = add_params_to_uri(url, [("resource", resource) for resource in self._resources])
+        transaction: dict[str, Any] = {
+            "state": state,
+            "nonce": nonce,
+            "verifier": verifier,
+            "returnTo": return_to,
+        }
+        if self._resources:  # what this sign-in's grant will cover, whatever the settings are later
+            transaction["resources"] = self._resources
+        return str(url), transaction
 
     async def finish_login(
         self, params: Mapping[str, str], transaction: Mapping[str, Any]
@@ -153,7 +170,9 @@ class OidcProvider:
         except InvalidIdToken as exc:
             raise LoginRejected(str(exc)) from None
         user = await self._user(metadata, claims, tokens.access_token)
-        return replace(tokens, user=user), user
+        resources = transaction.get("resources")
+        granted = tuple(str(r) for r in resources) if isinstance(resources, list) else ()
+        return replace(tokens, user=user, resources=granted), user
 
     async def end_session_url(self, id_token_hint: str | None) -> str | None:
         """The provider's end-session URL (RP-initiated logout), or None when it has none."""
@@ -183,11 +202,25 @@ class OidcProvider:
     # -- TokenProvider -----------------------------------------------------------------------------
 
     async def refresh(self, refresh_token: str) -> TokenSet:
+        return await self._refresh({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    async def refresh_for_api(self, refresh_token: str, target: ApiTarget) -> TokenSet:
+        """RFC 8707: the refresh-token grant with ``resource`` (and ``scope``): a token for that API only.
+
+        Raises ``ApiTokenRefused`` when the provider will not issue one to this grant
+        (``invalid_target``, ``invalid_scope``), else like ``refresh``.
+        """
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        if target.resource:
+            form["resource"] = target.resource
+        if target.scopes:
+            form["scope"] = target.scopes
+        return await self._refresh(form)
+
+    async def _refresh(self, form: dict[str, str]) -> TokenSet:
         try:
             metadata = await self.discovery.metadata()
-            answer = await self._token_request(
-                metadata, {"grant_type": "refresh_token", "refresh_token": refresh_token}
-            )
+            answer = await self._token_request(metadata, form)
         except UpstreamError as exc:
             raise RefreshFailed(exc.detail) from None
         tokens = read_tokens(
@@ -352,11 +385,21 @@ def _code_exchange_refused(answer: JsonAnswer) -> LoginRejected | None:
     return None
 
 
-def _refresh_refused(answer: JsonAnswer) -> RefreshRejected | None:
+def _refresh_refused(answer: JsonAnswer) -> RefreshRejected | ApiTokenRefused | None:
     error = _answer_error(answer)
     if answer.status in TERMINAL_REFRESH_STATUSES or (answer.status == 400 and error == "invalid_grant"):
         return RefreshRejected(f"the token endpoint answered {answer.status} ({error})")
+    if answer.status == 400 and error in TARGET_REFUSALS:  # only a grant that names an API gets these
+        return ApiTokenRefused(f"the token endpoint refused the API's token ({error})")
     return None
+
+
+def login_scopes(scopes: str, api_targets: Sequence[ApiTarget]) -> str:
+    """``OIDC_SCOPES`` and every route's API scopes (each once): consent at sign-in covers them all."""
+    words = scopes.split()
+    for target in api_targets:
+        words += [scope for scope in (target.scopes or "").split() if scope not in words]
+    return " ".join(words)
 
 
 def _answer_error(answer: JsonAnswer) -> str:

@@ -8,11 +8,16 @@
 // tokens, revocation, introspection, RP-initiated and back-channel logout, client credentials.
 // Clients register dynamically (RFC 7591), so
 // each test brings its own redirect URI; one static client matches the README's settings.
+// Resource indicators (RFC 8707): two APIs, RESOURCE_SERVERS below, each get JWT access tokens whose
+// audience is their resource indicator; a token asked without `resource` stays the opaque userinfo
+// token, as before.
 //
 // Test-only extras, outside the provider's routes:
 //   GET  /resource/me                 a protected resource: 200 {sub, client_id} for a valid access token
-//   GET  /__test/stats?client_id=     token-endpoint calls of that client by grant type and outcome,
-//                                     and back-channel logout deliveries (backchannel_ok / _error)
+//   GET  /__test/stats?client_id=     token-endpoint calls of that client by grant type and outcome
+//                                     ("refresh_token 200", or "refresh_token 200 <resource>" for a
+//                                     grant that named a resource), and back-channel logout
+//                                     deliveries (backchannel_ok / _error)
 //   POST /__test/forge?client_id=&mode=
 //        the client's next token answer carries a bad ID token: mode = foreign-key | unknown-kid |
 //        alg-none | hs256-public-key | other-subject (validly signed, sub "mallory") |
@@ -27,9 +32,14 @@ import { createHash, generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
 
 import { SignJWT, decodeJwt, decodeProtectedHeader } from 'jose';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const ACCESS_TOKEN_TTL = 20;
+// RFC 8707 resource indicators the provider issues JWT access tokens for, and the scopes of each.
+const RESOURCE_SERVERS = {
+  'https://orders.example.test/': 'orders:read orders:write',
+  'https://billing.example.test/': 'billing:read',
+};
 const port = Number(process.argv[2] ?? process.env.PORT ?? 0);
 
 function rsaKey() {
@@ -150,6 +160,23 @@ server.listen(port, '127.0.0.1', () => {
       introspection: { enabled: true },
       rpInitiatedLogout: { enabled: true },
       backchannelLogout: { enabled: true }, // clients registered with a backchannel_logout_uri
+      resourceIndicators: {
+        enabled: true,
+        // No resource asked: no audience, the opaque userinfo token (the session's own token).
+        defaultResource: async (ctx, client, oneOf) => oneOf,
+        useGrantedResource: async () => false,
+        async getResourceServerInfo(ctx, resourceIndicator) {
+          const scope = RESOURCE_SERVERS[resourceIndicator];
+          if (!scope) throw new errors.InvalidTarget();
+          return {
+            scope,
+            audience: resourceIndicator,
+            accessTokenTTL: ACCESS_TOKEN_TTL,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
       clientCredentials: { enabled: true }, // clients registered with the client_credentials grant
     },
   });
@@ -165,7 +192,8 @@ server.listen(port, '127.0.0.1', () => {
     await next();
     if (ctx.path !== '/token' || ctx.method !== 'POST') return;
     const clientId = ctx.oidc?.client?.clientId;
-    count(clientId, `${ctx.oidc?.params?.grant_type ?? 'unknown'} ${ctx.status}`);
+    const resource = ctx.oidc?.params?.resource;
+    count(clientId, `${ctx.oidc?.params?.grant_type ?? 'unknown'} ${ctx.status}${resource ? ` ${resource}` : ''}`);
     const mode = forgeries.get(clientId);
     if (mode && ctx.status === 200 && ctx.body?.id_token) {
       forgeries.delete(clientId);
