@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Hashable
 from http.cookies import SimpleCookie
 from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -100,7 +100,7 @@ async def not_proxied(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("every request here is a proxied call")
 
 
-async def no_errors(request: Request, exc: Exception) -> Response:
+async def no_errors(request: HTTPConnection, exc: Exception) -> Response:
     raise exc
 
 

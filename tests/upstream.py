@@ -8,14 +8,16 @@ to simulate broken or failing providers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from bffgate.demo.api import DemoState, create_demo_api
 
@@ -40,9 +42,20 @@ class Recorder:
     slow_entered: asyncio.Event = field(default_factory=asyncio.Event)  # /slow is waiting for release_slow
     endless_stopped: asyncio.Event = field(default_factory=asyncio.Event)  # /endless was hung up on
     end_endless: asyncio.Event = field(default_factory=asyncio.Event)  # a test ends /endless itself
+    release_event: asyncio.Event = field(default_factory=asyncio.Event)  # /events?gated: send the next
+    flood_sent: int = 0
+    socket_rejections: int = (
+        0  # handshakes /ws-401-once has seen  # bytes the /flood WebSocket got through its send() so far
+    )
 
     def to(self, path_prefix: str) -> list[Recorded]:
         return [r for r in self.requests if r.raw_path.startswith(path_prefix)]
+
+
+def _recorded(method: str, scope: Scope) -> Recorded:
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
+    return Recorded(method, raw_path, scope["query_string"].decode("latin-1"), headers)
 
 
 class RecordingMiddleware:
@@ -51,12 +64,11 @@ class RecordingMiddleware:
         self.recorder = recorder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # a handshake reached the API: recorded as method WEBSOCKET
+            self.recorder.requests.append(_recorded("WEBSOCKET", scope))
         if scope["type"] == "http":
-            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-            raw_path = scope.get("raw_path", scope["path"].encode()).decode("latin-1")
-            self.recorder.requests.append(
-                Recorded(scope["method"], raw_path, scope["query_string"].decode("latin-1"), headers)
-            )
+            self.recorder.requests.append(_recorded(scope["method"], scope))
+            raw_path = self.recorder.requests[-1].raw_path
             override = self._override(raw_path)
             if override is not None:
                 await override(scope, receive, send)
@@ -163,6 +175,52 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
 
         return StreamingResponse(chunks(), media_type="application/octet-stream")
 
+    async def events(request: Request) -> Response:
+        """Server-sent events: ``count`` events (default 3), ``gap`` seconds apart (default 0); with
+        ``gated``, each event after the first waits for ``release_event`` instead."""
+        count = int(request.query_params.get("count", "3"))
+        gap = float(request.query_params.get("gap", "0"))
+        gated = "gated" in request.query_params
+
+        async def stream() -> Any:
+            for number in range(1, count + 1):
+                if number > 1 and gated:
+                    await recorder.release_event.wait()
+                    recorder.release_event.clear()
+                elif number > 1:
+                    await asyncio.sleep(gap)
+                yield f"id: {number}\ndata: event {number}\n\n".encode()
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def socket_close(websocket: WebSocket) -> None:
+        """Accept, then close with the code in the path and a reason."""
+        await websocket.accept()
+        await websocket.close(int(websocket.path_params["code"]), "closed by the API")
+
+    async def reject_once(websocket: WebSocket) -> None:
+        """The first handshake is refused with 401 (as an API whose key rotated would), then accepted."""
+        recorder.socket_rejections += 1
+        if recorder.socket_rejections == 1:
+            await websocket.send_denial_response(JSONResponse({"error": "invalid_token"}, 401))
+            return
+        await websocket.accept()
+        await websocket.send_text("accepted")
+        await websocket.close()
+
+    async def flood(websocket: WebSocket) -> None:
+        """``count`` binary messages of ``size`` bytes (byte i of message n is (n + i) % 256) as fast
+        as the reader takes them; ``flood_sent`` counts the bytes each ``send`` got rid of."""
+        count = int(websocket.query_params.get("count", "64"))
+        size = int(websocket.query_params.get("size", str(1024 * 1024)))
+        pattern = bytes(range(256)) * (size // 256 + 2)
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):  # the reader may leave before the end
+            for number in range(count):
+                await websocket.send_bytes(pattern[number % 256 : number % 256 + size])
+                recorder.flood_sent += size
+            await websocket.close()
+
     app = Starlette(
         routes=[
             Route(
@@ -179,6 +237,10 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
             Route("/text", text),
             Route("/broken-stream", broken_stream),
             Route("/endless", endless),
+            Route("/events", events),
+            WebSocketRoute("/ws-close/{code:int}", socket_close),
+            WebSocketRoute("/flood", flood),
+            WebSocketRoute("/ws-401-once", reject_once),
             Mount("/", app=demo),
         ]
     )

@@ -3,7 +3,8 @@
 The OpenID Connect callback's query holds the authorization ``code`` and the ``state``, and the
 logout redirect's holds a sealed ID-token reference: an access log is read by more people, and kept
 longer, than either may live. ``RedactQueries`` replaces those queries with ``?[redacted]``; it is
-installed through uvicorn's ``log_config`` so that every worker process has it.
+installed through uvicorn's ``log_config`` so that every worker process has it. The same config drops
+one false alarm of uvicorn's error log (``DeniedHandshakes``).
 """
 
 from __future__ import annotations
@@ -34,9 +35,28 @@ class RedactQueries(logging.Filter):
         return True
 
 
+class DeniedHandshakes(logging.Filter):
+    """Drops uvicorn's "returned without completing handshake" error line.
+
+    uvicorn 0.54's websockets-sansio protocol writes it after every WebSocket handshake the app
+    refused with an HTTP answer (the ASGI denial extension), which is how the gateway answers a
+    handshake without a session (401) or with a foreign Origin (403): a refusal, not an error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != DENIED_HANDSHAKE_LINE
+
+
+DENIED_HANDSHAKE_LINE = "ASGI callable returned without completing handshake."
+
+
 def log_config() -> dict[str, Any]:
-    """uvicorn's default logging configuration with ``RedactQueries`` on the access logger."""
+    """uvicorn's default logging configuration with ``RedactQueries`` on the access logger and
+    ``DeniedHandshakes`` on the error logger."""
     config = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["redact_queries"] = {"()": f"{__name__}.RedactQueries"}
+    filters = config.setdefault("filters", {})
+    filters["redact_queries"] = {"()": f"{__name__}.RedactQueries"}
+    filters["denied_handshakes"] = {"()": f"{__name__}.DeniedHandshakes"}
     config["loggers"]["uvicorn.access"]["filters"] = ["redact_queries"]
+    config["loggers"]["uvicorn.error"]["filters"] = ["denied_handshakes"]
     return config

@@ -24,7 +24,7 @@ from .forward_auth_config import FrontProxy, render
 from .logs import LOG_FORMATS, LOG_LEVELS, logging_config
 from .metrics import MULTIPROCESS_DIR
 from .runtime import raise_descriptor_limit
-from .server import HTTP_PROTOCOL, server_settings
+from .server import HTTP_PROTOCOL, WS_PROTOCOL, server_settings
 
 log = logging.getLogger("bffgate")
 
@@ -188,6 +188,8 @@ def _run_server(args: argparse.Namespace, settings: Settings) -> None:
         workers=args.workers,
         loop="uvloop",
         http=HTTP_PROTOCOL,  # httptools with bounded request heads (see bffgate/server.py)
+        ws=WS_PROTOCOL,
+        ws_max_size=settings.bff_ws_max_message_bytes,
         access_log=args.access_log,
         # In every worker: BFF_LOG_FORMAT/BFF_LOG_LEVEL, and an access log that never records the
         # callback's code and state.
@@ -214,6 +216,8 @@ def demo_command(args: argparse.Namespace) -> int:
         port=args.port,
         loop="uvloop",
         http=HTTP_PROTOCOL,
+        ws=WS_PROTOCOL,
+        log_config=log_config(),  # without the false alarm of refused WebSocket handshakes
         log_level="info",  # "Uvicorn running on ..." tells the user (and tests) it is listening
         access_log=False,
         server_header=False,

@@ -194,6 +194,13 @@ class Settings(FileBackedSettings):
     bff_log_format: Literal["text", "json"] = "text"
     bff_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     bff_trust_request_id: bool = False  # take X-Request-ID from the front proxy (else always generated)
+    # Live connections (README "Live connections"): the silence allowed between a streamed answer's
+    # bytes (SSE, long polls), and the WebSocket limits.
+    bff_stream_idle_timeout: float = Field(default=300.0, gt=0)
+    bff_ws_max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    bff_ws_max_per_session: int = Field(default=16, gt=0)
+    bff_ws_max_per_process: int = Field(default=10_000, gt=0)
+    bff_ws_session_check: float = Field(default=30.0, gt=0)  # how often open sockets ask the store
     # More APIs than REMOTE_API, each under its own local prefix with its own token rule (README, "Routes").
     routes: list[RouteSettings] = Field(
         default_factory=list, validation_alias=AliasChoices("routes", "bff_routes")

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from .csrf import verify_csrf
@@ -215,7 +215,7 @@ class Endpoints:
 
     # -- errors ------------------------------------------------------------------------------------
 
-    async def on_error(self, request: Request, exc: Exception) -> Response:
+    async def on_error(self, request: HTTPConnection, exc: Exception) -> Response:
         """Every error of every endpoint and of the proxied call: the answer, and the session's cookies.
 
         A session that ended clears its cookies (and a page navigation goes to the login page); any
@@ -229,7 +229,8 @@ class Endpoints:
         if tracked is not None:
             tracked.ended = True
         redirect_to = None
-        if request.method in ("GET", "HEAD") and is_navigation(request.headers):
+        # (A WebSocket handshake's scope has no method: never a navigation.)
+        if request.scope.get("method") in ("GET", "HEAD") and is_navigation(request.headers):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             redirect_to = login_redirect_location(self.settings.bff_login_page, target)
         clear = isinstance(error, SessionExpired) or gateway.store.has_cookies(request.cookies)
@@ -272,7 +273,7 @@ def _logged_in(session: Session) -> None:
     log.info("login", extra=fields(event="login"))
 
 
-def _tracked(request: Request) -> RequestSession | None:
+def _tracked(request: HTTPConnection) -> RequestSession | None:
     tracked = request.scope.get(TRACKED_SESSION_KEY)
     return tracked if isinstance(tracked, RequestSession) else None
 

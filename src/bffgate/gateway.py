@@ -24,6 +24,7 @@ from .config import Settings
 from .csrf import verify_csrf
 from .errors import SessionExpired, SessionTooLarge, Unauthenticated
 from .header_filter import header_value
+from .live_sockets import LiveSockets
 from .logout_redirect import LogoutReferences
 from .providers import TokenProvider
 from .refresh import RefreshCoordinator
@@ -70,6 +71,13 @@ class Gateway:
         self.store = store
         self.provider = provider
         self.transport = transport
+        self.sockets = LiveSockets(
+            self.session_stands,
+            per_session=settings.bff_ws_max_per_session,
+            per_process=settings.bff_ws_max_per_process,
+            check_seconds=settings.bff_ws_session_check,
+            absolute_seconds=settings.bff_session_absolute,
+        )
         self.routes = RouteTable.from_settings(settings)
         self.default_route = ApiRoute(DEFAULT_PREFIX, ApiUrls(settings.remote_api), "user")
         # The connection pool of each route's origin (one per origin, shared by its routes).
@@ -82,6 +90,7 @@ class Gateway:
             absolute_seconds=settings.bff_session_absolute,
             cluster=cluster,
             cluster_required=settings.bff_session_store == "redis",
+            on_end=self.sockets.session_ended,
         )
         self.api_tokens = ApiTokens(self.refresher, skew=settings.bff_refresh_skew)
         self.logout_references = LogoutReferences(settings.refresh_secrets, cluster)
@@ -152,6 +161,16 @@ class Gateway:
         # request log names the session from here too (``requestlog``).
         scope[TRACKED_SESSION_KEY] = tracked
         return tracked
+
+    async def session_stands(self, session: Session, cookies: Cookies) -> bool:
+        """Whether ``session`` (loaded from ``cookies`` a while ago) has not ended since: no logout
+        known here or (Redis) anywhere, and, with a server-side store, still stored."""
+        if not await self.refresher.is_live(session):
+            return False
+        if not self.store.server_side:
+            return True
+        stored = await self.store.load(cookies)
+        return stored is not None and stored.sid == session.sid
 
     async def fresh(self, tracked: RequestSession) -> Session:
         """The newest tokens for this session, refreshed ahead of expiry (single-flight)."""

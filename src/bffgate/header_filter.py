@@ -145,6 +145,15 @@ def forwardable_request_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> l
     return kept
 
 
+def is_event_stream(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether these (lower-case) answer headers declare ``text/event-stream``; only asked of answers
+    without a Content-Length, so the usual answer costs nothing here."""
+    for name, value in headers:
+        if name == b"content-type":
+            return value[:17].lower() == b"text/event-stream"
+    return False
+
+
 def browser_response_headers(
     upstream: ApiAnswer, *, pass_cookies: bool, set_cookies: list[str], bodiless: bool = False
 ) -> list[tuple[bytes, bytes]]:
@@ -174,6 +183,9 @@ def browser_response_headers(
             headers.append((lower, value))
     if connection_named:
         headers = [(name, value) for name, value in headers if name not in connection_named]
+    if upstream.content_length is None and is_event_stream(headers):
+        # Server-sent events: a buffering proxy in front (nginx) would hold the events back.
+        headers.append((b"x-accel-buffering", b"no"))
     if set_cookies:
         headers += session_cookie_headers(set_cookies)
     else:  # every proxied call is session-authenticated: no shared cache may keep its answer

@@ -16,7 +16,10 @@ What this client does, and no more:
   chunked), with write flow control;
 - answers read whole or streamed with read flow control (reading pauses while the browser is slower
   than the API), 1xx answers skipped, HEAD and close-delimited bodies handled;
-- a read timeout on every wait (the answer's head, each pause while it streams, each stalled write);
+- a read timeout on every wait for the answer's head and on each stalled write, and an idle timeout
+  (its own setting, ``stream_idle_timeout``) on each pause of a body that has begun: a server-sent
+  event stream whose heartbeat comes every 40 s is not cut by a 30 s read timeout while bytes keep
+  arriving, yet a stream that goes silent for good is;
 - one retry, on a fresh connection, of an idempotent request with a replayable body when a reused
   connection turns out to have been closed by the server before it answered (the keep-alive race).
 Not here, because a same-origin reverse proxy does not need them: HTTP/2 to the API, outbound HTTP
@@ -70,6 +73,7 @@ class Http1Pool:
         *,
         connect_timeout: float,
         read_timeout: float | None,
+        stream_idle_timeout: float | None = None,
         idle_timeout: float = 15.0,
         max_idle: int = 2048,
         ssl_context: ssl.SSLContext | None = None,
@@ -83,6 +87,8 @@ class Http1Pool:
         self._host_line = f"Host: {url.host_port_subcomponent}\r\n"
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        # Between the bytes of a body once its head has arrived (None: the read timeout again).
+        self.stream_idle_timeout = read_timeout if stream_idle_timeout is None else stream_idle_timeout
         self.idle_timeout = idle_timeout
         self.max_idle = max_idle
         # Idle connections by partition (newest last), and all of them oldest first: the global bound
@@ -445,8 +451,9 @@ class Response:
             raise self.error
 
     async def wait(self, future: asyncio.Future[None]) -> None:
-        """Wait for ``future``; after the read timeout the exchange fails with ``TransportTimeout``."""
-        timeout = self._connection.pool.read_timeout
+        """Wait for ``future``; after the timeout the exchange fails with ``TransportTimeout``: the read
+        timeout until the answer's head has arrived, then the stream idle timeout."""
+        timeout = self._timeout()
         timer = self._loop.call_later(timeout, self._timed_out, future) if timeout is not None else None
         try:
             await future
@@ -456,9 +463,16 @@ class Response:
         if self.error is not None:
             raise self.error
 
+    def _timeout(self) -> float | None:
+        pool = self._connection.pool
+        return pool.stream_idle_timeout if self.head_done else pool.read_timeout
+
     def _timed_out(self, future: asyncio.Future[None]) -> None:
-        timeout = self._connection.pool.read_timeout
-        self._fail(TransportTimeout(f"the remote API did not answer within {timeout:g} s"))
+        if self.head_done:
+            message = f"the remote API's answer was silent for {self._timeout():g} s"
+        else:
+            message = f"the remote API did not answer within {self._timeout():g} s"
+        self._fail(TransportTimeout(message))
         if not future.done():
             future.set_result(None)
         self._connection.close()

@@ -170,3 +170,17 @@ UPSTREAM_DURATION = RequestLatency(
     "Calls to the remote API (proxied calls, customfetch) until the answer's head, by status class",
     None,
 )
+OPEN_SOCKETS = Gauge(
+    "bffgate_websockets_open", "WebSockets relayed to the remote API right now", multiprocess_mode="livesum"
+)
+SOCKETS_CLOSED = Counter(
+    "bffgate_websockets_closed",
+    "Relayed WebSockets that ended, by why: browser, api (either side closed), session_ended, "
+    "message_too_big, too_many (a limit refused it after the handshake), upstream_unavailable, shutdown",
+    ["reason"],
+)
+SOCKETS_REFUSED = Counter(
+    "bffgate_websocket_handshakes_refused",
+    "WebSocket handshakes answered with an HTTP problem before any API contact, by problem code",
+    ["code"],
+)

@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from urllib.parse import unquote
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,6 +41,7 @@ from .errors import BffError, InvalidUrl, MethodNotAllowed, SessionExpired
 from .forward_auth import FORWARD_AUTH_PATH
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
+from .live_socket import LiveSocketCall
 from .logs import request_fields
 from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
@@ -60,7 +61,7 @@ PROXIED_BY_CLASS = {n: PROXIED.labels(f"{n}xx") for n in range(1, 6)}
 PROXIED_OTHER = PROXIED.labels("other")
 
 GatewayGetter = Callable[[], Awaitable[Gateway]]
-ErrorHandler = Callable[[Request, Exception], Awaitable[Response]]
+ErrorHandler = Callable[[HTTPConnection, Exception], Awaitable[Response]]
 CallBuilder = Callable[["ProxiedCall", Request, Gateway, ApiRoute], Awaitable[ApiCall]]
 NO_ROUTES = RouteTable(())
 # What answers a request this layer serves: the ASGI answer, or an exception for ``on_error``.
@@ -85,6 +86,7 @@ class ProxiedCall:
         self.on_error = on_error
         self.routes = routes
         self.decide = decide
+        self.live_socket = LiveSocketCall(gateway, on_error, relative_proxy_path)
         # Bound once: no coroutine frame of our own between the routing and the call.
         self.proxy_path: Handler = partial(self.answer, build=ProxiedCall.from_path, api_route=None)
         self.customfetch: Handler = partial(self.answer, build=ProxiedCall.from_envelope, api_route=None)
@@ -93,6 +95,10 @@ class ProxiedCall:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.handler(scope) if scope["type"] == "http" else None
         if handler is None:
+            # A WebSocket handshake on the default route (REMOTE_API); the configured routes are HTTP only.
+            if scope["type"] == "websocket" and app_path(scope).startswith(PROXY_PREFIX):
+                await self.live_socket(scope, receive, send)
+                return
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -73,8 +73,10 @@ class RefreshCoordinator:
         absolute_seconds: float = DEFAULT_SESSION_ABSOLUTE,
         cluster: ClusterCoordination | None = None,
         cluster_required: bool = False,
+        on_end: Callable[[str], None] | None = None,
     ) -> None:
         self._provider = provider
+        self._on_end = on_end  # told the id of each session this process learns was logged out
         self._store = store
         self._grace = GraceWindow.in_process(grace_seconds)
         self._absolute = absolute_seconds
@@ -103,7 +105,7 @@ class RefreshCoordinator:
         revokes them, or the refresh sees the logout and revokes them itself.
         """
         until = session.created_at + self._absolute
-        self._ended.add(session.sid, until)
+        self._tombstone(session)
         if self._cluster is not None:
             try:
                 await self._cluster.mark_ended(session.sid, until - time.time())
@@ -238,8 +240,14 @@ class RefreshCoordinator:
             self._note_cluster_down(exc)
             return
         if ended:
-            self._ended.add(session.sid, session.created_at + self._absolute)
+            self._tombstone(session)
             raise SessionExpired("the session was logged out")
+
+    def _tombstone(self, session: Session) -> None:
+        """Record here that ``session`` was logged out, and tell whoever holds it open (WebSockets)."""
+        self._ended.add(session.sid, session.created_at + self._absolute)
+        if self._on_end is not None:
+            self._on_end(session.sid)
 
     async def _share(self, cluster: ClusterCoordination, old: Session, refreshed: Session) -> None:
         """Publish the result to other processes. The refresh itself is done: Redis failing now must

@@ -111,7 +111,13 @@ class Runtime:
         }
         max_idle = max(1, idle_connection_budget(settings.bff_upstream_max_idle) // len(origins))
         pools = {
-            origin: Http1Pool(base, connect_timeout=timeout, read_timeout=timeout, max_idle=max_idle)
+            origin: Http1Pool(
+                base,
+                connect_timeout=timeout,
+                read_timeout=timeout,
+                stream_idle_timeout=settings.bff_stream_idle_timeout,
+                max_idle=max_idle,
+            )
             for origin, base in origins.items()
         }
         self._api = pools.pop(origin_of(settings.remote_api))
@@ -143,7 +149,9 @@ class Runtime:
         )
 
     async def close(self) -> None:
-        if self._gateway is not None:  # before the clients close: the refreshes need them
+        if self._gateway is not None:
+            await self._gateway.sockets.close()  # sockets still open: 1001, and no more session checks
+            # Before the clients close: the refreshes need them.
             await self._gateway.refresher.finish_flights(self.settings.bff_upstream_timeout)
         if self._http is not None:
             await self._http.close()

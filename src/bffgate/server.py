@@ -60,6 +60,10 @@ log = logging.getLogger("bffgate.server")
 # What `bffgate serve` and `bffgate demo` pass to uvicorn as `http=` (an import string survives the
 # worker processes uvicorn spawns).
 HTTP_PROTOCOL = "bffgate.server:BoundedHttpToolsProtocol"
+# WebSockets from browsers (live_socket.py): uvicorn's protocol on the ``websockets`` library's sans-I/O
+# core. A handshake is parsed by the bounded HTTP protocol above, which then hands the connection over
+# (``_still_ours``); the socket's messages are bounded by ``ws_max_size`` (BFF_WS_MAX_MESSAGE_BYTES).
+WS_PROTOCOL = "websockets-sansio"
 
 
 @functools.cache

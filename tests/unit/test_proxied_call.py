@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
@@ -38,7 +38,7 @@ async def not_proxied(scope: Scope, receive: Receive, send: Send) -> None:
     raise AssertionError("a proxied call went on to the router")
 
 
-async def problem_answer(request: Request, error: Exception) -> Response:
+async def problem_answer(request: HTTPConnection, error: Exception) -> Response:
     return problem_response(error if isinstance(error, BffError) else BffError())
 
 

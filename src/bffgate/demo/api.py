@@ -18,6 +18,8 @@ prove how often the gateway refreshed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import secrets
 import time
@@ -31,9 +33,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 __all__ = [
     "DEMO_USER",
@@ -61,6 +64,7 @@ _ITEMS: Final[tuple[Mapping[str, object], ...]] = (
     {"id": 5, "name": "Webcam", "price": 39.99},
 )
 
+TICK_SECONDS: Final = 1.0  # the /ticks WebSocket's default interval
 DOWNLOAD_DEFAULT_SIZE: Final = 1024 * 1024
 DOWNLOAD_MAX_SIZE: Final = 200 * 1024 * 1024
 DOWNLOAD_CHUNK_SIZE: Final = 64 * 1024
@@ -225,6 +229,7 @@ def _parse_claims(claims: Mapping[str, Any]) -> AccessClaims | None:
 # --- HTTP layer -------------------------------------------------------------------------------
 
 ProtectedEndpoint = Callable[[Request, AccessClaims], Awaitable[Response]]
+ProtectedSocket = Callable[[WebSocket, AccessClaims], Awaitable[None]]
 
 
 def _error(status: int, code: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
@@ -254,7 +259,7 @@ def _string_field(body: Mapping[str, Any] | None, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _bearer_token(request: Request) -> str | None:
+def _bearer_token(request: HTTPConnection) -> str | None:
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and token else None
@@ -288,6 +293,20 @@ def _download_size(raw: str | None) -> int | None:
     return min(int(raw), DOWNLOAD_MAX_SIZE)
 
 
+def _tick_seconds(raw: str | None) -> float:
+    try:
+        seconds = float(raw) if raw is not None else TICK_SECONDS
+    except ValueError:
+        seconds = TICK_SECONDS
+    return min(max(seconds, 0.01), 60.0) if seconds == seconds else TICK_SECONDS  # NaN: the default
+
+
+def _first_subprotocol(websocket: WebSocket) -> str | None:
+    """The first sub-protocol the client offered, if any (a client that offers one needs one back)."""
+    offered: list[str] = websocket.scope.get("subprotocols") or []
+    return offered[0] if offered else None
+
+
 def _is_price(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
@@ -310,6 +329,51 @@ class _Endpoints:
             return await endpoint(request, claims)
 
         return guarded
+
+    def protected_socket(self, endpoint: ProtectedSocket) -> Callable[[WebSocket], Awaitable[None]]:
+        """``protected`` for a WebSocket: a handshake without a valid access token gets the 401."""
+
+        async def guarded(websocket: WebSocket) -> None:
+            token = _bearer_token(websocket)
+            claims = None if token is None else self.state.verify_access_token(token)
+            if claims is None:
+                await websocket.send_denial_response(_invalid_token())
+                return
+            await endpoint(websocket, claims)
+
+        return guarded
+
+    async def ticks(self, websocket: WebSocket, claims: AccessClaims) -> None:
+        """A counter, one message a second (``?every=`` seconds, 0.01 to 60): the demo page's live
+        panel. Messages from the browser are read and dropped, so its close is seen at once."""
+        every = _tick_seconds(websocket.query_params.get("every"))
+        await websocket.accept(subprotocol=_first_subprotocol(websocket))
+
+        async def tick() -> None:
+            for count in range(1, 1 << 62):
+                await websocket.send_json({"tick": count, "user": claims.sub})
+                await asyncio.sleep(every)
+
+        sender = asyncio.get_running_loop().create_task(tick())
+        try:
+            while (await websocket.receive())["type"] != "websocket.disconnect":
+                pass
+        finally:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError, RuntimeError):
+                await sender
+
+    async def echo(self, websocket: WebSocket, claims: AccessClaims) -> None:
+        """Every message back as it came (text as text, binary as binary), until the client closes."""
+        await websocket.accept(subprotocol=_first_subprotocol(websocket))
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await websocket.send_bytes(message["bytes"])
+            else:
+                await websocket.send_text(message.get("text") or "")
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -405,5 +469,7 @@ def create_demo_api(
         Route("/items/{item_id}", ep.protected(ep.get_item), methods=["GET"]),
         Route("/download", ep.protected(ep.download), methods=["GET"]),
         Route("/stats", ep.protected(ep.stats), methods=["GET"]),
+        WebSocketRoute("/ticks", ep.protected_socket(ep.ticks)),
+        WebSocketRoute("/echo", ep.protected_socket(ep.echo)),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error}), state

@@ -89,3 +89,66 @@ export function getUser(): Promise<BffSession | null>;
 
 /** Session events from this tab and other tabs. Returns the unsubscribe function. */
 export function onSessionChange(callback: (event: SessionEvent) => void): () => void;
+
+/** Close codes the gateway sends on a relayed WebSocket (README "Live connections"). */
+export const CloseCodes: {
+  /** The session ended (logout, logout everywhere, back-channel logout, absolute lifetime). */
+  readonly SESSION_ENDED: 4401;
+  /** BFF_WS_MAX_PER_SESSION or BFF_WS_MAX_PER_PROCESS reached. */
+  readonly TOO_MANY_SOCKETS: 4429;
+  /** The API could not be reached, or its connection broke off. */
+  readonly API_UNAVAILABLE: 4502;
+  /** A message over BFF_WS_MAX_MESSAGE_BYTES. */
+  readonly MESSAGE_TOO_BIG: 1009;
+};
+
+export interface LiveSocketEventMap {
+  open: Event;
+  message: MessageEvent;
+  /** A drop: the socket reconnects after `delayMs`. */
+  reconnect: CustomEvent<{ attempt: number; delayMs: number; code: number }>;
+  /** Closed for good (by the page, a final code, or a session end). */
+  close: CustomEvent<{ code: number; reason: string }>;
+  error: Event;
+}
+
+/** A WebSocket through the gateway that reconnects after drops. */
+export class LiveSocket extends EventTarget {
+  readonly url: string;
+  /** "blob" (default) or "arraybuffer", applied to every (re)connection. */
+  binaryType: BinaryType;
+  /** 0 connecting (also between reconnects), 1 open, 3 closed for good. */
+  readonly readyState: 0 | 1 | 3;
+  /** Throws an InvalidStateError DOMException while not open. */
+  send(data: string | ArrayBufferLike | Blob | ArrayBufferView): void;
+  /** Close for good: no reconnect. */
+  close(code?: number, reason?: string): void;
+  addEventListener<K extends keyof LiveSocketEventMap>(
+    type: K,
+    listener: (event: LiveSocketEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+}
+
+/**
+ * Open `ws(s)://<page host>${basePath}/api/rest/proxy${path}`: the gateway authenticates it with the
+ * session's cookies and sends the API the Bearer. Reconnects with backoff after a drop; close 4401
+ * (or a refused handshake with no session left) reports "expired" like a 401.
+ */
+export function openSocket(path: `/${string}`, protocols?: string | string[]): LiveSocket;
+
+/** Server-sent events through the gateway, EventSource-style (fetch-based, so X-CSRF is sent). */
+export class LiveEvents extends EventTarget {
+  /** 0 connecting, 1 open, 2 closed. */
+  readonly readyState: 0 | 1 | 2;
+  /** The last `id:` received; sent back as Last-Event-ID when reconnecting. */
+  readonly lastEventId: string;
+  close(): void;
+  addEventListener(type: "open" | "error", listener: (event: Event) => void, options?: boolean | AddEventListenerOptions): void;
+  /** "message", or the name given by an `event:` line. */
+  addEventListener(type: string, listener: (event: MessageEvent<string>) => void, options?: boolean | AddEventListenerOptions): void;
+}
+
+/** Read `${basePath}/api/rest/proxy${path}` as server-sent events; reconnects with Last-Event-ID. */
+export function events(path: `/${string}`): LiveEvents;

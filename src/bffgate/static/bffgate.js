@@ -16,6 +16,9 @@
  *   the request is retried with exponential backoff when its body can be sent again.
  * - Session events (`login`, `logout`, `expired`) in this tab and, via
  *   `BroadcastChannel("bffgate")`, in the other tabs of the same origin.
+ * - Live connections: `openSocket(path, protocols)` (a WebSocket through the gateway) and
+ *   `events(path)` (server-sent events), both reconnecting with backoff after a network drop and
+ *   reporting a session end like a 401 does.
  *
  * Dependency-free ES module; no build step. Types: bffgate.d.ts.
  */
@@ -184,6 +187,254 @@ export function onSessionChange(callback) {
   return () => {
     listeners.delete(listener);
   };
+}
+
+// --- live connections --------------------------------------------------------------------------
+
+/** Close codes the gateway sends (README "Live connections"). */
+export const CloseCodes = Object.freeze({
+  SESSION_ENDED: 4401,
+  TOO_MANY_SOCKETS: 4429,
+  API_UNAVAILABLE: 4502,
+  MESSAGE_TOO_BIG: 1009,
+});
+/** Closes after which reconnecting cannot help: a normal end, a refusal, an oversized message. */
+const FINAL_CLOSE_CODES = new Set([1000, CloseCodes.TOO_MANY_SOCKETS, CloseCodes.MESSAGE_TOO_BIG]);
+const MAX_RECONNECT_DELAY_MS = 30_000;
+
+/**
+ * A WebSocket to the remote API through the gateway (`/api/rest/proxy${path}`, ws: or wss: as the
+ * page). The browser's cookies authenticate it; the gateway adds the Bearer. Events: "open",
+ * "message" (MessageEvent), "reconnect" (CustomEvent, detail {attempt, delayMs, code}), "close"
+ * (CustomEvent, detail {code, reason}: only once it will not reconnect), "error".
+ *
+ * After a drop (network, gateway restart, the API's own close other than 1000) it reconnects with
+ * exponential backoff (configure's backoffMs, doubling, at most 30 s); the next handshake carries a
+ * fresh token. Close 4401 (session ended), or a handshake refused because the session is gone, is
+ * reported like a 401: "expired" to onSessionChange, then the login page or onUnauthenticated.
+ *
+ * @param {string} path the remote API path, starting with "/"
+ * @param {string | string[]} [protocols] WebSocket sub-protocols, passed to the API
+ * @returns {LiveSocket}
+ */
+export function openSocket(path, protocols) {
+  return new LiveSocket(liveUrl(path, "openSocket", true), protocols);
+}
+
+export class LiveSocket extends EventTarget {
+  constructor(url, protocols) {
+    super();
+    this.url = url;
+    this.protocols = protocols;
+    /** "blob" or "arraybuffer", applied to every (re)connection. */
+    this.binaryType = "blob";
+    /** 0 connecting (also between reconnects), 1 open, 3 closed for good. */
+    this.readyState = 0;
+    this.socket = null;
+    this.attempt = 0;
+    this.closedByPage = false;
+    this.timer = undefined;
+    this.connect();
+  }
+
+  /** Send on the open socket (throws, as WebSocket does, while it is not open). */
+  send(data) {
+    if (this.readyState !== 1 || !this.socket) throw new DOMException("bffgate: the socket is not open", "InvalidStateError");
+    this.socket.send(data);
+  }
+
+  /** Close for good (no reconnect). */
+  close(code = 1000, reason = "") {
+    this.closedByPage = true;
+    clearTimeout(this.timer);
+    if (this.socket && this.socket.readyState < 2) this.socket.close(code, reason);
+    else this.finish(code, reason);
+  }
+
+  connect() {
+    const WebSocketClass = globalThis.WebSocket;
+    if (typeof WebSocketClass !== "function") throw new TypeError("bffgate: no WebSocket in this environment");
+    const socket = new WebSocketClass(this.url, this.protocols);
+    socket.binaryType = this.binaryType;
+    let opened = false;
+    this.socket = socket;
+    socket.onopen = () => {
+      opened = true;
+      this.attempt = 0;
+      this.readyState = 1;
+      this.dispatchEvent(new Event("open"));
+    };
+    socket.onmessage = (event) => this.dispatchEvent(new MessageEvent("message", { data: event.data }));
+    socket.onerror = () => this.dispatchEvent(new Event("error"));
+    socket.onclose = (event) => {
+      this.socket = null;
+      this.closed(event.code, event.reason, opened).catch(report);
+    };
+  }
+
+  async closed(code, reason, opened) {
+    if (this.closedByPage || FINAL_CLOSE_CODES.has(code)) return this.finish(code, reason);
+    if (code === CloseCodes.SESSION_ENDED) {
+      this.finish(code, reason); // listeners hear the close before the page turns to the login
+      return sessionEnded("session_expired");
+    }
+    // A handshake that failed says nothing about why (browsers hide the status): ask the gateway.
+    if (!opened && !(await sessionStands())) {
+      this.finish(code, reason);
+      return sessionEnded("unauthenticated");
+    }
+    if (this.closedByPage) return this.finish(code, reason);
+    const delayMs = Math.min(config.backoffMs * 2 ** this.attempt, MAX_RECONNECT_DELAY_MS);
+    this.attempt += 1;
+    this.readyState = 0;
+    this.dispatchEvent(new CustomEvent("reconnect", { detail: { attempt: this.attempt, delayMs, code } }));
+    this.timer = setTimeout(() => {
+      if (!this.closedByPage) this.connect();
+    }, delayMs);
+  }
+
+  finish(code, reason) {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.dispatchEvent(new CustomEvent("close", { detail: { code, reason } }));
+  }
+}
+
+/**
+ * Server-sent events from the remote API through the gateway, EventSource-style: "open",
+ * "message" and named events (MessageEvent with data and lastEventId), "error"; `close()`.
+ *
+ * Not the browser's EventSource itself: it cannot send the `X-CSRF` header the gateway requires on
+ * every proxied call. This reads the stream with fetch (through customFetch, so a 401 reports the
+ * session end and a 503 refresh_unavailable is retried) and parses the event-stream format; after
+ * a drop it reconnects with `Last-Event-ID`, waiting the stream's `retry:` or the backoff.
+ *
+ * @param {string} path the remote API path, starting with "/"
+ * @returns {LiveEvents}
+ */
+export function events(path) {
+  liveUrl(path, "events", false);
+  return new LiveEvents(path);
+}
+
+export class LiveEvents extends EventTarget {
+  constructor(path) {
+    super();
+    this.path = path;
+    /** 0 connecting, 1 open, 2 closed (as EventSource). */
+    this.readyState = 0;
+    this.lastEventId = "";
+    this.attempt = 0;
+    this.retryMs = undefined;
+    this.abort = new AbortController();
+    this.run().catch(report);
+  }
+
+  close() {
+    this.readyState = 2;
+    this.abort.abort();
+  }
+
+  async run() {
+    while (this.readyState !== 2) {
+      const headers = { Accept: "text/event-stream" };
+      if (this.lastEventId) headers["Last-Event-ID"] = this.lastEventId;
+      let response;
+      try {
+        response = await customFetch(this.path, { headers, signal: this.abort.signal, cache: "no-store" });
+      } catch {
+        if (this.readyState === 2) return;
+        await this.dropped();
+        continue;
+      }
+      const type = response.headers.get("content-type") ?? "";
+      if (response.status === 200 && /^text\/event-stream/i.test(type) && response.body) {
+        this.readyState = 1;
+        this.attempt = 0;
+        this.dispatchEvent(new Event("open"));
+        try {
+          await this.read(response.body);
+        } catch {
+          // a network drop mid-stream, or close(): decided below
+        }
+        if (this.readyState === 2) return;
+        await this.dropped();
+        continue;
+      }
+      response.body?.cancel().catch(() => {});
+      // 401 was reported by customFetch; a refusal (4xx) will not change by asking again.
+      if (response.status < 500) {
+        this.readyState = 2;
+        this.dispatchEvent(new Event("error"));
+        return;
+      }
+      await this.dropped();
+    }
+  }
+
+  async dropped() {
+    this.readyState = 0;
+    this.dispatchEvent(new Event("error"));
+    const delayMs = this.retryMs ?? Math.min(config.backoffMs * 2 ** this.attempt, MAX_RECONNECT_DELAY_MS);
+    this.attempt += 1;
+    await sleep(delayMs, this.abort.signal).catch(() => {});
+  }
+
+  async read(body) {
+    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    let event = { data: "", type: "" };
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value;
+      const lines = buffer.split(/\r\n|\r|\n/);
+      buffer = lines.pop() ?? "";
+      for (const line of lines) event = this.line(line, event);
+    }
+  }
+
+  /** One line of the event-stream format (the HTML standard's rules); the event being built. */
+  line(line, event) {
+    if (line === "") {
+      if (event.data) {
+        const data = event.data.endsWith("\n") ? event.data.slice(0, -1) : event.data;
+        this.dispatchEvent(new MessageEvent(event.type || "message", { data, lastEventId: this.lastEventId }));
+      }
+      return { data: "", type: "" };
+    }
+    if (line.startsWith(":")) return event; // a comment (heartbeats)
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "data") return { ...event, data: `${event.data}${value}\n` };
+    if (field === "event") return { ...event, type: value };
+    if (field === "id" && !value.includes("\0")) this.lastEventId = value;
+    if (field === "retry" && /^\d+$/.test(value)) this.retryMs = Number(value);
+    return event;
+  }
+}
+
+/** The gateway URL of a live connection to `path` (ws:/wss: for sockets); checks `path` first. */
+function liveUrl(path, name, socket) {
+  if (typeof path !== "string" || !path.startsWith("/")) {
+    throw new TypeError(`bffgate: ${name} path must start with "/", got ${JSON.stringify(path)}`);
+  }
+  const relative = `${config.basePath}/api/rest/proxy${path}`;
+  if (!socket) return relative;
+  const loc = globalThis.location;
+  return `${loc?.protocol === "https:" ? "wss:" : "ws:"}//${loc?.host ?? ""}${relative}`;
+}
+
+/** Whether the gateway still has a session for this tab (false only on a 401). */
+async function sessionStands() {
+  try {
+    const { response } = await authCall("GET", "user");
+    return response.status !== 401;
+  } catch {
+    return true; // the gateway is unreachable: a network drop, not a session end
+  }
 }
 
 // --- internals ---------------------------------------------------------------------------------
