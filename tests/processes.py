@@ -199,7 +199,7 @@ async def _start_server(*args: str, ready: bytes, timeout: float = 30) -> asynci
     try:
         await asyncio.wait_for(_read_until(process.stdout, ready), timeout)
     except BaseException:
-        await _stop(process)
+        await stop_process(process)
         raise
     return process
 
@@ -210,10 +210,15 @@ async def _read_until(stream: asyncio.StreamReader, ready: bytes) -> None:
             raise RuntimeError("redis-server exited during start-up")
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
+async def stop_process(process: asyncio.subprocess.Process, grace: float = 10) -> None:
+    """End a process this test started: SIGTERM, then SIGKILL if it is still there after ``grace``."""
     if process.returncode is None:
         process.terminate()
-        await process.wait()
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
 
 def _server_args(port: int, directory: str) -> list[str]:
@@ -274,7 +279,7 @@ async def sentinel_process(*, replica: bool = False) -> AsyncIterator[SentinelSe
                     *_server_args(setup.master_port, directory), ready=b"Ready to accept connections"
                 )
             ]
-            stack.push_async_callback(_stop, processes[0])
+            stack.push_async_callback(stop_process, processes[0])
             if setup.replica_port is not None:
                 replica_dir = os.path.join(directory, "replica")
                 os.mkdir(replica_dir)
@@ -285,11 +290,11 @@ async def sentinel_process(*, replica: bool = False) -> AsyncIterator[SentinelSe
                         ready=b"MASTER <-> REPLICA sync: Finished with success",
                     )
                 )
-                stack.push_async_callback(_stop, processes[-1])
+                stack.push_async_callback(stop_process, processes[-1])
             conf = os.path.join(directory, "sentinel.conf")
             _write_sentinel_conf(conf, setup, directory)
             sentinel = await _start_server(conf, "--sentinel", ready=b"+monitor master")
-            stack.push_async_callback(_stop, sentinel)
+            stack.push_async_callback(stop_process, sentinel)
             assert sentinel.stdout is not None
             watch = asyncio.create_task(setup._watch(sentinel.stdout))
             stack.callback(watch.cancel)
@@ -347,7 +352,7 @@ async def cluster_process(nodes: int = 3) -> AsyncIterator[ClusterSetup]:
                     os.path.join(directory, f"nodes-{index}.conf"),
                     ready=b"Ready to accept connections",
                 )
-                stack.push_async_callback(_stop, process)
+                stack.push_async_callback(stop_process, process)
                 assert process.stdout is not None
                 drain = asyncio.create_task(_drain(process.stdout))
                 stack.callback(drain.cancel)

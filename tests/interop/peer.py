@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..harness import Answer, Browser
+from ..processes import stop_process
 
 PEERS_DIR = Path(__file__).parent / "peers"
 START_TIMEOUT = 60.0  # seconds: a cold interpreter importing Django on a busy two-core machine
@@ -122,7 +123,7 @@ async def served(
             await until_listening(process, port, log_path)
             yield f"http://127.0.0.1:{port}"
         finally:
-            await _stop(process)
+            await stop_process(process)
 
 
 async def until_listening(process: asyncio.subprocess.Process, port: int, log_path: Path) -> None:
@@ -146,16 +147,6 @@ async def until_listening(process: asyncio.subprocess.Process, port: int, log_pa
 
 def _tail(path: Path) -> str:
     return path.read_text(errors="replace")[-3000:]
-
-
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        process.terminate()
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def run_checked(args: Sequence[str], *, cwd: Path, env: Mapping[str, str] | None = None) -> None:

@@ -13,6 +13,8 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from ..processes import stop_process
+
 SERVER_DIR = Path(__file__).parent / "node_ws"
 PORT_MARKER = b"BFFGATE_NODE_WS "
 
@@ -45,10 +47,4 @@ async def node_ws_server() -> AsyncIterator[str]:
             raise RuntimeError(f"the Node ws server did not start: {line!r}")
         yield f"http://127.0.0.1:{int(line[len(PORT_MARKER) :])}"
     finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        await stop_process(process)
