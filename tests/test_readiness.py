@@ -5,6 +5,7 @@ session store and as refresh coordination — and a lost coordination shows as `
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 import aiohttp
@@ -49,6 +50,48 @@ async def test_readyz_probes_the_api(http: aiohttp.ClientSession) -> None:
             body = await answer.json()
     assert answer.status == 503
     assert body["checks"] == {"store": "ok", "provider": "ok", "api": "unavailable"}
+
+
+async def test_readyz_and_check_probe_each_routes_api(http: aiohttp.ClientSession) -> None:
+    """A route's upstream refuses connections while REMOTE_API and the provider answer: unavailable,
+    the route's API named in /readyz and in ``bffgate check``; the route that answers is ok."""
+    upstream, _, _ = create_test_upstream()
+    async with serve(upstream, lifespan="off") as api_url:
+        routes = [
+            {"prefix": "/api/catalogue/", "upstream": api_url, "token": "none"},
+            {"prefix": "/api/billing/", "upstream": _closed(), "token": "user"},
+        ]
+        settings = settings_for(
+            api_url,
+            bff_login_url=api_url + "/auth/login",
+            bff_refresh_url=api_url + "/auth/refresh",
+            routes=routes,
+        )
+        async with serve(create_app(settings)) as gateway_url, http.get(gateway_url + "/readyz") as answer:
+            body = await answer.json()
+        checked = await asyncio.to_thread(
+            run_cli,
+            "check",
+            env={
+                "REMOTE_API": api_url,
+                "ETLS_ACCESS": SECRET_A,
+                "ETLS_REFRESH": SECRET_R,
+                "BFF_LOGIN_URL": api_url + "/auth/login",
+                "BFF_REFRESH_URL": api_url + "/auth/refresh",
+                "BFF_ROUTES": json.dumps(routes),
+            },
+        )
+    assert answer.status == 503
+    assert body["checks"] == {
+        "store": "ok",
+        "provider": "ok",
+        "api": "ok",
+        "api /api/catalogue/": "ok",
+        "api /api/billing/": "unavailable",
+    }
+    assert checked.returncode == 1
+    assert "ok: route /api/catalogue/ answers" in checked.stdout
+    assert "route /api/billing/:" in checked.stdout + checked.stderr
 
 
 async def test_lost_coordination_is_degraded_in_readyz_the_metric_and_the_log(

@@ -283,12 +283,14 @@ async def _reach_services(settings: Settings, *, api: bool = True) -> list[str]:
             print(f"ok: provider reachable ({settings.bff_provider}: {endpoints} endpoints)")
         except BffError as exc:
             problems.append(f"provider: {exc.detail}")
-        try:
-            if api:
-                await reachable(http, settings.remote_api)
-                print("ok: REMOTE_API answers")
-        except BffError as exc:
-            problems.append(f"REMOTE_API: {exc.detail}")
+        apis = [("REMOTE_API", settings.remote_api)] if api else []
+        apis += [(f"route {route.prefix}", route.upstream) for route in settings.routes]
+        for name, url in apis:
+            try:
+                await reachable(http, url)
+                print(f"ok: {name} answers")
+            except BffError as exc:
+                problems.append(f"{name}: {exc.detail}")
     if settings.redis_url:
         problems += await _reach_redis(settings.redis_url, settings.bff_session_store == "redis")
     return problems

@@ -3,7 +3,8 @@
 * ``store``: the session store (Redis with ``BFF_SESSION_STORE=redis``; the cookie store has no server);
 * ``provider``: rest — the login *and* the refresh endpoints answer HTTP; oidc — discovery, the JWKS
   and the token endpoint;
-* ``api``: ``REMOTE_API`` answers HTTP (any status: only reachability is judged);
+* ``api``: ``REMOTE_API`` answers HTTP (any status: only reachability is judged); ``api PREFIX``:
+  each route's upstream, the same way;
 * ``coordination`` (with ``REDIS_URL``): Redis as the cluster-wide single-flight refresh lock and
   grace window.
 

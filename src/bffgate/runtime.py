@@ -89,6 +89,11 @@ class Runtime:
             "provider": await check(gateway.provider.ready()),
             "api": await check(reachable(self._http, self.settings.remote_api)),
         }
+        # The routes' APIs too (README "Routes"), probed together: one slow API delays the answer once.
+        http = self._http
+        routes = self.settings.routes
+        results = await asyncio.gather(*(check(reachable(http, route.upstream)) for route in routes))
+        checks.update({f"api {route.prefix}": result for route, result in zip(routes, results, strict=True)})
         if gateway.cluster is not None:
             checks["coordination"] = await coordination_check(gateway.cluster)
         return checks, self.settings.bff_session_store == "redis"
