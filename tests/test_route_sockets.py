@@ -8,17 +8,11 @@ Starlette WebSocket API under uvicorn on a port of its own as the routes' upstre
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.exceptions import InvalidStatus
 
 from bffgate.live_sockets import SESSION_ENDED
@@ -26,7 +20,7 @@ from bffgate.live_sockets import SESSION_ENDED
 from .conftest import StackFactory
 from .harness import Stack, nothing_goes_upstream, serve
 from .test_live_sockets import closed_with, handshakes, open_socket
-from .upstream import Recorder, RecordingMiddleware
+from .upstream import Recorder, create_socket_api
 
 USER, EITHER, NONE = "/api/live/", "/api/feed/", "/api/open/"
 
@@ -37,32 +31,10 @@ class Routed:
     api: Recorder  # what the routes' WebSocket API received
 
 
-def socket_api(recorder: Recorder) -> RecordingMiddleware:
-    """A Starlette WebSocket API that takes any caller (the gateway's route decides the credentials;
-    the tests judge them from the recorded handshakes): ``/echo`` and ``/ticks``."""
-
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-
-    async def ticks(websocket: WebSocket) -> None:
-        every = float(websocket.query_params.get("every", "0.05"))
-        await websocket.accept()
-        with contextlib.suppress(WebSocketDisconnect):
-            for count in itertools.count():
-                await websocket.send_text(str(count))
-                await asyncio.sleep(every)  # the API's own pace, not a synchronisation
-
-    app = Starlette(routes=[WebSocketRoute("/echo", echo), WebSocketRoute("/ticks", ticks)])
-    return RecordingMiddleware(app, recorder)
-
-
 @pytest.fixture
 async def routed(make_stack: StackFactory) -> AsyncIterator[Routed]:
     recorder = Recorder()
-    async with serve(socket_api(recorder), lifespan="off") as api_url:
+    async with serve(create_socket_api(recorder), lifespan="off") as api_url:
         routes: list[dict[str, Any]] = [
             {"prefix": USER, "upstream": api_url, "token": "user", "claim_headers": {"X-User-Id": "id"}},
             {"prefix": EITHER, "upstream": api_url, "token": "user-or-none"},
