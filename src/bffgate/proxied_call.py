@@ -217,7 +217,7 @@ class ProxiedCall:
         cookies = request.cookies
         if api_route.claim_headers or api_route.forward_client_address:
             call.headers.extend(route_headers(gateway, api_route, tracked, request.scope))
-        transport = gateway.transports[api_route.origin]
+        transport = gateway.transports[api_route.pool]
         # No byte of one session's exchanges reaches another's, whatever the route; callers without a
         # session cannot be told apart, so each such call gets a connection of its own.
         partition = tracked.loaded.sid if tracked is not None else SINGLE_USE
