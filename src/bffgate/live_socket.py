@@ -15,9 +15,9 @@ with the route's credentials, and messages are relayed both ways.
 3. **The API's handshake** with the route's credentials (``route_credentials.route_token``: a fresh
    access token, single-flight refresh; the route's client token; or none), the route's claim and
    forwarded headers, the browser's sub-protocols and end-to-end headers, never its cookies; on a 401
-   to a call that carried a token, one renewal and one retry, as for HTTP. Any other refusal passes through with the API's status; an unreachable API
-   is a 502/504 problem. The browser is accepted with the sub-protocol the API chose, and the cookies
-   of a session refreshed on the way.
+   to a call that carried a token, one renewal and one retry, as for HTTP. Any other refusal passes
+   through with the API's status; an unreachable API is a 502/504 problem. The browser is accepted
+   with the sub-protocol the API chose, and the cookies of a session refreshed on the way.
 4. **The relay**: text and binary messages both ways, each ``send`` awaited, so a slow side slows the
    other (uvicorn stops reading from a browser whose messages we have not taken; the ``websockets``
    client stops reading from the API past ``API_QUEUE`` messages): memory per socket stays bounded
@@ -82,7 +82,7 @@ class SocketRefused(BffError):
 
 
 class LiveSocketCall:
-    """Answers a WebSocket handshake on the proxy prefix and relays the socket until it closes."""
+    """Answers a WebSocket handshake on a route's prefix and relays the socket until it closes."""
 
     def __init__(
         self, gateway: GatewayGetter, on_error: ErrorHandler, path_of: Callable[[Scope, str], str]
