@@ -22,6 +22,8 @@ from starlette.types import ASGIApp
 from bffgate import Settings, create_app
 from bffgate.demo.api import DemoState
 
+from .upstream import Recorder
+
 SECRET_A = "a" * 16 + "-test-secret-access-0123456789"
 SECRET_R = "r" * 16 + "-test-secret-refresh-0123456789"
 CREDENTIALS = {"username": "demo", "password": "demo"}
@@ -264,11 +266,13 @@ class Stack:
 
 
 @contextlib.contextmanager
-def nothing_goes_upstream(stack: Stack) -> Iterator[None]:
-    """Asserts that whatever the block sends, no request reaches the API."""
-    before = len(stack.recorder.requests)
+def nothing_goes_upstream(stack: Stack | Recorder) -> Iterator[None]:
+    """Asserts that whatever the block sends, no request reaches the API (the stack's, or the one
+    whose ``Recorder`` is given: a route's upstream)."""
+    recorder = stack.recorder if isinstance(stack, Stack) else stack
+    before = len(recorder.requests)
     yield
-    assert stack.recorder.requests[before:] == [], "a request reached the API"
+    assert recorder.requests[before:] == [], "a request reached the API"
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ from websockets.typing import Origin, Subprotocol
 
 from bffgate.app import create_app
 from bffgate.live_sockets import MESSAGE_TOO_BIG, SESSION_ENDED, TOO_MANY_SOCKETS
+from bffgate.routes import DEFAULT_PREFIX
 
 from .conftest import StackFactory
 from .harness import Browser, Stack, nothing_goes_upstream, serve
@@ -25,9 +26,10 @@ MIB = 1024 * 1024
 OUR_ORIGIN = "http://127.0.0.1:8000"  # the default BFF_PUBLIC_URL's origin, which the gateway allows
 
 
-def ws_url(stack: Stack | str, path: str) -> str:
+def ws_url(stack: Stack | str, path: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The gateway's WebSocket URL for ``path`` under ``prefix`` (the default route's, or a route's)."""
     base = stack if isinstance(stack, str) else stack.gateway_url
-    return base.replace("http://", "ws://") + "/api/rest/proxy/" + path
+    return base.replace("http://", "ws://") + prefix + path
 
 
 @contextlib.asynccontextmanager
@@ -37,14 +39,16 @@ async def open_socket(
     *,
     origin: str | None = "default",
     protocols: list[str] | None = None,
+    prefix: str = DEFAULT_PREFIX,
+    headers: dict[str, str] | None = None,
     **options: Any,
 ) -> AsyncIterator[ClientConnection]:
     """A WebSocket through the gateway with the browser's cookies and (by default) its own Origin."""
-    headers = {"Cookie": browser.cookie_header()} if browser.cookies else {}
+    sent = {**(headers or {}), **({"Cookie": browser.cookie_header()} if browser.cookies else {})}
     sent_origin = OUR_ORIGIN if origin == "default" else origin
     async with connect(
-        ws_url(browser.base, path),
-        additional_headers=headers,
+        ws_url(browser.base, path, prefix),
+        additional_headers=sent,
         origin=Origin(sent_origin) if sent_origin else None,
         subprotocols=[Subprotocol(p) for p in protocols] if protocols else None,
         proxy=None,
@@ -62,8 +66,10 @@ async def closed_with(socket: ClientConnection) -> int | None:
     return socket.close_code
 
 
-def handshakes(stack: Stack) -> list[Any]:
-    return [r for r in stack.recorder.requests if r.method == "WEBSOCKET"]
+def handshakes(stack: Stack | Any) -> list[Any]:
+    """The WebSocket handshakes the stack's API (or an upstream's ``recorder``) received."""
+    recorder = stack.recorder if isinstance(stack, Stack) else stack
+    return [r for r in recorder.requests if r.method == "WEBSOCKET"]
 
 
 async def test_messages_go_both_ways_with_the_bearer_and_without_cookies(stack: Stack) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -245,3 +246,25 @@ def create_test_upstream(*, access_ttl: float = 20.0) -> tuple[RecordingMiddlewa
         ]
     )
     return RecordingMiddleware(app, recorder), state, recorder
+
+
+def create_socket_api(recorder: Recorder) -> RecordingMiddleware:
+    """A Starlette WebSocket API that takes any caller (the gateway's route decides the credentials;
+    the tests judge them from the recorded handshakes): ``/echo`` and ``/ticks``."""
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+
+    async def ticks(websocket: WebSocket) -> None:
+        every = float(websocket.query_params.get("every", "0.05"))
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            for count in itertools.count():
+                await websocket.send_text(str(count))
+                await asyncio.sleep(every)  # the API's own pace, not a synchronisation
+
+    app = Starlette(routes=[WebSocketRoute("/echo", echo), WebSocketRoute("/ticks", ticks)])
+    return RecordingMiddleware(app, recorder)

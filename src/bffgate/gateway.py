@@ -80,7 +80,7 @@ class Gateway:
         )
         self.routes = RouteTable.from_settings(settings)
         self.default_route = ApiRoute(DEFAULT_PREFIX, ApiUrls(settings.remote_api), "user")
-        # The connection pool of each route's origin (one per origin, shared by its routes).
+        # The connection pool of each route (one per origin, shared by its routes; routes.pool_key).
         self.transports = {origin_of(settings.remote_api): transport, **(transports or {})}
         self._client_tokens = dict(client_tokens or {})
         self.refresher = RefreshCoordinator(

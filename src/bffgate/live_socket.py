@@ -1,20 +1,23 @@
-"""A WebSocket through the gateway: the browser's handshake to ``/api/rest/proxy/{path}`` becomes a
-WebSocket to ``ws(s)://REMOTE_API/{path}`` with the session's Bearer, and messages are relayed both ways.
+"""A WebSocket through the gateway: the browser's handshake to ``/api/rest/proxy/{path}`` (or to a
+configured route's prefix) becomes a WebSocket to ``ws(s)://REMOTE_API/{path}`` (the route's upstream)
+with the route's credentials, and messages are relayed both ways.
 
-``ProxiedCall`` hands every ``websocket`` scope on the proxy prefix here. One socket:
+``ProxiedCall`` hands every ``websocket`` scope on the proxy prefix or a route's prefix here. One socket:
 
 1. **Before anything reaches the API** (answered as HTTP problems, like the proxied call): the session
-   from the cookies (401), then the ``Origin``, which must be present and allowed (403: browsers send
-   no ``X-CSRF`` on a handshake, so the Origin is the defence against cross-site WebSocket hijacking,
-   with the ``SameSite=Strict`` cookies), then the path under ``REMOTE_API`` (400, ``api_url``).
+   from the cookies (401 on ``user`` routes; other rules take it if there is one), then the ``Origin``,
+   which must be present and allowed (403: browsers send no ``X-CSRF`` on a handshake, so the Origin
+   is the defence against cross-site WebSocket hijacking, with the ``SameSite=Strict`` cookies), then
+   the path under the route's upstream (400, ``api_url``).
 2. **Limits**: ``BFF_WS_MAX_PER_SESSION`` and ``BFF_WS_MAX_PER_PROCESS`` (``live_sockets``). A socket
    over a limit is accepted and closed at once with 4429, so the page can tell why; the API is not
    contacted.
-3. **The API's handshake** with a fresh access token (single-flight refresh, ``Gateway.fresh``), the
-   browser's sub-protocols and end-to-end headers, never its cookies; on a 401, one forced refresh and
-   one retry, as for HTTP. Any other refusal passes through with the API's status; an unreachable API
-   is a 502/504 problem. The browser is accepted with the sub-protocol the API chose, and the cookies
-   of a session refreshed on the way.
+3. **The API's handshake** with the route's credentials (``route_credentials.route_token``: a fresh
+   access token, single-flight refresh; the route's client token; or none), the route's claim and
+   forwarded headers, the browser's sub-protocols and end-to-end headers, never its cookies; on a 401
+   to a call that carried a token, one renewal and one retry, as for HTTP. Any other refusal passes
+   through with the API's status; an unreachable API is a 502/504 problem. The browser is accepted
+   with the sub-protocol the API chose, and the cookies of a session refreshed on the way.
 4. **The relay**: text and binary messages both ways, each ``send`` awaited, so a slow side slows the
    other (uvicorn stops reading from a browser whose messages we have not taken; the ``websockets``
    client stops reading from the API past ``API_QUEUE`` messages): memory per socket stays bounded
@@ -50,7 +53,8 @@ from .header_filter import forwardable_request_headers, header_value
 from .live_sockets import API_UNAVAILABLE, MESSAGE_TOO_BIG, SESSION_ENDED, TOO_MANY_SOCKETS, LiveSocket
 from .metrics import SOCKETS_CLOSED, SOCKETS_REFUSED
 from .problems import session_cookie_headers, with_cookies
-from .session import Session
+from .route_credentials import renewed_token, route_headers, route_token, without_claim_headers
+from .routes import ApiRoute
 
 log = logging.getLogger("bffgate.live")
 
@@ -78,26 +82,30 @@ class SocketRefused(BffError):
 
 
 class LiveSocketCall:
-    """Answers a WebSocket handshake on the proxy prefix and relays the socket until it closes."""
+    """Answers a WebSocket handshake on a route's prefix and relays the socket until it closes."""
 
     def __init__(
-        self, gateway: GatewayGetter, on_error: ErrorHandler, path_of: Callable[[Scope], str]
+        self, gateway: GatewayGetter, on_error: ErrorHandler, path_of: Callable[[Scope, str], str]
     ) -> None:
         self.gateway = gateway
         self.on_error = on_error
-        self.path_of = path_of  # the path under the proxy prefix (``InvalidUrl`` when it cannot be)
+        self.path_of = path_of  # the path under a route's prefix (``InvalidUrl`` when it cannot be)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, api_route: ApiRoute | None = None
+    ) -> None:
+        """``api_route`` None: the default route (``REMOTE_API``, token rule ``user``)."""
         if (await receive())["type"] != "websocket.connect":
             return  # the browser left before the handshake was ours to answer
         request = HTTPConnection(scope, receive)
         try:
             gateway = await self.gateway()
-            tracked = await gateway.open_without_csrf(request.cookies, scope)
+            route = api_route or gateway.default_route
+            tracked = await open_session(gateway, route, request)
             verify_origin(scope, gateway.settings.allowed_origins)
-            path = self.path_of(scope)
-            url = api_socket_url(gateway.api_urls.join(path, scope["query_string"].decode("latin-1")))
-            socket = gateway.sockets.admit(tracked.loaded, request.cookies)
+            path = self.path_of(scope, route.prefix)
+            url = api_socket_url(route.urls.join(path, scope["query_string"].decode("latin-1")))
+            socket = gateway.sockets.admit(tracked.loaded if tracked else None, request.cookies)
             if socket is None:
                 await _accept_and_close(scope, send, TOO_MANY_SOCKETS, "too many open WebSockets")
                 SOCKETS_CLOSED.labels("too_many").inc()
@@ -106,15 +114,16 @@ class LiveSocketCall:
             await self._refuse(request, exc, receive, send)
             return
         try:
-            await self._open(gateway, request, tracked, url, socket, receive, send)
+            await self._open(gateway, route, request, tracked, url, socket, receive, send)
         finally:
             gateway.sockets.leave(socket)
 
     async def _open(
         self,
         gateway: Gateway,
+        route: ApiRoute,
         request: HTTPConnection,
-        tracked: RequestSession,
+        tracked: RequestSession | None,
         url: URL,
         socket: LiveSocket,
         receive: Receive,
@@ -122,8 +131,10 @@ class LiveSocketCall:
     ) -> None:
         upstream: ClientConnection | None = None
         try:
-            upstream = await _connect(gateway, tracked, url, request.scope["headers"])
-            cookies = await gateway.answer_cookies(request.cookies, tracked)
+            upstream = await _connect(gateway, route, tracked, url, request.scope)
+            cookies = []
+            if tracked is not None and route.user_token:  # as for HTTP: only a session whose tokens were used
+                cookies = await gateway.answer_cookies(request.cookies, tracked)
         except Exception as exc:
             if upstream is not None:  # the new tokens do not fit the cookies: no socket after all
                 await _close_quietly(upstream)
@@ -161,6 +172,14 @@ class LiveSocketCall:
             await send({"type": "websocket.close", "code": 1008})
 
 
+async def open_session(gateway: Gateway, route: ApiRoute, request: HTTPConnection) -> RequestSession | None:
+    """The handshake's session: required on ``user`` routes (401 without), else taken if live. No
+    CSRF header check: a handshake cannot carry one; ``verify_origin`` is its defence."""
+    if route.rule == "user":
+        return await gateway.open_without_csrf(request.cookies, request.scope)
+    return await gateway.optional_without_csrf(request.cookies, request.scope)
+
+
 def verify_origin(scope: Scope, allowed_origins: frozenset[str]) -> None:
     """``CsrfFailed`` unless the handshake carries an allowed ``Origin`` (browsers always send one)."""
     origin = header_value(scope["headers"], b"origin")
@@ -191,27 +210,36 @@ def requested_subprotocols(raw_headers: list[tuple[bytes, bytes]]) -> list[Subpr
 
 
 async def _connect(
-    gateway: Gateway, tracked: RequestSession, url: URL, raw_headers: list[tuple[bytes, bytes]]
+    gateway: Gateway, route: ApiRoute, tracked: RequestSession | None, url: URL, scope: Scope
 ) -> ClientConnection:
-    """The API's WebSocket, with a fresh token; after a 401, once more with a force-refreshed one."""
-    session = await gateway.fresh(tracked)
+    """The API's WebSocket with the route's credentials; after a 401 to a call with a token, once
+    more with a renewed one (``renewed_token``: a forced refresh, or the route's next client token)."""
+    raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+    headers = forwardable_handshake_headers(raw_headers)
+    if gateway.routes.claim_header_names:
+        headers = without_claim_headers(gateway, headers)
+    if route.claim_headers or route.forward_client_address:
+        headers += route_headers(gateway, route, tracked, scope)
+    token = await route_token(gateway, route, tracked)
     try:
-        return await _connect_once(gateway, session, url, raw_headers)
+        return await _connect_once(gateway, url, headers, token, raw_headers)
     except SocketRefused as refused:
-        if refused.api_status != 401:
+        if refused.api_status != 401 or token is None:
             raise
-    session = await gateway.force_refresh(tracked, rejected_access_token=session.access_token)
-    return await _connect_once(gateway, session, url, raw_headers)
+    token = await renewed_token(gateway, route, tracked, token)
+    return await _connect_once(gateway, url, headers, token, raw_headers)
 
 
 async def _connect_once(
-    gateway: Gateway, session: Session, url: URL, raw_headers: list[tuple[bytes, bytes]]
+    gateway: Gateway,
+    url: URL,
+    headers: list[tuple[str, str]],
+    token: str | None,
+    raw_headers: list[tuple[bytes, bytes]],
 ) -> ClientConnection:
     settings = gateway.settings
-    headers = [
-        *forwardable_handshake_headers(raw_headers),
-        ("Authorization", f"Bearer {session.access_token}"),
-    ]
+    if token is not None:
+        headers = [*headers, ("Authorization", f"Bearer {token}")]
     try:
         return await connect(
             str(url),

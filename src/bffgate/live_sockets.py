@@ -13,6 +13,10 @@ session still stands, and closes it with ``SESSION_ENDED`` (4401) when it does n
   per session and interval; a pub/sub channel would be faster but adds a connection per process
   that must be watched and re-subscribed, for a delay users already accept from a page poll.
 
+A socket without a session (a route whose token rule is ``user-or-none``, ``client`` or ``none``,
+opened by a caller who is not logged in) counts against ``BFF_WS_MAX_PER_PROCESS`` only and is
+watched by nothing but the shutdown.
+
 What does *not* end a socket: its access token expiring. The API judged the token at the handshake;
 whether a long-lived connection must re-authenticate is the API's decision (it may close with its
 own code, and the browser helper then reconnects with a fresh token).
@@ -50,7 +54,7 @@ class LiveSocket:
 
     __slots__ = ("cookies", "ended", "session", "timer")
 
-    def __init__(self, session: Session, cookies: Mapping[str, str]) -> None:
+    def __init__(self, session: Session | None, cookies: Mapping[str, str]) -> None:
         self.session = session
         self.cookies = cookies
         self.ended: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -79,16 +83,25 @@ class LiveSockets:
         self._check_seconds = check_seconds
         self._absolute = absolute_seconds
         self._by_session: dict[str, set[LiveSocket]] = {}
+        self._anonymous: set[LiveSocket] = set()  # sockets without a session
         self._count = 0
         self._watch: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return self._count
 
-    def admit(self, session: Session, cookies: Mapping[str, str]) -> LiveSocket | None:
-        """A new socket for ``session``, or None when a limit is reached."""
+    def admit(self, session: Session | None, cookies: Mapping[str, str]) -> LiveSocket | None:
+        """A new socket for ``session`` (None: a caller without one), or None when a limit is reached."""
+        if self._count >= self._per_process:
+            return None
+        if session is None:
+            socket = LiveSocket(None, cookies)
+            self._anonymous.add(socket)
+            self._count += 1
+            OPEN_SOCKETS.inc()
+            return socket
         sockets = self._by_session.get(session.sid, set())
-        if self._count >= self._per_process or len(sockets) >= self._per_session:
+        if len(sockets) >= self._per_session:
             return None
         socket = LiveSocket(session, cookies)
         delay = session.created_at + self._absolute - time.time()
@@ -101,6 +114,12 @@ class LiveSockets:
         return socket
 
     def leave(self, socket: LiveSocket) -> None:
+        if socket.session is None:
+            if socket in self._anonymous:
+                self._anonymous.discard(socket)
+                self._count -= 1
+                OPEN_SOCKETS.dec()
+            return
         sid = socket.session.sid
         sockets = self._by_session.get(sid)
         if sockets is None or socket not in sockets:
@@ -112,7 +131,7 @@ class LiveSockets:
             del self._by_session[sid]
         self._count -= 1
         OPEN_SOCKETS.dec()
-        if not self._count and self._watch is not None:
+        if not self._by_session and self._watch is not None:
             self._watch.cancel()
             self._watch = None
 
@@ -123,8 +142,8 @@ class LiveSockets:
 
     def close_all(self, code: int = GOING_AWAY) -> None:
         """Shutdown: every socket closes with ``code``."""
-        for sockets in list(self._by_session.values()):
-            for socket in sockets:
+        for sockets in [*self._by_session.values(), self._anonymous]:
+            for socket in list(sockets):
                 socket.end(code)
 
     async def _watch_sessions(self) -> None:
@@ -133,7 +152,7 @@ class LiveSockets:
             await asyncio.sleep(self._check_seconds)
             for sid, sockets in list(self._by_session.items()):
                 first = next(iter(sockets), None)
-                if first is None:
+                if first is None or first.session is None:
                     continue
                 try:
                     live = await self._is_live(first.session, first.cookies)

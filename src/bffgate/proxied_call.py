@@ -37,7 +37,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from . import tracing
 from .answer_stream import StreamedAnswer
 from .customfetch import ApiCall, parse_envelope
-from .errors import BffError, InvalidUrl, MethodNotAllowed, SessionExpired
+from .errors import BffError, InvalidUrl, MethodNotAllowed
 from .forward_auth import FORWARD_AUTH_PATH
 from .gateway import Gateway, RequestSession
 from .header_filter import browser_response_headers, forwardable_request_headers
@@ -46,7 +46,8 @@ from .logs import request_fields
 from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
 from .requestlog import REQUEST_ID_KEY, ROUTE_NAME_KEY
-from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable, client_address, forwarded_headers
+from .route_credentials import renewed_token, route_headers, without_claim_headers
+from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable
 from .transport import SINGLE_USE, ApiAnswer, ApiTransport, TransportError, transport_problem
 
 log = logging.getLogger("bffgate")
@@ -95,9 +96,7 @@ class ProxiedCall:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = self.handler(scope) if scope["type"] == "http" else None
         if handler is None:
-            # A WebSocket handshake on the default route (REMOTE_API); the configured routes are HTTP only.
-            if scope["type"] == "websocket" and app_path(scope).startswith(PROXY_PREFIX):
-                await self.live_socket(scope, receive, send)
+            if scope["type"] == "websocket" and await self.socket(scope, receive, send):
                 return
             await self.app(scope, receive, send)
             return
@@ -134,6 +133,20 @@ class ProxiedCall:
                 scope[ROUTE_NAME_KEY] = api_route.prefix  # the request's route in logs and metrics
                 return partial(self.answer, build=ProxiedCall.from_path, api_route=api_route)
         return None
+
+    async def socket(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """A WebSocket handshake on the default route or a configured route's prefix: relayed to that
+        route's API (``live_socket``; True). Any other WebSocket goes on to the router (False)."""
+        path = app_path(scope)
+        if path.startswith(PROXY_PREFIX):
+            await self.live_socket(scope, receive, send, None)
+            return True
+        api_route = self.routes.match(path) if self.routes else None
+        if api_route is None:
+            return False
+        scope[ROUTE_NAME_KEY] = api_route.prefix  # the socket's route in logs and metrics
+        await self.live_socket(scope, receive, send, api_route)
+        return True
 
     # -- 2. the session, then the call -------------------------------------------------------------
 
@@ -204,7 +217,7 @@ class ProxiedCall:
         cookies = request.cookies
         if api_route.claim_headers or api_route.forward_client_address:
             call.headers.extend(route_headers(gateway, api_route, tracked, request.scope))
-        transport = gateway.transports[api_route.origin]
+        transport = gateway.transports[api_route.pool]
         # No byte of one session's exchanges reaches another's, whatever the route; callers without a
         # session cannot be told apart, so each such call gets a connection of its own.
         partition = tracked.loaded.sid if tracked is not None else SINGLE_USE
@@ -241,45 +254,6 @@ class ProxiedCall:
         return StreamedAnswer(
             answer, headers, request.method, write_timeout=gateway.settings.bff_upstream_timeout
         )
-
-
-async def renewed_token(
-    gateway: Gateway, api_route: ApiRoute, tracked: RequestSession | None, rejected: str
-) -> str:
-    """After the API refused ``rejected`` with 401: the user's token after one forced refresh (its
-    token for the route's API, when the route names one), or (``client`` routes) the route's next
-    client token."""
-    if api_route.rule == "client":
-        return await gateway.client_token(api_route, rejected=rejected)
-    if tracked is None:  # never: only a session's call carries a user token
-        raise SessionExpired()
-    if api_route.api_target is not None:
-        return await gateway.renew_token_for(tracked, api_route.api_target, rejected)
-    session = await gateway.force_refresh(tracked, rejected_access_token=rejected)
-    return session.access_token or ""
-
-
-def without_claim_headers(gateway: Gateway, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The browser's headers without any named like a route's claim header: only the gateway sets
-    those, on every route (a browser's ``X-User-Id`` never reaches any API)."""
-    names = gateway.routes.claim_header_names
-    if not names:
-        return headers
-    return [(name, value) for name, value in headers if name.lower() not in names]
-
-
-def route_headers(
-    gateway: Gateway, api_route: ApiRoute, tracked: RequestSession | None, scope: Scope
-) -> list[tuple[str, str]]:
-    """The headers the route adds: user claims (with a session) and the client's address (opt-in)."""
-    headers: list[tuple[str, str]] = []
-    if api_route.claim_headers and tracked is not None:
-        headers += api_route.claim_values(tracked.current.user, gateway.settings.user_claims)
-    if api_route.forward_client_address:
-        address = client_address(scope, gateway.settings.trusted_proxies)
-        if address is not None:
-            headers += forwarded_headers(address)
-    return headers
 
 
 async def _send(transport: ApiTransport, call: ApiCall, token: str | None, partition: object) -> ApiAnswer:

@@ -55,6 +55,8 @@ class RouteSettings(BaseModel):
     resource: str | None = None
     forward_client_address: bool = False  # X-Forwarded-For / Forwarded (needs BFF_TRUSTED_PROXIES)
     claim_headers: dict[str, str] = Field(default_factory=dict)  # header name -> user claim
+    # Seconds a streamed answer of this route may stay silent (None: BFF_STREAM_IDLE_TIMEOUT).
+    stream_idle_timeout: float | None = Field(default=None, gt=0)
 
     def api_target(self) -> ApiTarget | None:
         """The API whose own token a user route sends (``resource``/``scopes``), or None: the

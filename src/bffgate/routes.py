@@ -42,6 +42,13 @@ def origin_of(url: str) -> str:
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
+def pool_key(url: str, stream_idle_timeout: float | None = None) -> str:
+    """The connection pool a route's calls take: one per origin, and one more per origin and
+    ``stream_idle_timeout`` for routes with an idle limit of their own (the pool applies it)."""
+    origin = origin_of(url)
+    return origin if stream_idle_timeout is None else f"{origin} idle={stream_idle_timeout:g}"
+
+
 class ApiRoute:
     """One route as the proxied call uses it (built once, read on every request)."""
 
@@ -50,6 +57,7 @@ class ApiRoute:
         "claim_headers",
         "forward_client_address",
         "origin",
+        "pool",
         "prefix",
         "rule",
         "settings",
@@ -69,6 +77,7 @@ class ApiRoute:
         self.rule = rule
         self.user_token = rule in USER_TOKEN_RULES
         self.origin = origin_of(urls.base)
+        self.pool = pool_key(urls.base, settings.stream_idle_timeout if settings else None)
         self.settings = settings
         self.forward_client_address = settings.forward_client_address if settings else False
         self.claim_headers = tuple(settings.claim_headers.items()) if settings else ()

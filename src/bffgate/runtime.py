@@ -21,7 +21,7 @@ from .providers import TokenProvider, create_provider
 from .providers.http import create_http_client
 from .providers.oidc import OidcProvider
 from .readiness import check, coordination_check, reachable
-from .routes import origin_of
+from .routes import origin_of, pool_key
 from .sealing import Sealer
 from .stores import create_store
 
@@ -109,21 +109,25 @@ class Runtime:
         settings = self.settings
         timeout = settings.bff_upstream_timeout
         self._http = create_http_client(connect_timeout=timeout, read_timeout=timeout)
-        # One pool per origin; the idle-connection budget is shared out between them.
-        origins = {origin_of(settings.remote_api): settings.remote_api}
-        origins |= {
-            origin_of(r.upstream): r.upstream for r in settings.routes if origin_of(r.upstream) not in origins
-        }
+        # One pool per origin (and per origin and idle limit, for routes with their own:
+        # ``pool_key``); the idle-connection budget is shared out between them.
+        default_idle = settings.bff_stream_idle_timeout
+        origins = {origin_of(settings.remote_api): (settings.remote_api, default_idle)}
+        for r in settings.routes:
+            origins.setdefault(
+                pool_key(r.upstream, r.stream_idle_timeout),
+                (r.upstream, r.stream_idle_timeout or default_idle),
+            )
         max_idle = max(1, idle_connection_budget(settings.bff_upstream_max_idle) // len(origins))
         pools = {
-            origin: Http1Pool(
+            key: Http1Pool(
                 base,
                 connect_timeout=timeout,
                 read_timeout=timeout,
-                stream_idle_timeout=settings.bff_stream_idle_timeout,
+                stream_idle_timeout=idle,
                 max_idle=max_idle,
             )
-            for origin, base in origins.items()
+            for key, (base, idle) in origins.items()
         }
         self._api = pools.pop(origin_of(settings.remote_api))
         self._route_pools = pools

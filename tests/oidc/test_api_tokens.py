@@ -27,6 +27,8 @@ from bffgate.stores.redis import RedisSessionStore
 from bffgate.tokens import unverified_claims
 
 from ..harness import Browser, serve, settings_for
+from ..test_live_sockets import handshakes, open_socket
+from ..upstream import Recorder, create_socket_api
 from .conftest import OidcStack, OidcStackFactory
 from .resource_servers import BILLING, ORDERS, ResourceServer
 
@@ -331,3 +333,24 @@ async def test_an_api_the_sign_in_did_not_ask_for_is_refused_and_the_session_liv
             assert (await later.request("GET", "/orders/me")).status == 200
         stats = await oidc.provider.stats(oidc.client.client_id)
         assert stats == {"authorization_code 200": 1, f"refresh_token 200 {ORDERS}": 2}
+
+
+async def test_a_websocket_on_a_route_naming_its_api_carries_that_apis_token(
+    make_oidc_stack: OidcStackFactory,
+) -> None:
+    """A handshake to a ``user`` route with ``resource``: the route's WebSocket API gets the user's
+    token for that API alone (its audience), not the session's own token."""
+    recorder = Recorder()
+    async with serve(create_socket_api(recorder), lifespan="off") as socket_api_url:
+        live = [{"prefix": "/live/", "upstream": socket_api_url, "token": "user", "resource": ORDERS}]
+        async with make_oidc_stack(routes=live) as oidc:
+            browser = oidc.browser()
+            await oidc.login(browser)
+            async with open_socket(browser, "echo", prefix="/live/", origin=oidc.gateway_url) as socket:
+                await socket.send("hello")
+                assert await socket.recv() == "hello"
+            [handshake] = handshakes(recorder)
+            token = handshake.headers["authorization"].removeprefix("Bearer ")
+            assert audiences([token]) == {ORDERS}
+            assert (unverified_claims(token) or {}).get("sub") == "alice"
+            assert token != (await oidc.session_of(browser)).access_token

@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from bffgate import create_app
 from bffgate.cookies import CookieJar
+from bffgate.live_sockets import SESSION_ENDED
 from bffgate.providers.logout_token import BACKCHANNEL_LOGOUT_EVENT, MAX_AGE, REPLAY_WINDOW
 from bffgate.session import Session, new_session_id
 from bffgate.stores.redis import RedisSessionStore, provider_key, user_key
@@ -36,11 +37,14 @@ from bffgate.stores.redis import RedisSessionStore, provider_key, user_key
 from ..conftest import StackFactory
 from ..harness import Answer, Browser, bind_loopback, serve, settings_for
 from ..processes import RedisProcess, redis_process
+from ..test_live_sockets import closed_with, open_socket
+from ..upstream import Recorder, create_socket_api
 from .conftest import OidcStack, OidcStackFactory
 
 PATH = "/api/auth/backchannel-logout"
 CLIENT = "bffgate-local-client"
 EVENTS: dict[str, dict[str, Any]] = {BACKCHANNEL_LOGOUT_EVENT: {}}
+REDIS_DB = 5  # the shared Redis (random keys): the WebSocket test; the others start their own Redis
 
 
 @pytest.fixture
@@ -464,3 +468,34 @@ async def test_needs_neither_x_csrf_nor_a_cookie_but_ignores_a_session_cookie(lo
     assert (answer.status, answer.json()) == (200, {"endedSessions": 1})
     assert (await browser.request("GET", "/api/auth/user")).status == 200
     await assert_signed_out(other)
+
+
+async def test_logout_at_the_provider_closes_the_sessions_open_websocket(
+    make_oidc_stack: OidcStackFactory,
+) -> None:
+    """The provider's logout token ends the session in the Redis store; the gateway's next session
+    check (``BFF_WS_SESSION_CHECK``) closes that session's open WebSocket with 4401, and only it."""
+    recorder = Recorder()
+    async with (
+        serve(create_socket_api(recorder), lifespan="off") as socket_api_url,
+        make_oidc_stack(
+            client_metadata=backchannel_client(session_required=True),
+            bff_session_store="redis",
+            redis_url=f"redis://127.0.0.1:6379/{REDIS_DB}",
+            remote_api=socket_api_url,
+            bff_ws_session_check=0.2,
+        ) as oidc,
+    ):
+        laptop = await sign_in(oidc, "alice")
+        phone = await sign_in(oidc, "alice")
+        origin = oidc.gateway_url
+        async with (
+            open_socket(laptop, "ticks", origin=origin) as ending,
+            open_socket(phone, "ticks", origin=origin) as staying,
+        ):
+            await ending.recv()
+            await log_out_at_provider(oidc, 0)
+            assert await closed_with(ending) == SESSION_ENDED
+            assert ending.close_reason == "session ended"
+            await staying.recv()  # the other session's socket still flows
+            assert staying.close_code is None

@@ -20,6 +20,8 @@ from bffgate import create_app
 
 from ..harness import Browser, serve, settings_for
 from ..routes.recorders import RecordingApi, express_api, fastapi_api, flask_api, header
+from ..test_live_sockets import handshakes, open_socket
+from ..upstream import Recorder, create_socket_api
 from .conftest import OidcStack, OidcStackFactory
 from .support import ProviderApi
 
@@ -175,3 +177,25 @@ async def test_rest_provider_with_a_configured_token_endpoint(
         assert b"not-the-secret" not in refused.body and client.client_secret.encode() not in refused.body
         assert b"invalid_client" in refused.body
         assert len(await apis.billing.received(http, m)) == 1
+
+
+async def test_a_websocket_on_a_client_route_carries_the_gateways_token(
+    make_oidc_stack: OidcStackFactory,
+) -> None:
+    """A handshake to a ``client`` route's prefix, without a session: the route's WebSocket API gets the
+    gateway's client-credentials token (no user in it), never a cookie."""
+    recorder = Recorder()
+    async with serve(create_socket_api(recorder), lifespan="off") as socket_api_url:
+        live = [{"prefix": "/api/live/", "upstream": socket_api_url, "token": "client"}]
+        async with make_oidc_stack(client_metadata=with_client_credentials, routes=live) as stack:
+            async with open_socket(
+                stack.browser(), "echo", prefix="/api/live/", origin=stack.gateway_url
+            ) as socket:
+                await socket.send("hello")
+                assert await socket.recv() == "hello"
+            [handshake] = handshakes(recorder)
+            client_token = handshake.headers["authorization"].removeprefix("Bearer ")
+            introspected = await stack.provider.introspect(stack.client, client_token)
+            assert introspected["active"] is True and introspected["client_id"] == stack.client.client_id
+            assert "sub" not in introspected
+            assert "cookie" not in handshake.headers

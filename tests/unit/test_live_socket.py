@@ -17,7 +17,7 @@ from bffgate.live_socket import (
     requested_subprotocols,
     verify_origin,
 )
-from bffgate.live_sockets import API_UNAVAILABLE, SESSION_ENDED, LiveSockets
+from bffgate.live_sockets import API_UNAVAILABLE, GOING_AWAY, SESSION_ENDED, LiveSockets
 from bffgate.session import Session
 from bffgate.tokens import TokenSet
 
@@ -98,6 +98,27 @@ async def test_limits_per_session_and_per_process_and_session_end() -> None:
     assert sockets.admit(session(), {}) is not None
     for socket in (b, c):
         sockets.leave(socket)
+    await sockets.close()
+
+
+async def test_sockets_without_a_session_count_against_the_process_limit_only() -> None:
+    """A route without a session's socket (None): admitted up to the process limit, freed by leave,
+    ended by the shutdown, never by a session's end."""
+
+    async def always_live(session: Session, cookies: object) -> bool:
+        return True
+
+    sockets = LiveSockets(always_live, per_session=1, per_process=2, check_seconds=60, absolute_seconds=3600)
+    a, b = sockets.admit(None, {}), sockets.admit(None, {})  # past per_session: no session, no such limit
+    assert a is not None and b is not None and len(sockets) == 2
+    assert sockets.admit(None, {}) is None and sockets.admit(session(), {}) is None  # per process
+    sockets.leave(a)
+    sockets.leave(a)  # twice: counted once
+    assert len(sockets) == 1
+    sockets.close_all()
+    assert b.ended.result() == GOING_AWAY
+    sockets.leave(b)
+    assert len(sockets) == 0
     await sockets.close()
 
 
