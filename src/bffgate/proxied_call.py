@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from functools import partial
 from urllib.parse import unquote
 
@@ -46,7 +47,7 @@ from .logs import request_fields
 from .metrics import PROXIED, UPSTREAM_DURATION
 from .request_body import parse_json, read_body, read_whole_body
 from .requestlog import REQUEST_ID_KEY, ROUTE_NAME_KEY
-from .route_credentials import renewed_token, route_headers, without_claim_headers
+from .route_credentials import renewed_token, route_headers, route_token, without_claim_headers
 from .routes import DEFAULT_PREFIX, ApiRoute, RouteTable
 from .transport import SINGLE_USE, ApiAnswer, ApiTransport, TransportError, transport_problem
 
@@ -221,21 +222,13 @@ class ProxiedCall:
         # No byte of one session's exchanges reaches another's, whatever the route; callers without a
         # session cannot be told apart, so each such call gets a connection of its own.
         partition = tracked.loaded.sid if tracked is not None else SINGLE_USE
-        if tracked is not None and api_route.user_token:  # the default route's path: kept short
-            token: str | None
-            if api_route.api_target is None:
-                token = (await gateway.fresh(tracked)).access_token
-            else:  # the route names its API: the session's token for that API alone (api_tokens.py)
-                token = await gateway.token_for(tracked, api_route.api_target)
-            set_cookies = gateway.cookies_for(cookies, tracked)
-        else:
-            token = await gateway.client_token(api_route) if api_route.rule == "client" else None
-            set_cookies = []
+        token = await route_token(gateway, api_route, tracked)
+        set_cookies = gateway.cookies_for(cookies, tracked) if tracked is not None else []
         answer = await self._send(transport, call, token, partition)
         if answer.status == 401 and call.body.replayable and token is not None:
             answer.release()
             token = await renewed_token(gateway, api_route, tracked, token)
-            set_cookies = gateway.cookies_for(cookies, tracked) if tracked else []
+            set_cookies = gateway.cookies_for(cookies, tracked) if tracked is not None else []
             answer = await self._send(transport, call, token, partition)
         try:
             PROXIED_BY_CLASS.get(answer.status // 100, PROXIED_OTHER).inc()
@@ -258,9 +251,6 @@ class ProxiedCall:
 
 async def _send(transport: ApiTransport, call: ApiCall, token: str | None, partition: object) -> ApiAnswer:
     headers = call.headers if token is None else [*call.headers, ("Authorization", f"Bearer {token}")]
-    if tracing.enabled():  # W3C traceparent of the current span (_traced_send's): the API joins the trace
-        headers = [*headers]  # not into call.headers: a retry sends them again
-        tracing.inject(headers)
     body = call.body
     started = time.perf_counter_ns()
     try:
@@ -289,7 +279,9 @@ async def _traced_send(
 ) -> ApiAnswer:
     """``_send`` in a client span (used instead of it when tracing is on at start-up)."""
     with tracing.span(f"upstream {call.method}", kind="client", http__request__method=call.method) as span:
-        answer = await _send(transport, call, token, partition)
+        headers = [*call.headers]  # not into call.headers: a retry would send them twice
+        tracing.inject(headers)  # W3C traceparent of this span: the API joins the trace
+        answer = await _send(transport, replace(call, headers=headers), token, partition)
         tracing.set_attributes(span, http__response__status_code=answer.status)
     return answer
 

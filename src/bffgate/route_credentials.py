@@ -1,8 +1,8 @@
 """What a route adds to a call to its API, whichever way the call goes (HTTP or WebSocket): its
 credentials by token rule, the renewal after the API's 401, and its claim and forwarded headers.
 
-The proxied HTTP call (``proxied_call``) picks its token inline (its hot path keeps no extra frame);
-the WebSocket handshake (``live_socket``) asks ``route_token``. Both renew through ``renewed_token``.
+The proxied HTTP call (``proxied_call``) and the WebSocket handshake (``live_socket``) both ask
+``route_token`` and renew through ``renewed_token``: one rule for both ways.
 """
 
 from __future__ import annotations
