@@ -4,7 +4,9 @@ Same run, same machine, every server its own process on 127.0.0.1 (started here,
 
 * nginx ``proxy_pass`` alone, straight to the bench upstream (the ceiling);
 * nginx + bffgate forward-auth, decisions cached (the config ``bffgate forward-auth-config nginx``
-  prints, as it is);
+  prints, as it is), with cookie sessions (the default: ~1.3 KB of sealed cookies, which nginx hashes
+  into every decision's cache key) and with Redis sessions (one short ticket; skipped when no Redis
+  answers at ``BENCH_REDIS_URL``, default ``redis://127.0.0.1:6379/12``);
 * nginx + bffgate forward-auth without caching (the same config with ``proxy_cache off``: every
   request costs one subrequest);
 * bffgate's own proxy (``/api/rest/proxy/items``).
@@ -32,17 +34,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from load import LoadResult, run_load, wrk_available
 from run import HERE, PYTHON, Fleet, Server, cpu_seconds, free_port, http_status
 
 from bffgate.forward_auth_config import nginx_file
 
-ROWS = (
-    "nginx proxy_pass alone",
-    "nginx + bffgate forward-auth, decisions cached",
-    "nginx + bffgate forward-auth, no cache",
-    "bffgate's own proxy (1 worker)",
-)
+ALONE = "nginx proxy_pass alone"
+CACHED = "nginx + bffgate forward-auth, decisions cached"
+ALONE_REDIS = "nginx proxy_pass alone, a Redis session's requests"
+CACHED_REDIS = "nginx + bffgate forward-auth, decisions cached, Redis sessions"
+UNCACHED = "nginx + bffgate forward-auth, no cache"
+OWN = "bffgate's own proxy (1 worker)"
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 ONE_MIB = "bytes?size=1048576"
 
 
@@ -179,7 +183,7 @@ def measure(url: str, headers: list[tuple[str, str]], duration: float, serving: 
 
 
 def server_kind(server: Server) -> str:
-    return "bffgate" if server.name == "bffgate" else "nginx"
+    return "bffgate" if server.name.startswith("bffgate") else "nginx"
 
 
 def main() -> None:
@@ -194,42 +198,78 @@ def main() -> None:
     fleet = Fleet(workdir)
     results: dict[str, Row] = {}
     try:
-        up_port = free_port()
-        upstream = fleet.start(
-            "upstream", [PYTHON, str(HERE / "upstream.py"), "--port", str(up_port)], up_port, health="/items"
-        )
-        front_ports = [free_port() for _ in range(3)]
-        gw_port = free_port()
-        env = bffgate_env(upstream.url, f"http://127.0.0.1:{front_ports[1]}")
-        exe = Path(PYTHON).with_name("bffgate")
-        cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
-        gateway = fleet.start(
-            "bffgate", [*cmd, "serve", "--port", str(gw_port)], gw_port, health="/healthz", env=env
-        )
-        cookie = login(gw_port)
-        session = [("Cookie", cookie), ("X-CSRF", "1")]
-        plain = plain_nginx(f"127.0.0.1:{front_ports[0]}", f"127.0.0.1:{up_port}", workdir / "plain")
-        fronts = [start_nginx(fleet, ROWS[0], plain, workdir / "plain")]
-        for index, (row, state) in enumerate(((ROWS[1], "cached"), (ROWS[2], "uncached")), start=1):
-            config = generated_nginx(
-                env, f"127.0.0.1:{front_ports[index]}", f"127.0.0.1:{gw_port}", workdir / state
-            )
-            if state == "uncached":
-                config = config.replace("proxy_cache bffgate_decisions;", "proxy_cache off;")
-            fronts.append(start_nginx(fleet, row, config, workdir / state))
-        targets = {
-            ROWS[0]: (f"http://127.0.0.1:{front_ports[0]}/", [], [fronts[0]]),
-            ROWS[1]: (f"http://127.0.0.1:{front_ports[1]}/api/", session, [fronts[1], gateway]),
-            ROWS[2]: (f"http://127.0.0.1:{front_ports[2]}/api/", session, [fronts[2], gateway]),
-            ROWS[3]: (f"http://127.0.0.1:{gw_port}/api/rest/proxy/", session, [gateway]),
-        }
-        for row, (url, headers, serving) in targets.items():
+        for row, (url, headers, serving) in start_rows(fleet, workdir).items():
             print(f"measuring {row} …", file=sys.stderr, flush=True)
             results[row] = measure(url, headers, duration, serving)
     finally:
         fleet.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
     report(results, duration, load_before, os.getloadavg())
+
+
+Target = tuple[str, list[tuple[str, str]], list[Server]]  # URL prefix, request headers, serving processes
+
+
+def start_rows(fleet: Fleet, workdir: Path) -> dict[str, Target]:
+    """Every row's servers, started; the rows in the table's order."""
+    up_port = free_port()
+    upstream = fleet.start(
+        "upstream", [PYTHON, str(HERE / "upstream.py"), "--port", str(up_port)], up_port, health="/items"
+    )
+    # Every row gets the same requests: a browser's, with its session's cookies and X-CSRF.
+    gateway, session, env = start_gateway(fleet, "bffgate", upstream.url, {})
+    plain_port = free_port()
+    plain = plain_nginx(f"127.0.0.1:{plain_port}", f"127.0.0.1:{up_port}", workdir / "plain")
+    alone = start_nginx(fleet, ALONE, plain, workdir / "plain")
+    targets: dict[str, Target] = {ALONE: (f"http://127.0.0.1:{plain_port}/", session, [alone])}
+    targets[CACHED] = start_front(fleet, CACHED, workdir / "cached", env, gateway, session)
+    if redis_answers(REDIS_URL):
+        redis = {"BFF_SESSION_STORE": "redis", "REDIS_URL": REDIS_URL}
+        redis_gateway, redis_session, redis_env = start_gateway(fleet, "bffgate-redis", upstream.url, redis)
+        targets[ALONE_REDIS] = (f"http://127.0.0.1:{plain_port}/", redis_session, [alone])
+        targets[CACHED_REDIS] = start_front(
+            fleet, CACHED_REDIS, workdir / "cached-redis", redis_env, redis_gateway, redis_session
+        )
+    else:
+        print(f"no Redis answers at {REDIS_URL}: the Redis sessions row is left out", file=sys.stderr)
+    targets[UNCACHED] = start_front(fleet, UNCACHED, workdir / "uncached", env, gateway, session)
+    targets[OWN] = (f"http://127.0.0.1:{gateway.port}/api/rest/proxy/", session, [gateway])
+    return targets
+
+
+def start_gateway(
+    fleet: Fleet, name: str, upstream_url: str, extra_env: dict[str, str]
+) -> tuple[Server, list[tuple[str, str]], dict[str, str]]:
+    """One bffgate (one worker) and a fresh session's request headers; its environment, for its recipe."""
+    port = free_port()
+    env = bffgate_env(upstream_url, f"http://127.0.0.1:{port}") | extra_env
+    exe = Path(PYTHON).with_name("bffgate")
+    cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
+    gateway = fleet.start(name, [*cmd, "serve", "--port", str(port)], port, health="/healthz", env=env)
+    return gateway, [("Cookie", login(port)), ("X-CSRF", "1")], env
+
+
+def start_front(
+    fleet: Fleet, row: str, state: Path, env: dict[str, str], gateway: Server, session: list[tuple[str, str]]
+) -> Target:
+    """An nginx with the generated recipe in front of ``gateway``; without its decision cache for the
+    uncached row."""
+    port = free_port()
+    config = generated_nginx(env, f"127.0.0.1:{port}", f"127.0.0.1:{gateway.port}", state)
+    if row == UNCACHED:
+        config = config.replace("proxy_cache bffgate_decisions;", "proxy_cache off;")
+    front = start_nginx(fleet, row, config, state)
+    return f"http://127.0.0.1:{port}/api/", session, [front, gateway]
+
+
+def redis_answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def report(
@@ -254,15 +294,21 @@ def report(
             f"| {row} | {r.c32.rps:,.0f} | {cpu} = {r.total_cpu_us:.0f} | {r.c1.p50_ms:.2f} ms "
             f"| {r.big.mib_s:,.0f} MiB/s | {r.errors} |"
         )
-    alone, cached, uncached, own = (results[row] for row in ROWS)
-    print(
-        f"\nreq/s: cached ÷ nginx alone {cached.c32.rps / alone.c32.rps:.2f} (goal ≥ 0.50); "
-        f"uncached ÷ bffgate's own proxy {uncached.c32.rps / own.c32.rps:.2f} (goal ≥ 1.5)"
-    )
-    # Requests per CPU second: what one core would serve, whatever else the machine was doing.
-    print(
-        f"by CPU: cached ÷ nginx alone {alone.total_cpu_us / cached.total_cpu_us:.2f}; "
-        f"uncached ÷ bffgate's own proxy {own.total_cpu_us / uncached.total_cpu_us:.2f}"
+    # By CPU: requests per CPU second, what one core would serve whatever else the machine was doing.
+    print()
+    for row, alone, label in (
+        (CACHED, ALONE, "cached"),
+        (CACHED_REDIS, ALONE_REDIS, "cached, Redis sessions"),
+    ):
+        if row in results:
+            print(ratio_line(label, results[row], "nginx alone", results[alone], "0.50"))
+    print(ratio_line("uncached", results[UNCACHED], "bffgate's own proxy", results[OWN], "1.5"))
+
+
+def ratio_line(label: str, row: Row, base_label: str, base: Row, goal: str) -> str:
+    return (
+        f"{label} ÷ {base_label}: {row.c32.rps / base.c32.rps:.2f} by req/s, "
+        f"{base.total_cpu_us / row.total_cpu_us:.2f} by CPU (goal ≥ {goal})"
     )
 
 

@@ -197,6 +197,10 @@ def nginx_config(settings: Settings, front: FrontProxy) -> str:
             # Answers that set cookies are never kept.
             proxy_cache bffgate_decisions;
             proxy_cache_key "{key}";
+            # A kept "yes" is read without open/fstat/close each time. Never a stale one: nginx passes
+            # the cache entry's inode with each lookup and reopens when a newer decision replaced it.
+            open_file_cache max=10000 inactive=60s;
+            open_file_cache_valid 3600s;
         }}
 
         location @bffgate_answer {{

@@ -75,3 +75,48 @@ async def test_login_proxied_get_one_refresh_for_a_storm_and_logout_with_redis_s
     copied = await kept.request("POST", "/api/echo/x", json_body={})
     assert (copied.status, copied.code) == (401, "unauthenticated")
     assert [r for r in front.recorder.requests if r.raw_path == "/echo/x"] == []
+
+
+@pytest.fixture
+async def briefly_kept(http: aiohttp.ClientSession) -> AsyncIterator[Front]:
+    """The Redis recipe with decisions kept for one second (BFF_FORWARD_AUTH_CACHE_SECONDS=1)."""
+    async with front_stack(
+        "nginx", http, bff_session_store="redis", redis_url=REDIS_URL, bff_forward_auth_cache_seconds=1
+    ) as started:
+        yield started
+
+
+async def test_a_decision_replaced_under_the_same_key_is_read_anew_not_from_an_open_file(
+    briefly_kept: Front,
+) -> None:
+    """With Redis sessions the ticket (the cache key's Cookie) stays when the tokens change: the new
+    decision replaces the old one under the same key. nginx keeps cached decisions' files open
+    (open_file_cache); a HIT after the replacement must read the new file, with the new token."""
+    front = briefly_kept
+    browser = await front.logged_in()
+    await browser.request("GET", "/api/echo/kept", csrf=False)
+    kept = await browser.request("GET", "/api/echo/kept", csrf=False)
+    assert kept.headers["X-Bffgate-Decision-Cache"] == "HIT", "the decision's file is now held open"
+    old_token = front.recorder.requests[-1].headers["authorization"]
+
+    await expire_access_token(front, browser)
+    # The kept "yes" (the old token) is used until it expires, after one second: then bffgate is asked.
+    deadline = time.monotonic() + 10
+    while (await browser.request("GET", "/api/echo/kept", csrf=False)).headers[
+        "X-Bffgate-Decision-Cache"
+    ] == "HIT":
+        assert time.monotonic() < deadline, "a kept decision outlived BFF_FORWARD_AUTH_CACHE_SECONDS"
+        await asyncio.sleep(0.05)
+    assert front.api.refresh_calls == 1
+    after_refresh = len(front.recorder.requests) - 1
+    # The refreshing answer set a cookie (never kept); the next "yes" is kept, then served as a HIT.
+    statuses = []
+    for _ in range(3):
+        answer = await browser.request("GET", "/api/echo/kept", csrf=False)
+        statuses.append(answer.headers["X-Bffgate-Decision-Cache"])
+        if statuses[-1] == "HIT":
+            break
+    assert statuses[-1] == "HIT", statuses
+    sent = {r.headers["authorization"] for r in front.recorder.requests[after_refresh:]}
+    assert len(sent) == 1 and old_token not in sent, "every call since the refresh carries the new token"
+    assert front.api.refresh_calls == 1
