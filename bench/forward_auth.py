@@ -97,7 +97,9 @@ def generated_nginx(env: dict[str, str], listen: str, bffgate: str, state: Path)
 
 
 def plain_nginx(listen: str, upstream_hostport: str, state: Path) -> str:
-    """nginx alone: the recipe's own process settings (``nginx_file``), a plain ``proxy_pass``."""
+    """nginx alone: the recipe's own process settings (``nginx_file``), a plain ``proxy_pass``. It
+    drops the browser's ``Cookie`` and ``X-CSRF`` as the recipe does, so that the upstream (which
+    shares the machine) gets the same requests from every row."""
     return nginx_file(
         str(state),
         f"""    upstream api {{ server {upstream_hostport}; keepalive 64; }}
@@ -107,6 +109,8 @@ def plain_nginx(listen: str, upstream_hostport: str, state: Path) -> str:
             proxy_pass http://api;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header Cookie "";
+            proxy_set_header X-CSRF "";
         }}
     }}
 """,

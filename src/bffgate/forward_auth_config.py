@@ -197,9 +197,10 @@ def nginx_config(settings: Settings, front: FrontProxy) -> str:
             # Answers that set cookies are never kept.
             proxy_cache bffgate_decisions;
             proxy_cache_key "{key}";
-            # A kept "yes" is read without open/fstat/close each time. Never a stale one: nginx passes
-            # the cache entry's inode with each lookup and reopens when a newer decision replaced it.
-            # At most 1000 files held open, each closed after 10 s unused (a "yes" lives 5 s by default).
+            # Kept decisions' files stay open: a HIT costs no open/fstat/close. Never a stale "yes": each
+            # HIT reads the decision's expiry from the file, and a decision that replaced another is a
+            # new file (a new inode), which nginx reopens. At most 1000 held open; those unused for 10 s
+            # are closed as later requests pass.
             open_file_cache max=1000 inactive=10s;
         }}
 
@@ -259,7 +260,7 @@ def nginx_file(state_dir: str, http: str) -> str:
     with the pid file, the logs and every temporary path in ``state_dir``, so that an unprivileged
     nginx runs it with ``-p``. The recipe and the benchmark's plain ``proxy_pass`` share it."""
     return f"""worker_processes auto;
-# Room for each connection's two sockets (browser, upstream) and the decision files held open.
+# Room for worker_connections (browser and upstream connections alike) and the decision files held open.
 worker_rlimit_nofile 10240;
 pid {state_dir}/nginx.pid;
 error_log {state_dir}/error.log warn;

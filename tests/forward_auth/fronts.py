@@ -166,6 +166,7 @@ class Front:
     recorder: Recorder
     http: aiohttp.ClientSession
     settings: Settings
+    directory: Path  # the front proxy's state: its config, logs and (nginx) decision cache
 
     def browser(self) -> Browser:
         return Browser(self.http, self.url)
@@ -213,7 +214,7 @@ async def front_stack(
             env=store_env(settings),
         )
         await stack.enter_async_context(running_front(kind, config, directory, port))
-        yield Front(kind, url, state, recorder, http, settings)
+        yield Front(kind, url, state, recorder, http, settings, directory)
 
 
 def store_env(settings: Settings) -> dict[str, str]:

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -23,7 +24,10 @@ REDIS_URL = "redis://127.0.0.1:6379/10"
 
 @pytest.fixture
 async def front(http: aiohttp.ClientSession) -> AsyncIterator[Front]:
-    async with front_stack("nginx", http, bff_session_store="redis", redis_url=REDIS_URL) as started:
+    # No login limit: its counters live in Redis and would outlast a run (reruns would see 429).
+    async with front_stack(
+        "nginx", http, bff_session_store="redis", redis_url=REDIS_URL, bff_login_limit_per_username=0
+    ) as started:
         yield started
 
 
@@ -81,42 +85,53 @@ async def test_login_proxied_get_one_refresh_for_a_storm_and_logout_with_redis_s
 async def briefly_kept(http: aiohttp.ClientSession) -> AsyncIterator[Front]:
     """The Redis recipe with decisions kept for one second (BFF_FORWARD_AUTH_CACHE_SECONDS=1)."""
     async with front_stack(
-        "nginx", http, bff_session_store="redis", redis_url=REDIS_URL, bff_forward_auth_cache_seconds=1
+        "nginx",
+        http,
+        bff_session_store="redis",
+        redis_url=REDIS_URL,
+        bff_forward_auth_cache_seconds=1,
+        bff_login_limit_per_username=0,
     ) as started:
         yield started
+
+
+def decision_files(front: Front) -> list[Path]:
+    return [p for p in (front.directory / "decisions").rglob("*") if p.is_file()]
 
 
 async def test_a_decision_replaced_under_the_same_key_is_read_anew_not_from_an_open_file(
     briefly_kept: Front,
 ) -> None:
-    """With Redis sessions the ticket (the cache key's Cookie) stays when the tokens change: the new
-    decision replaces the old one under the same key. nginx keeps cached decisions' files open
-    (open_file_cache); a HIT after the replacement must read the new file, with the new token."""
+    """A request with the ticket from before a refresh (one in flight while another refreshed) still
+    names the session: its new "yes", with the new token, replaces the old decision under the same key,
+    as a new file. nginx holds kept decisions' files open (open_file_cache): a HIT after the replacement
+    must read the new file."""
     front = briefly_kept
     browser = await front.logged_in()
-    await browser.request("GET", "/api/echo/kept", csrf=False)
-    kept = await browser.request("GET", "/api/echo/kept", csrf=False)
+    earlier = browser.clone()  # keeps the ticket from before the refresh
+    for _ in range(2):
+        kept = await earlier.request("GET", "/api/echo/kept", csrf=False)
     assert kept.headers["X-Bffgate-Decision-Cache"] == "HIT", "the decision's file is now held open"
+    (decision_file,) = decision_files(front)
+    first_inode = decision_file.stat().st_ino
     old_token = front.recorder.requests[-1].headers["authorization"]
 
     await expire_access_token(front, browser)
-    # The kept "yes" (the old token) is used until it expires, after one second: then bffgate is asked.
+    refreshing = await browser.request("GET", "/api/echo/refresh")  # with X-CSRF: another key
+    assert refreshing.status == 200 and refreshing.set_cookies, "the refresh seals a new ticket"
+    assert front.api.refresh_calls == 1
+    # The old key's "yes" (the old token) is used until it expires, after one second: then bffgate is
+    # asked, and its "yes" for the earlier ticket is kept under the same key.
     deadline = time.monotonic() + 10
-    while (await browser.request("GET", "/api/echo/kept", csrf=False)).headers[
+    while (await earlier.request("GET", "/api/echo/kept", csrf=False)).headers[
         "X-Bffgate-Decision-Cache"
     ] == "HIT":
         assert time.monotonic() < deadline, "a kept decision outlived BFF_FORWARD_AUTH_CACHE_SECONDS"
         await asyncio.sleep(0.05)
-    assert front.api.refresh_calls == 1
-    after_refresh = len(front.recorder.requests) - 1
-    # The refreshing answer set a cookie (never kept); the next "yes" is kept, then served as a HIT.
-    statuses = []
-    for _ in range(3):
-        answer = await browser.request("GET", "/api/echo/kept", csrf=False)
-        statuses.append(answer.headers["X-Bffgate-Decision-Cache"])
-        if statuses[-1] == "HIT":
-            break
-    assert statuses[-1] == "HIT", statuses
-    sent = {r.headers["authorization"] for r in front.recorder.requests[after_refresh:]}
-    assert len(sent) == 1 and old_token not in sent, "every call since the refresh carries the new token"
+    assert decision_file.stat().st_ino != first_inode, "the new decision replaced the old file"
+    replaced_at = len(front.recorder.requests) - 1
+    again = await earlier.request("GET", "/api/echo/kept", csrf=False)
+    assert again.headers["X-Bffgate-Decision-Cache"] == "HIT"
+    sent = {r.headers["authorization"] for r in front.recorder.requests[replaced_at:]}
+    assert len(sent) == 1 and old_token not in sent, "the new decision and its HIT carry the new token"
     assert front.api.refresh_calls == 1
