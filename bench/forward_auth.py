@@ -36,7 +36,7 @@ from pathlib import Path
 
 import redis
 from load import LoadResult, run_load, wrk_available
-from run import HERE, PYTHON, Fleet, Server, cpu_seconds, free_port, http_status
+from run import HERE, PYTHON, Fleet, Server, bffgate_command, cpu_seconds, free_port, http_status
 
 from bffgate.forward_auth_config import nginx_file
 
@@ -80,10 +80,8 @@ def login(port: int) -> str:
 
 
 def generated_nginx(env: dict[str, str], listen: str, bffgate: str, state: Path) -> str:
-    exe = Path(PYTHON).with_name("bffgate")
-    cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
     argv = [
-        *cmd,
+        *bffgate_command(),
         "forward-auth-config",
         "nginx",
         "--listen",
@@ -228,15 +226,17 @@ def start_rows(fleet: Fleet, workdir: Path) -> dict[str, Target]:
     targets: dict[str, Target] = {ALONE: (f"http://127.0.0.1:{plain_port}/", session, [alone])}
     targets[CACHED] = start_front(fleet, CACHED, workdir / "cached", env, gateway, session)
     if redis_answers(REDIS_URL):
-        redis = {"BFF_SESSION_STORE": "redis", "REDIS_URL": REDIS_URL}
-        redis_gateway, redis_session, redis_env = start_gateway(fleet, "bffgate-redis", upstream.url, redis)
+        store = {"BFF_SESSION_STORE": "redis", "REDIS_URL": REDIS_URL}
+        redis_gateway, redis_session, redis_env = start_gateway(fleet, "bffgate-redis", upstream.url, store)
         targets[ALONE_REDIS] = (f"http://127.0.0.1:{plain_port}/", redis_session, [alone])
         targets[CACHED_REDIS] = start_front(
             fleet, CACHED_REDIS, workdir / "cached-redis", redis_env, redis_gateway, redis_session
         )
     else:
         print(f"no Redis answers at {REDIS_URL}: the Redis sessions row is left out", file=sys.stderr)
-    targets[UNCACHED] = start_front(fleet, UNCACHED, workdir / "uncached", env, gateway, session)
+    targets[UNCACHED] = start_front(
+        fleet, UNCACHED, workdir / "uncached", env, gateway, session, decision_cache=False
+    )
     targets[OWN] = (f"http://127.0.0.1:{gateway.port}/api/rest/proxy/", session, [gateway])
     return targets
 
@@ -247,20 +247,26 @@ def start_gateway(
     """One bffgate (one worker) and a fresh session's request headers; its environment, for its recipe."""
     port = free_port()
     env = bffgate_env(upstream_url, f"http://127.0.0.1:{port}") | extra_env
-    exe = Path(PYTHON).with_name("bffgate")
-    cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
-    gateway = fleet.start(name, [*cmd, "serve", "--port", str(port)], port, health="/healthz", env=env)
+    argv = [*bffgate_command(), "serve", "--port", str(port)]
+    gateway = fleet.start(name, argv, port, health="/healthz", env=env)
     return gateway, [("Cookie", login(port)), ("X-CSRF", "1")], env
 
 
 def start_front(
-    fleet: Fleet, row: str, state: Path, env: dict[str, str], gateway: Server, session: list[tuple[str, str]]
+    fleet: Fleet,
+    row: str,
+    state: Path,
+    env: dict[str, str],
+    gateway: Server,
+    session: list[tuple[str, str]],
+    *,
+    decision_cache: bool = True,
 ) -> Target:
-    """An nginx with the generated recipe in front of ``gateway``; without its decision cache for the
-    uncached row."""
+    """An nginx with the generated recipe in front of ``gateway`` (``decision_cache=False``: with
+    ``proxy_cache off``)."""
     port = free_port()
     config = generated_nginx(env, f"127.0.0.1:{port}", f"127.0.0.1:{gateway.port}", state)
-    if row == UNCACHED:
+    if not decision_cache:
         config = config.replace("proxy_cache bffgate_decisions;", "proxy_cache off;")
     front = start_nginx(fleet, row, config, state)
     return f"http://127.0.0.1:{port}/api/", session, [front, gateway]

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from run import HERE, PYTHON, Fleet, Server, cpu_seconds, free_port
+from run import HERE, PYTHON, Fleet, Server, bffgate_command, cpu_seconds, free_port
 
 from forward_auth import login
 
@@ -131,10 +131,12 @@ def start_servers(fleet: Fleet) -> tuple[Server, Server, Server]:
         "BFF_LOGIN_LIMIT_PER_CLIENT": "0",
         "PYTHONUNBUFFERED": "1",
     }
-    exe = Path(PYTHON).with_name("bffgate")
-    cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
     gateway = fleet.start(
-        "bffgate", [*cmd, "serve", "--port", str(port), "--workers", "1"], port, health="/healthz", env=env
+        "bffgate",
+        [*bffgate_command(), "serve", "--port", str(port), "--workers", "1"],
+        port,
+        health="/healthz",
+        env=env,
     )
     return upstream, api, gateway
 

@@ -44,6 +44,14 @@ from profile_summary import compare, summarise, table
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
+
+
+def bffgate_command() -> list[str]:
+    """The installed ``bffgate`` script beside this Python, or the module when there is none."""
+    exe = Path(PYTHON).with_name("bffgate")
+    return [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
+
+
 MIB = 1024 * 1024
 ONE_MIB_PATH = "/bytes?size=1048576"
 STREAM_BYTES = 100 * MIB
@@ -621,9 +629,7 @@ class Bench:
             "BFF_LOGIN_LIMIT_PER_USERNAME": "0",
         }
         env |= self.o.gateway_env | (extra_env or {})
-        exe = Path(PYTHON).with_name("bffgate")
-        cmd = [str(exe)] if exe.exists() else [PYTHON, "-m", "bffgate.cli"]
-        argv = [*cmd, "serve", "--port", str(port), "--workers", str(workers)]
+        argv = [*bffgate_command(), "serve", "--port", str(port), "--workers", str(workers)]
         return self.fleet.start(name, argv, port, health="/healthz", env=env, cpus=cpus, workers=workers)
 
     # measuring ------------------------------------------------------------------------------------

@@ -4,10 +4,12 @@ one sealed ticket, the tokens live in Redis (db 10, random keys), bffgate decide
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,12 +24,24 @@ from .fronts import Front, assert_no_token, front_stack
 REDIS_URL = "redis://127.0.0.1:6379/10"
 
 
+@contextlib.asynccontextmanager
+async def redis_recipe(http: aiohttp.ClientSession, **overrides: Any) -> AsyncIterator[Front]:
+    """nginx's recipe with Redis sessions; no login limit (its counters live in Redis and would outlast a
+    run: reruns would see 429)."""
+    async with front_stack(
+        "nginx",
+        http,
+        bff_session_store="redis",
+        redis_url=REDIS_URL,
+        bff_login_limit_per_username=0,
+        **overrides,
+    ) as started:
+        yield started
+
+
 @pytest.fixture
 async def front(http: aiohttp.ClientSession) -> AsyncIterator[Front]:
-    # No login limit: its counters live in Redis and would outlast a run (reruns would see 429).
-    async with front_stack(
-        "nginx", http, bff_session_store="redis", redis_url=REDIS_URL, bff_login_limit_per_username=0
-    ) as started:
+    async with redis_recipe(http) as started:
         yield started
 
 
@@ -84,14 +98,7 @@ async def test_login_proxied_get_one_refresh_for_a_storm_and_logout_with_redis_s
 @pytest.fixture
 async def briefly_kept(http: aiohttp.ClientSession) -> AsyncIterator[Front]:
     """The Redis recipe with decisions kept for one second (BFF_FORWARD_AUTH_CACHE_SECONDS=1)."""
-    async with front_stack(
-        "nginx",
-        http,
-        bff_session_store="redis",
-        redis_url=REDIS_URL,
-        bff_forward_auth_cache_seconds=1,
-        bff_login_limit_per_username=0,
-    ) as started:
+    async with redis_recipe(http, bff_forward_auth_cache_seconds=1) as started:
         yield started
 
 
